@@ -1,0 +1,1 @@
+"""Orthweb: a secure Orthanc DICOM deployment on AWS, as CDK for Terraform constructs."""

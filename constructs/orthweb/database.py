@@ -1,0 +1,183 @@
+"""Encrypted RDS PostgreSQL holding Orthanc's index and images."""
+
+from __future__ import annotations
+
+from cdktf_cdktf_provider_aws.cloudwatch_log_group import CloudwatchLogGroup
+from cdktf_cdktf_provider_aws.db_instance import DbInstance
+from cdktf_cdktf_provider_aws.db_parameter_group import DbParameterGroup, DbParameterGroupParameter
+from cdktf_cdktf_provider_aws.db_subnet_group import DbSubnetGroup
+from cdktf_cdktf_provider_aws.iam_role import IamRole
+from cdktf_cdktf_provider_aws.iam_role_policy_attachment import IamRolePolicyAttachment
+from cdktf_cdktf_provider_aws.iam_role_policy import IamRolePolicy
+from cdktf_cdktf_provider_aws.security_group import SecurityGroup
+from cdktf_cdktf_provider_aws.vpc_security_group_ingress_rule import VpcSecurityGroupIngressRule
+from constructs import Construct
+
+from orthweb.encryption import Encryption
+from orthweb.network import Network
+from orthweb.policy import assume_role_policy, policy_document
+
+DB_NAME = "orthanc"
+DB_USERNAME = "orthanc"
+DB_PORT = 5432
+# Exported to CloudWatch; the groups are created here first so they are encrypted and expire.
+LOG_EXPORTS = ("postgresql", "upgrade")
+
+
+class Database(Construct):
+    """RDS for PostgreSQL in the private subnets.
+
+    Not publicly accessible; gp3 storage encrypted with the deployment key; TLS required by the
+    parameter group (``rds.force_ssl=1``); the master password generated and kept by RDS in
+    Secrets Manager (encrypted with the key, rotated by RDS), so it never appears in the
+    synthesized JSON or the Terraform state. Reachable on 5432 only from security groups granted
+    with :meth:`allow_from`.
+    """
+
+    def __init__(
+        self,
+        scope: Construct,
+        id_: str,
+        *,
+        name_prefix: str,
+        network: Network,
+        encryption: Encryption,
+        engine_version: str = "17",
+        instance_class: str = "db.t4g.micro",
+        storage_gb: int = 20,
+        multi_az: bool = False,
+        backup_days: int = 7,
+        deletion_protection: bool = True,
+        log_retention_days: int = 365,
+    ) -> None:
+        super().__init__(scope, id_)
+        major = engine_version.split(".")[0]
+        identifier = f"{name_prefix}-db"
+
+        subnet_group = DbSubnetGroup(
+            self,
+            "SubnetGroup",
+            name_prefix=f"{name_prefix}-",
+            description="Private subnets of the Orthanc database",
+            subnet_ids=network.private_subnet_ids,
+        )
+        parameters = DbParameterGroup(
+            self,
+            "Parameters",
+            name_prefix=f"{name_prefix}-pg{major}-",
+            family=f"postgres{major}",
+            description="Orthanc database: TLS required, connections logged",
+            parameter=[
+                DbParameterGroupParameter(name="rds.force_ssl", value="1"),
+                DbParameterGroupParameter(name="log_connections", value="1"),
+                DbParameterGroupParameter(name="log_disconnections", value="1"),
+            ],
+            lifecycle={"create_before_destroy": True},
+        )
+        self.security_group = SecurityGroup(
+            self,
+            "SecurityGroup",
+            name_prefix=f"{name_prefix}-db-",
+            description="Orthanc database: PostgreSQL from the Orthanc host only",
+            vpc_id=network.vpc_id,
+            tags={"Name": f"{name_prefix}-db"},
+            lifecycle={"create_before_destroy": True},
+        )
+        self.security_group_id: str = self.security_group.id
+
+        log_groups = [
+            CloudwatchLogGroup(
+                self,
+                f"Logs-{kind}",
+                name=f"/aws/rds/instance/{identifier}/{kind}",
+                retention_in_days=log_retention_days,
+                kms_key_id=encryption.key_arn,
+            )
+            for kind in LOG_EXPORTS
+        ]
+        monitoring_role = IamRole(
+            self,
+            "MonitoringRole",
+            name_prefix=f"{name_prefix}-rds-mon-",
+            assume_role_policy=assume_role_policy("monitoring.rds.amazonaws.com"),
+        )
+        IamRolePolicyAttachment(
+            self,
+            "MonitoringPolicy",
+            role=monitoring_role.name,
+            policy_arn=f"arn:{encryption.partition}:iam::aws:policy/service-role/AmazonRDSEnhancedMonitoringRole",
+        )
+
+        self.instance = DbInstance(
+            self,
+            "Instance",
+            identifier=identifier,
+            engine="postgres",
+            engine_version=engine_version,
+            # No paid RDS Extended Support: an end-of-life major is upgraded, not billed.
+            engine_lifecycle_support="open-source-rds-extended-support-disabled",
+            instance_class=instance_class,
+            db_name=DB_NAME,
+            username=DB_USERNAME,
+            port=DB_PORT,
+            manage_master_user_password=True,
+            master_user_secret_kms_key_id=encryption.key_arn,
+            iam_database_authentication_enabled=True,
+            allocated_storage=storage_gb,
+            storage_type="gp3",
+            storage_encrypted=True,
+            kms_key_id=encryption.key_arn,
+            db_subnet_group_name=subnet_group.name,
+            vpc_security_group_ids=[self.security_group.id],
+            parameter_group_name=parameters.name,
+            publicly_accessible=False,
+            multi_az=multi_az,
+            ca_cert_identifier="rds-ca-rsa2048-g1",
+            backup_retention_period=backup_days,
+            copy_tags_to_snapshot=True,
+            delete_automated_backups=not deletion_protection,
+            enabled_cloudwatch_logs_exports=list(LOG_EXPORTS),
+            monitoring_interval=60,
+            monitoring_role_arn=monitoring_role.arn,
+            auto_minor_version_upgrade=True,
+            allow_major_version_upgrade=False,
+            deletion_protection=deletion_protection,
+            skip_final_snapshot=not deletion_protection,
+            final_snapshot_identifier=f"{identifier}-final" if deletion_protection else None,
+            apply_immediately=False,
+            depends_on=log_groups,
+            tags={"Name": identifier},
+        )
+        self.endpoint_address: str = self.instance.address
+        self.port: int = DB_PORT
+        self.db_name: str = DB_NAME
+        self.master_secret_arn: str = self.instance.master_user_secret.get(0).secret_arn
+
+    def allow_from(self, security_group_id: str, *, description: str) -> None:
+        """Let members of ``security_group_id`` connect to PostgreSQL."""
+        VpcSecurityGroupIngressRule(
+            self,
+            "IngressFromHost",
+            security_group_id=self.security_group.id,
+            description=description,
+            ip_protocol="tcp",
+            from_port=DB_PORT,
+            to_port=DB_PORT,
+            referenced_security_group_id=security_group_id,
+        )
+
+    def grant_read_master_secret(self, role: IamRole) -> None:
+        """Let ``role`` read (only) the RDS-managed master credentials."""
+        IamRolePolicy(
+            self,
+            "ReadMasterSecret",
+            role=role.id,
+            name="read-db-master-secret",
+            policy=policy_document(
+                {
+                    "Sid": "ReadDatabaseMasterSecret",
+                    "Action": ["secretsmanager:GetSecretValue", "secretsmanager:DescribeSecret"],
+                    "Resource": self.master_secret_arn,
+                }
+            ),
+        )

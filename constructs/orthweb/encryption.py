@@ -1,0 +1,95 @@
+"""One customer-managed KMS key that encrypts everything the deployment stores."""
+
+from __future__ import annotations
+
+from cdktf_cdktf_provider_aws.data_aws_caller_identity import DataAwsCallerIdentity
+from cdktf_cdktf_provider_aws.data_aws_partition import DataAwsPartition
+from cdktf_cdktf_provider_aws.iam_role import IamRole
+from cdktf_cdktf_provider_aws.iam_role_policy import IamRolePolicy
+from cdktf_cdktf_provider_aws.kms_alias import KmsAlias
+from cdktf_cdktf_provider_aws.kms_key import KmsKey
+from constructs import Construct
+
+from orthweb.policy import policy_document
+
+# Services that encrypt this deployment's data with the key on a caller's behalf.
+_SERVICES_USING_KEY = ("rds", "secretsmanager", "ec2")
+
+
+class Encryption(Construct):
+    """A customer-managed KMS key, rotated yearly, with an alias.
+
+    The key policy lets the account administer the key through IAM, CloudWatch Logs encrypt this
+    deployment's log groups, and RDS, Secrets Manager and EBS use it on behalf of principals of
+    this account only. No other principal can use it.
+    """
+
+    def __init__(self, scope: Construct, id_: str, *, name_prefix: str, region: str, deletion_window_days: int = 30) -> None:
+        super().__init__(scope, id_)
+        identity = DataAwsCallerIdentity(self, "Account")
+        partition = DataAwsPartition(self, "Partition")
+        self.account_id: str = identity.account_id
+        self.partition: str = partition.partition
+        account_root = f"arn:{partition.partition}:iam::{identity.account_id}:root"
+        log_groups = f"arn:{partition.partition}:logs:{region}:{identity.account_id}:log-group:*"
+
+        # A key policy is a resource policy: "Resource": "*" means this key. Access is narrowed by
+        # principal and by the kms:ViaService / kms:CallerAccount conditions.
+        policy = policy_document(
+            {"Sid": "AccountAdministersKeyThroughIam", "Principal": {"AWS": account_root}, "Action": "kms:*", "Resource": "*"},
+            {
+                "Sid": "CloudWatchLogsEncryptsThisAccountsLogGroups",
+                "Principal": {"Service": f"logs.{region}.amazonaws.com"},
+                "Action": ["kms:Encrypt*", "kms:Decrypt*", "kms:ReEncrypt*", "kms:GenerateDataKey*", "kms:Describe*"],
+                "Resource": "*",
+                "Condition": {"ArnLike": {"kms:EncryptionContext:aws:logs:arn": log_groups}},
+            },
+            {
+                "Sid": "AwsServicesUseKeyForThisAccount",
+                "Principal": {"AWS": account_root},
+                "Action": [
+                    "kms:Encrypt",
+                    "kms:Decrypt",
+                    "kms:ReEncrypt*",
+                    "kms:GenerateDataKey*",
+                    "kms:CreateGrant",
+                    "kms:DescribeKey",
+                ],
+                "Resource": "*",
+                "Condition": {
+                    "StringEquals": {
+                        "kms:ViaService": [f"{svc}.{region}.amazonaws.com" for svc in _SERVICES_USING_KEY],
+                        "kms:CallerAccount": identity.account_id,
+                    }
+                },
+            },
+        )
+        self.key = KmsKey(
+            self,
+            "Key",
+            description=f"{name_prefix}: encrypts the Orthanc database, secrets, volumes and logs",
+            enable_key_rotation=True,
+            rotation_period_in_days=365,
+            deletion_window_in_days=deletion_window_days,
+            policy=policy,
+        )
+        KmsAlias(self, "Alias", name=f"alias/{name_prefix}", target_key_id=self.key.key_id)
+        self.key_arn: str = self.key.arn
+        self.key_id: str = self.key.key_id
+
+    def grant_secrets_use(self, role: IamRole, *, region: str) -> None:
+        """Let ``role`` decrypt and encrypt with the key, but only through Secrets Manager."""
+        IamRolePolicy(
+            self,
+            "SecretsUse",
+            role=role.id,
+            name="use-key-through-secrets-manager",
+            policy=policy_document(
+                {
+                    "Sid": "UseKeyForSecretsOnly",
+                    "Action": ["kms:Decrypt", "kms:GenerateDataKey"],
+                    "Resource": self.key_arn,
+                    "Condition": {"StringEquals": {"kms:ViaService": f"secretsmanager.{region}.amazonaws.com"}},
+                }
+            ),
+        )

@@ -1,0 +1,165 @@
+"""The EC2 host that runs Orthanc behind nginx, bootstrapped by cloud-init."""
+
+from __future__ import annotations
+
+from cdktf import TerraformResourceLifecycle
+from cdktf_cdktf_provider_aws.data_aws_ssm_parameter import DataAwsSsmParameter
+from cdktf_cdktf_provider_aws.iam_instance_profile import IamInstanceProfile
+from cdktf_cdktf_provider_aws.iam_role import IamRole
+from cdktf_cdktf_provider_aws.iam_role_policy_attachment import IamRolePolicyAttachment
+from cdktf_cdktf_provider_aws.instance import Instance, InstanceMetadataOptions, InstanceRootBlockDevice
+from cdktf_cdktf_provider_aws.security_group import SecurityGroup
+from cdktf_cdktf_provider_aws.vpc_security_group_egress_rule import VpcSecurityGroupEgressRule
+from cdktf_cdktf_provider_aws.vpc_security_group_ingress_rule import VpcSecurityGroupIngressRule
+from constructs import Construct
+
+from orthweb.encryption import Encryption
+from orthweb.network import Network
+from orthweb.policy import assume_role_policy
+
+HTTPS_PORT = 443
+HTTP_PORT = 80
+DICOM_TLS_PORT = 11112
+DICOM_PORT = 4242
+SSH_PORT = 22
+# Terraform address of the instance: the runbook's `-target aws_instance.orthweb` relies on it.
+INSTANCE_LOGICAL_ID = "orthweb"
+AMI_PARAMETER = "/aws/service/ami-amazon-linux-latest/al2023-ami-kernel-default-{arch}"
+
+
+class Host(Construct):
+    """One Amazon Linux 2023 instance in a public subnet, replaceable without data loss.
+
+    IMDSv2 only (hop limit 2 so containers can use the role); encrypted gp3 root volume; reachable
+    from outside only on the ports given (HTTPS, DICOM TLS, and SSH only when a key and CIDR are
+    configured); managed through Session Manager. Its role starts with no data access: grant it
+    with the owning constructs' ``grant_*`` methods. The AMI is read once at creation and
+    ignored afterwards, so a new Amazon Linux release replaces the host only when you choose to.
+    """
+
+    def __init__(
+        self,
+        scope: Construct,
+        id_: str,
+        *,
+        name_prefix: str,
+        network: Network,
+        encryption: Encryption,
+        user_data: str,
+        instance_type: str = "t4g.small",
+        architecture: str = "arm64",
+        root_volume_gb: int = 20,
+        web_cidrs: list[str] | tuple[str, ...] = (),
+        dicom_cidrs: list[str] | tuple[str, ...] = (),
+        https: bool = True,
+        plain_dicom_in_vpc: bool = False,
+        ssh_key_name: str | None = None,
+        ssh_cidr: str | None = None,
+    ) -> None:
+        super().__init__(scope, id_)
+        self.security_group = SecurityGroup(
+            self,
+            "SecurityGroup",
+            name_prefix=f"{name_prefix}-host-",
+            description="Orthanc host: HTTPS and DICOM TLS from allowed networks only",
+            vpc_id=network.vpc_id,
+            tags={"Name": f"{name_prefix}-host"},
+            lifecycle=TerraformResourceLifecycle(create_before_destroy=True),
+        )
+        self.security_group_id: str = self.security_group.id
+        web_port = HTTPS_PORT if https else HTTP_PORT
+        ingress: list[tuple[str, int, str, str]] = [
+            *((f"Web{i}", web_port, cidr, "Orthanc web UI and REST API") for i, cidr in enumerate(web_cidrs)),
+            *((f"DicomTls{i}", DICOM_TLS_PORT, cidr, "DICOM over TLS") for i, cidr in enumerate(dicom_cidrs)),
+        ]
+        if plain_dicom_in_vpc:
+            ingress.append(("DicomInVpc", DICOM_PORT, network.vpc_cidr, "Plain DICOM from inside the VPC"))
+        if ssh_key_name and ssh_cidr:
+            ingress.append(("Ssh", SSH_PORT, ssh_cidr, "SSH from the administrator network"))
+        for rule_id, port, cidr, description in ingress:
+            VpcSecurityGroupIngressRule(
+                self,
+                rule_id,
+                security_group_id=self.security_group.id,
+                description=description,
+                ip_protocol="tcp",
+                from_port=port,
+                to_port=port,
+                cidr_ipv4=cidr,
+            )
+        # Out: HTTPS for packages, images, AWS APIs and the RDS CA bundle. PostgreSQL is added by
+        # allow_to(); DNS and NTP go to the VPC's link-local services, which groups do not filter.
+        VpcSecurityGroupEgressRule(
+            self,
+            "HttpsOut",
+            security_group_id=self.security_group.id,
+            description="HTTPS to package repositories, container registries and AWS APIs",
+            ip_protocol="tcp",
+            from_port=HTTPS_PORT,
+            to_port=HTTPS_PORT,
+            cidr_ipv4="0.0.0.0/0",
+        )
+
+        self.role = IamRole(
+            self,
+            "Role",
+            name_prefix=f"{name_prefix}-host-",
+            description="Orthanc host: reads its secrets, fills the admin secret, Session Manager",
+            assume_role_policy=assume_role_policy("ec2.amazonaws.com"),
+        )
+        IamRolePolicyAttachment(
+            self,
+            "SessionManager",
+            role=self.role.name,
+            policy_arn=f"arn:{encryption.partition}:iam::aws:policy/AmazonSSMManagedInstanceCore",
+        )
+        profile = IamInstanceProfile(self, "Profile", name_prefix=f"{name_prefix}-host-", role=self.role.name)
+
+        ami = DataAwsSsmParameter(self, "Ami", name=AMI_PARAMETER.format(arch=architecture))
+        self.instance = Instance(
+            self,
+            "Instance",
+            ami=ami.value,
+            instance_type=instance_type,
+            subnet_id=network.public_subnet_ids[0],
+            vpc_security_group_ids=[self.security_group.id],
+            associate_public_ip_address=True,
+            iam_instance_profile=profile.name,
+            key_name=ssh_key_name if ssh_key_name and ssh_cidr else None,
+            ebs_optimized=True,
+            monitoring=False,
+            metadata_options=InstanceMetadataOptions(
+                http_endpoint="enabled",
+                http_tokens="required",
+                http_put_response_hop_limit=2,
+                instance_metadata_tags="disabled",
+            ),
+            root_block_device=InstanceRootBlockDevice(
+                volume_type="gp3",
+                volume_size=root_volume_gb,
+                encrypted=True,
+                kms_key_id=encryption.key_arn,
+                delete_on_termination=True,
+            ),
+            user_data=user_data,
+            # cloud-init runs once per instance: a changed bootstrap takes effect on a new host.
+            user_data_replace_on_change=True,
+            lifecycle=TerraformResourceLifecycle(ignore_changes=["ami"]),
+            tags={"Name": f"{name_prefix}-host"},
+        )
+        self.instance.override_logical_id(INSTANCE_LOGICAL_ID)
+        self.instance_id: str = self.instance.id
+        self.public_dns: str = self.instance.public_dns
+
+    def allow_to(self, security_group_id: str, port: int, *, description: str) -> None:
+        """Let the host open connections to ``security_group_id`` on ``port``."""
+        VpcSecurityGroupEgressRule(
+            self,
+            f"To{port}",
+            security_group_id=self.security_group.id,
+            description=description,
+            ip_protocol="tcp",
+            from_port=port,
+            to_port=port,
+            referenced_security_group_id=security_group_id,
+        )

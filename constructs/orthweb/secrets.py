@@ -1,0 +1,54 @@
+"""The Orthanc admin login secret: created empty here, filled once by the host."""
+
+from __future__ import annotations
+
+from cdktf_cdktf_provider_aws.iam_role import IamRole
+from cdktf_cdktf_provider_aws.iam_role_policy import IamRolePolicy
+from cdktf_cdktf_provider_aws.secretsmanager_secret import SecretsmanagerSecret
+from constructs import Construct
+
+from orthweb.encryption import Encryption
+from orthweb.policy import policy_document
+
+
+class AdminSecret(Construct):
+    """A Secrets Manager secret for Orthanc's web admin login, encrypted with the deployment key.
+
+    Terraform creates it with no value, so no password ever passes through Terraform or its
+    state. At first boot the host generates a strong password and stores it here; a replaced
+    host reads it back, so the login survives instance replacement.
+    """
+
+    def __init__(
+        self, scope: Construct, id_: str, *, name_prefix: str, encryption: Encryption, recovery_window_days: int = 7
+    ) -> None:
+        super().__init__(scope, id_)
+        self.secret = SecretsmanagerSecret(
+            self,
+            "Secret",
+            name_prefix=f"{name_prefix}/orthanc-admin-",
+            description=f"{name_prefix}: Orthanc web admin login (JSON username/password), set by the host",
+            kms_key_id=encryption.key_arn,
+            recovery_window_in_days=recovery_window_days,
+        )
+        self.secret_arn: str = self.secret.arn
+
+    def grant_read_write(self, role: IamRole) -> None:
+        """Let ``role`` read this secret and set its value (the host fills it at first boot)."""
+        IamRolePolicy(
+            self,
+            "ReadWrite",
+            role=role.id,
+            name="read-write-orthanc-admin-secret",
+            policy=policy_document(
+                {
+                    "Sid": "ReadWriteOrthancAdminSecret",
+                    "Action": [
+                        "secretsmanager:GetSecretValue",
+                        "secretsmanager:DescribeSecret",
+                        "secretsmanager:PutSecretValue",
+                    ],
+                    "Resource": self.secret_arn,
+                }
+            ),
+        )

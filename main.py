@@ -1,0 +1,11 @@
+#!/usr/bin/env python
+"""Synthesize the Orthweb stack: `python main.py` or `npx cdktf synth` write cdktf.out/."""
+
+from __future__ import annotations
+
+import sys
+
+from orthweb.app import main
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,12 +1,26 @@
 """Renders the files in ``userdata/`` into the host's cloud-init user data.
 
-Templates are real files (cloud-config, shell, compose, nginx, Orthanc JSON). Python only fills
-``{{ name }}`` values and replaces a line holding just ``{{ include path }}`` with that file,
-indented like the line, so scripts stay files that shellcheck and friends can read.
+Templates are real files (cloud-config, shell, compose, nginx, Orthanc JSON, systemd units).
+Python only fills values and expands three kinds of line, each alone on its line:
+
+- ``{{ name }}`` anywhere in a line is replaced by a value; alone on a line, a multi-line value
+  is indented like the line.
+- ``{{ include path }}`` is replaced by that file (relative to ``userdata/``), rendered
+  recursively and indented like the line. ``{{ include path if flag }}`` and
+  ``{{ include path unless flag }}`` include it only when the value ``flag`` is ``true`` (or
+  ``false``); otherwise the line disappears.
+- ``{{ content path }}`` (in a cloud-config ``write_files`` entry) becomes that entry's
+  ``content``: a literal block, or with compression ``encoding: gz+b64`` and the gzipped file.
+
+So scripts stay files that shellcheck and friends can read, and the user data stays within
+EC2's 16 KiB: :func:`render_user_data` compresses the written files only when the plain text
+would not fit, because plain user data is easier to read on the host.
 """
 
 from __future__ import annotations
 
+import base64
+import gzip
 import json
 import re
 from collections.abc import Mapping
@@ -19,9 +33,20 @@ USERDATA_DIR = Path(__file__).resolve().parents[2] / "userdata"
 CLOUD_CONFIG = "cloud-config.yaml"
 # EC2 refuses user data above 16 KiB (before base64).
 USER_DATA_LIMIT = 16 * 1024
+# Above this the written files are gzipped: leaves room for the Terraform references in the
+# facts (ARNs, the DB address), which are longer once Terraform fills them in.
+COMPRESS_ABOVE = 15 * 1024
+# Version of Docker's compose plugin the host installs (from Docker's signed RPM repository).
+COMPOSE_PLUGIN_VERSION = "2.36.2"
+# The application files the host runs, in userdata/app/, by the name they have on the host.
+APP_FILES = ("docker-compose.yml", "orthanc.json", "nginx.conf")
 
 _VALUE_RE = re.compile(r"\{\{ ([a-z_]+) \}\}")
-_INCLUDE_RE = re.compile(r"^(?P<indent>[ \t]*)\{\{ include (?P<path>[\w./-]+) \}\}[ \t]*$", re.MULTILINE)
+_DIRECTIVE_RE = re.compile(
+    r"^(?P<indent>[ \t]*)\{\{ (?P<kind>include|content) (?P<path>[\w./-]+)"
+    r"(?: (?P<cond>if|unless) (?P<flag>[a-z_]+))? \}\}[ \t]*$"
+)
+_BLOCK_VALUE_RE = re.compile(r"^(?P<indent>[ \t]*)\{\{ (?P<name>[a-z_]+) \}\}[ \t]*$")
 
 
 class TemplateError(RuntimeError):
@@ -40,52 +65,97 @@ class HostFacts:
     admin_secret_arn: str
 
 
-def template_values(settings: Settings, facts: HostFacts) -> dict[str, str]:
-    """Every ``{{ name }}`` a template may use, as text."""
+def settings_values(settings: Settings) -> dict[str, str]:
+    """The values that come from settings alone: enough for the application files."""
     return {
         "name_prefix": settings.name_prefix,
-        "region": facts.region,
-        "db_address": facts.db_address,
-        "db_port": facts.db_port,
-        "db_name": facts.db_name,
-        "db_secret_arn": facts.db_secret_arn,
-        "admin_secret_arn": facts.admin_secret_arn,
         "vpc_cidr": settings.vpc_cidr,
         "orthanc_aet": settings.orthanc_aet,
         "site_name": settings.site_name or "",
         "orthanc_image": settings.orthanc_image,
         "nginx_image": settings.nginx_image,
         "https": json.dumps(settings.https),
+        "web_port": "443" if settings.https else "80",
         "plain_dicom_in_vpc": json.dumps(settings.plain_dicom_in_vpc),
-        "dicom_client_ca": "true" if settings.dicom_client_ca else "false",
+        "dicom_client_ca": json.dumps(settings.dicom_client_ca is not None),
+        "dicom_client_ca_pem": (settings.dicom_client_ca or "").strip(),
+        "compose_plugin_version": COMPOSE_PLUGIN_VERSION,
     }
 
 
-def render_text(text: str, values: Mapping[str, str], *, base: Path = USERDATA_DIR, _depth: int = 0) -> str:
-    """Fill includes (recursively, indented) and values in ``text``."""
+def template_values(settings: Settings, facts: HostFacts) -> dict[str, str]:
+    """Every ``{{ name }}`` a template may use, as text."""
+    return {
+        **settings_values(settings),
+        "region": facts.region,
+        "db_address": facts.db_address,
+        "db_port": facts.db_port,
+        "db_name": facts.db_name,
+        "db_secret_arn": facts.db_secret_arn,
+        "admin_secret_arn": facts.admin_secret_arn,
+    }
+
+
+def _value(values: Mapping[str, str], name: str) -> str:
+    if name not in values:
+        raise TemplateError(f"template uses unknown value {{{{ {name} }}}}")
+    return values[name]
+
+
+def _indent(body: str, indent: str) -> list[str]:
+    return [indent + line if line else "" for line in body.rstrip("\n").split("\n")]
+
+
+def gzip_b64(text: str) -> str:
+    """``text`` gzipped (with no timestamp, so the same text gives the same bytes) and base64-encoded."""
+    return base64.b64encode(gzip.compress(text.encode(), compresslevel=9, mtime=0)).decode()
+
+
+def render_text(
+    text: str, values: Mapping[str, str], *, base: Path = USERDATA_DIR, compress: bool = False, _depth: int = 0
+) -> str:
+    """Fill values and expand ``include``/``content`` lines in ``text`` (see the module docstring)."""
     if _depth > 4:
         raise TemplateError("includes nest deeper than 4 levels")
+    out: list[str] = []
+    for line in text.split("\n"):
+        m = _DIRECTIVE_RE.match(line)
+        if m:
+            if m["cond"]:
+                flag = _value(values, m["flag"])
+                if flag not in ("true", "false"):
+                    raise TemplateError(f"value {m['flag']!r} used as a condition is {flag!r}, not true or false")
+                if (flag == "true") != (m["cond"] == "if"):
+                    continue
+            path = base / m["path"]
+            if not path.is_file():
+                raise TemplateError(f"template includes missing file userdata/{m['path']}")
+            body = render_text(path.read_text(), values, base=base, compress=compress, _depth=_depth + 1)
+            indent = m["indent"]
+            if m["kind"] == "include":
+                out += _indent(body, indent)
+            elif compress and "\x00" not in body:  # "\x00" marks a Terraform fact: must stay plain text
+                out += [f"{indent}encoding: gz+b64", f"{indent}content: {gzip_b64(body)}"]
+            else:
+                out += [f"{indent}content: |", *_indent(body, indent + "  ")]
+            continue
+        b = _BLOCK_VALUE_RE.match(line)
+        if b:
+            out += _indent(_value(values, b["name"]), b["indent"])
+            continue
+        out.append(_VALUE_RE.sub(lambda v: _value(values, v[1]), line))
+    return "\n".join(out)
 
-    def include(m: re.Match[str]) -> str:
-        path = base / m["path"]
-        if not path.is_file():
-            raise TemplateError(f"template includes missing file userdata/{m['path']}")
-        body = render_text(path.read_text(), values, base=base, _depth=_depth + 1)
-        return "\n".join(m["indent"] + line if line else "" for line in body.rstrip("\n").split("\n"))
 
-    text = _INCLUDE_RE.sub(include, text)
-
-    def value(m: re.Match[str]) -> str:
-        if m[1] not in values:
-            raise TemplateError(f"template uses unknown value {{{{ {m[1]} }}}}")
-        return values[m[1]]
-
-    return _VALUE_RE.sub(value, text)
-
-
-def render_file(name: str, values: Mapping[str, str]) -> str:
+def render_file(name: str, values: Mapping[str, str], *, compress: bool = False) -> str:
     """Render ``userdata/<name>``."""
-    return render_text((USERDATA_DIR / name).read_text(), values)
+    return render_text((USERDATA_DIR / name).read_text(), values, compress=compress)
+
+
+def render_app(settings: Settings) -> dict[str, str]:
+    """The application files the host runs (compose, Orthanc, nginx), by their name on the host."""
+    values = settings_values(settings)
+    return {name: render_file(f"app/{name}", values) for name in APP_FILES}
 
 
 def terraform_escape(text: str) -> str:
@@ -93,18 +163,27 @@ def terraform_escape(text: str) -> str:
     return text.replace("${", "$${").replace("%{", "%%{")
 
 
-def render_user_data(settings: Settings, facts: HostFacts, *, for_terraform: bool = False) -> str:
+def render_user_data(
+    settings: Settings, facts: HostFacts, *, for_terraform: bool = False, compress: bool | None = None
+) -> str:
     """The host's cloud-config, with every script and configuration file it writes.
 
     With ``for_terraform`` the facts may be Terraform references: the files are escaped so shell
     ``${VAR}`` stays literal, and only the facts are left for Terraform to fill at apply time.
+    ``compress`` gzips the written files (except the facts file); ``None`` (the default) does so
+    only when the plain user data would be larger than ``COMPRESS_ABOVE``.
     """
+    if compress is None:
+        plain = render_user_data(settings, facts, for_terraform=for_terraform, compress=False)
+        if user_data_size(plain) <= COMPRESS_ABOVE:
+            return plain
+        compress = True
     values = template_values(settings, facts)
     if not for_terraform:
-        return render_file(CLOUD_CONFIG, values)
+        return render_file(CLOUD_CONFIG, values, compress=compress)
     fact_names = [f.name for f in fields(HostFacts)]
     marked = {**values, **{name: f"\x00{name}\x00" for name in fact_names}}
-    text = terraform_escape(render_file(CLOUD_CONFIG, marked))
+    text = terraform_escape(render_file(CLOUD_CONFIG, marked, compress=compress))
     for name in fact_names:
         text = text.replace(f"\x00{name}\x00", values[name])
     return text

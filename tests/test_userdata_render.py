@@ -1,0 +1,339 @@
+"""The rendered user data and application files: valid for cloud-init, compose, nginx and
+shellcheck, within EC2's size limit, and holding no secret."""
+
+from __future__ import annotations
+
+import base64
+import gzip
+import json
+import re
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from orthweb.bootstrap import (
+    USER_DATA_LIMIT,
+    USERDATA_DIR,
+    HostFacts,
+    render_app,
+    render_user_data,
+    user_data_size,
+)
+from orthweb.settings import Settings
+
+FACTS = HostFacts(
+    region="us-east-1",
+    db_address="orthweb-db.c9akciq32.us-east-1.rds.amazonaws.com",
+    db_port="5432",
+    db_name="orthanc",
+    db_secret_arn="arn:aws:secretsmanager:us-east-1:123456789012:secret:rds!db-0f5f4c7e-2c1b-4a8e-9d1e-5b0b7c1d2e3f-AbCdEf",
+    admin_secret_arn="arn:aws:secretsmanager:us-east-1:123456789012:secret:orthweb/orthanc-admin-20250101000000000000000001-AbCdEf",
+)
+# What the stack passes: Terraform references, filled in at apply time.
+TF_FACTS = HostFacts(
+    region="us-east-1",
+    db_address="${aws_db_instance.Database_Instance_1A2B3C4D.address}",
+    db_port="5432",
+    db_name="orthanc",
+    db_secret_arn="${aws_db_instance.Database_Instance_1A2B3C4D.master_user_secret[0].secret_arn}",
+    admin_secret_arn="${aws_secretsmanager_secret.AdminSecret_Secret_5E6F7A8B.arn}",
+)
+CA_PEM = "-----BEGIN CERTIFICATE-----\nMIIBfake\n-----END CERTIFICATE-----\n"
+VARIANTS = {
+    "defaults": Settings(),
+    "everything-on": Settings(
+        site_name="pacs.example.org",
+        orthanc_aet="PACS_01",
+        plain_dicom_in_vpc=True,
+        dicom_client_ca=CA_PEM,
+        vpc_cidr="10.20.0.0/20",
+    ),
+    "plain-http": Settings(https=False),
+}
+SCRIPTS = [*sorted((USERDATA_DIR / "bin").glob("*.sh")), USERDATA_DIR / "lib" / "common.sh"]
+
+
+def require(tool: str, package: str) -> str:
+    """The path of ``tool``, or fail naming the Debian package that provides it (never skip)."""
+    found = shutil.which(tool)
+    if not found:
+        pytest.fail(f"{tool} is missing: install the Debian package {package} (CI's .ci/run does)")
+    return found
+
+
+def written_files(user_data: str) -> dict[str, dict[str, Any]]:
+    """The cloud-config's write_files by path, with ``text`` decoded whatever the encoding."""
+    doc = yaml.safe_load(user_data)
+    files = {}
+    for entry in doc["write_files"]:
+        text = entry["content"]
+        if entry.get("encoding") == "gz+b64":
+            text = gzip.decompress(base64.b64decode(text)).decode()
+        else:
+            assert "encoding" not in entry
+        files[entry["path"]] = {**entry, "text": text}
+    return files
+
+
+@pytest.fixture(scope="module", params=sorted(VARIANTS))
+def variant(request: pytest.FixtureRequest) -> tuple[str, Settings]:
+    return request.param, VARIANTS[request.param]
+
+
+# --- user data ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("compress", [False, True])
+def test_user_data_passes_cloud_init_schema(tmp_path: Path, variant: tuple[str, Settings], compress: bool) -> None:
+    cloud_init = require("cloud-init", "cloud-init")
+    path = tmp_path / "user-data"
+    path.write_text(render_user_data(variant[1], FACTS, compress=compress))
+    run = subprocess.run(
+        [cloud_init, "schema", "--config-file", str(path)], capture_output=True, text=True, check=False
+    )
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert "Valid cloud-config" in run.stdout
+
+
+def test_user_data_fits_ec2_limit_as_the_stack_renders_it(variant: tuple[str, Settings]) -> None:
+    # Terraform fills the references with values of about the same length as FACTS'.
+    for facts in (TF_FACTS, FACTS):
+        assert user_data_size(render_user_data(variant[1], facts, for_terraform=True)) <= USER_DATA_LIMIT
+    assert user_data_size(render_user_data(variant[1], FACTS)) <= USER_DATA_LIMIT
+
+
+def test_plain_user_data_is_too_large_so_the_stack_uses_the_gzip_path() -> None:
+    plain = render_user_data(Settings(), TF_FACTS, for_terraform=True, compress=False)
+    auto = render_user_data(Settings(), TF_FACTS, for_terraform=True)
+    assert user_data_size(plain) > USER_DATA_LIMIT
+    assert "encoding: gz+b64" in auto
+
+
+def test_gzip_path_writes_the_same_files_as_the_plain_path(variant: tuple[str, Settings]) -> None:
+    plain = written_files(render_user_data(variant[1], FACTS, compress=False))
+    packed = written_files(render_user_data(variant[1], FACTS, compress=True))
+    assert plain.keys() == packed.keys()
+    for path in plain:
+        assert packed[path]["text"] == plain[path]["text"], path
+        assert packed[path]["permissions"] == plain[path]["permissions"], path
+
+
+def test_gzip_path_is_deterministic_and_keeps_facts_plain_for_terraform() -> None:
+    first = render_user_data(Settings(), TF_FACTS, for_terraform=True, compress=True)
+    assert first == render_user_data(Settings(), TF_FACTS, for_terraform=True, compress=True)
+    env = written_files(first)["/etc/orthweb/orthweb.env"]
+    assert "encoding" not in env
+    assert "ORTHWEB_ADMIN_SECRET_ARN=${aws_secretsmanager_secret.AdminSecret_Secret_5E6F7A8B.arn}" in env["text"]
+    # Shell ${VAR} in the (plain) scripts is escaped for Terraform; gzipped files contain no "${" at all.
+    plain = render_user_data(Settings(), TF_FACTS, for_terraform=True, compress=False)
+    assert "$${ORTHWEB_ENV_FILE:-/etc/orthweb/orthweb.env}" in plain
+    assert "${ORTHWEB" not in first.replace("$${", "")
+
+
+def test_user_data_writes_the_host_files_with_tight_modes() -> None:
+    files = written_files(render_user_data(Settings(), FACTS))
+    scripts = [p for p in files if p.startswith("/usr/local/sbin/")]
+    assert sorted(scripts) == [
+        f"/usr/local/sbin/orthweb-{n}" for n in ("bootstrap", "cert", "rds-ca", "refresh", "secrets")
+    ]
+    assert all(files[p]["permissions"] == "0700" for p in scripts)
+    for name in ("docker-compose.yml", "orthanc.json", "nginx.conf"):
+        assert f"/etc/orthweb/{name}" in files
+    for unit in ("orthweb.service", "orthweb-refresh.service", "orthweb-refresh.timer"):
+        assert f"/etc/systemd/system/{unit}" in files
+    assert "/etc/orthweb/tls/dicom-client-ca.pem" not in files
+    doc = yaml.safe_load(render_user_data(Settings(), FACTS))
+    assert doc["runcmd"] == [["/usr/local/sbin/orthweb-bootstrap"]]
+
+
+def test_dicom_client_ca_reaches_the_host_only_when_set() -> None:
+    files = written_files(render_user_data(VARIANTS["everything-on"], FACTS))
+    assert files["/etc/orthweb/tls/dicom-client-ca.pem"]["text"] == CA_PEM
+
+
+SECRET_PATTERNS = [
+    re.compile(r"BEGIN [A-Z ]*PRIVATE KEY"),
+    re.compile(r"AKIA[0-9A-Z]{16}"),
+    re.compile(r"postgres(ql)?://[^\s\"'\\]*:[^\s\"'@\\]+@"),  # a URI carrying a literal password
+    re.compile(r'"(Password|RegisteredUsers|ConnectionUri)"\s*:', re.IGNORECASE),
+    re.compile(r"secret_string|random_password|master_password", re.IGNORECASE),
+]
+
+
+@pytest.mark.parametrize("for_terraform", [False, True])
+def test_user_data_holds_no_secret(variant: tuple[str, Settings], for_terraform: bool) -> None:
+    facts = TF_FACTS if for_terraform else FACTS
+    user_data = render_user_data(variant[1], facts, for_terraform=for_terraform)
+    texts = [user_data, *(f["text"] for f in written_files(user_data).values())]
+    for text in texts:
+        for pattern in SECRET_PATTERNS:
+            assert not pattern.search(text), f"{pattern.pattern} found in rendered user data"
+    compose = yaml.safe_load(written_files(user_data)["/etc/orthweb/docker-compose.yml"]["text"])
+    assert all("environment" not in svc and "env_file" not in svc for svc in compose["services"].values())
+
+
+# --- scripts -----------------------------------------------------------------------------------
+
+
+def test_scripts_are_shellcheck_clean() -> None:
+    shellcheck = require("shellcheck", "shellcheck")
+    run = subprocess.run(
+        [shellcheck, "-x", "-P", "SCRIPTDIR", *map(str, SCRIPTS)], capture_output=True, text=True, check=False
+    )
+    assert run.returncode == 0, run.stdout + run.stderr
+
+
+@pytest.mark.parametrize("compress", [False, True])
+def test_rendered_scripts_are_shellcheck_clean(tmp_path: Path, compress: bool) -> None:
+    shellcheck = require("shellcheck", "shellcheck")
+    files = written_files(render_user_data(VARIANTS["everything-on"], FACTS, compress=compress))
+    (tmp_path / "bin").mkdir()
+    (tmp_path / "lib").mkdir()
+    (tmp_path / "orthweb.env").write_text(files["/etc/orthweb/orthweb.env"]["text"])
+    (tmp_path / "lib" / "common.sh").write_text(files["/usr/local/lib/orthweb/common.sh"]["text"])
+    paths = [tmp_path / "lib" / "common.sh"]
+    for path, entry in files.items():
+        if path.startswith("/usr/local/sbin/"):
+            assert entry["text"].startswith("#!/bin/bash\n")
+            paths.append(tmp_path / "bin" / (Path(path).name + ".sh"))
+            paths[-1].write_text(entry["text"])
+    run = subprocess.run(
+        [shellcheck, "-x", "-P", "SCRIPTDIR", "-s", "bash", *map(str, paths)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert run.returncode == 0, run.stdout + run.stderr
+
+
+# --- compose -----------------------------------------------------------------------------------
+
+
+def test_compose_file_validates(tmp_path: Path, variant: tuple[str, Settings]) -> None:
+    docker_compose = require("docker-compose", "docker-compose")
+    path = tmp_path / "docker-compose.yml"
+    path.write_text(render_app(variant[1])["docker-compose.yml"])
+    run = subprocess.run(
+        [docker_compose, "--project-name", "orthweb", "--file", str(path), "config", "--quiet"],
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd=tmp_path,
+    )
+    assert run.returncode == 0, run.stdout + run.stderr
+
+
+def test_compose_publishes_only_nginx_ports_and_passes_secrets_as_files() -> None:
+    default = yaml.safe_load(render_app(Settings())["docker-compose.yml"])
+    everything = yaml.safe_load(render_app(VARIANTS["everything-on"])["docker-compose.yml"])
+    plain_http = yaml.safe_load(render_app(VARIANTS["plain-http"])["docker-compose.yml"])
+    orthanc, nginx = default["services"]["orthanc"], default["services"]["nginx"]
+    assert orthanc["image"] == "orthancteam/orthanc:25.6.0"
+    assert nginx["image"] == "nginx:1.28.0-alpine"
+    assert "ports" not in orthanc
+    assert nginx["ports"] == ["443:443", "11112:11112"]
+    assert everything["services"]["nginx"]["ports"] == ["443:443", "11112:11112", "4242:4242"]
+    assert plain_http["services"]["nginx"]["ports"] == ["80:80", "11112:11112"]
+    assert sorted(orthanc["secrets"]) == ["ORTHANC__POSTGRESQL__CONNECTION_URI", "ORTHANC__REGISTERED_USERS"]
+    for name, secret in default["secrets"].items():
+        assert secret == {"file": f"/etc/orthweb/secrets/{name}"}
+    for svc in (orthanc, nginx):
+        assert svc["restart"] == "unless-stopped"
+        assert svc["healthcheck"]["test"][0] == "CMD"
+        assert svc["networks"] == ["orthweb"]
+        assert "environment" not in svc
+    assert list(default["networks"]) == ["orthweb"]
+    assert any("dicom-client-ca.pem" in v for v in everything["services"]["nginx"]["volumes"])
+    assert not any("dicom-client-ca.pem" in v for v in nginx["volumes"])
+
+
+# --- orthanc.json ------------------------------------------------------------------------------
+
+
+def test_orthanc_json_parses_and_holds_the_required_settings() -> None:
+    config = json.loads(render_app(VARIANTS["everything-on"])["orthanc.json"])
+    assert config["DicomAet"] == "PACS_01"
+    assert config["DicomPort"] == 4242
+    assert config["AuthenticationEnabled"] is True
+    assert config["RemoteAccessAllowed"] is True
+    assert config["SslEnabled"] is False  # nginx terminates TLS
+    assert config["StorageCompression"] is False
+    assert config["KeepAlive"] is True
+    assert config["TcpNoDelay"] is True
+    assert 1 <= config["DicomThreadsCount"] <= 16
+    assert 1 <= config["HttpThreadsCount"] <= 100
+    pg = config["PostgreSQL"]
+    assert pg["EnableIndex"] is True
+    assert pg["EnableStorage"] is True
+    assert 1 <= pg["IndexConnectionsCount"] <= 20
+    # The connection (with verify-full TLS) and the users come only from the secret files.
+    assert not {"ConnectionUri", "Password", "Username", "Host", "EnableSsl"} & pg.keys()
+    assert "RegisteredUsers" not in config
+    assert json.loads(render_app(Settings())["orthanc.json"])["DicomAet"] == "ORTHANC"
+
+
+# --- nginx -------------------------------------------------------------------------------------
+
+
+def _test_certificate(tls: Path) -> None:
+    tls.mkdir()
+    subprocess.run(
+        [
+            require("openssl", "openssl"), "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+            "-subj", "/CN=test.invalid", "-keyout", str(tls / "server.key"), "-out", str(tls / "server.crt"),
+        ],
+        check=True,
+        capture_output=True,
+    )  # fmt: skip
+    shutil.copy(tls / "server.crt", tls / "dicom-client-ca.pem")
+
+
+STREAM_MODULE = Path("/usr/lib/nginx/modules/ngx_stream_module.so")
+
+
+def test_nginx_accepts_the_rendered_configuration(tmp_path: Path, variant: tuple[str, Settings]) -> None:
+    nginx = require("nginx", "nginx-light")
+    if not STREAM_MODULE.exists():
+        pytest.fail(f"{STREAM_MODULE} is missing: install the Debian package libnginx-mod-stream")
+    tls = tmp_path / "tls"
+    _test_certificate(tls)
+    conf = render_app(variant[1])["nginx.conf"].replace("/etc/nginx/tls/", f"{tls}/")
+    # The official nginx image has the stream module built in; Debian's nginx loads it.
+    (tmp_path / "nginx.conf").write_text(f"load_module {STREAM_MODULE};\n{conf}")
+    run = subprocess.run(
+        [
+            nginx, "-t", "-p", str(tmp_path), "-c", str(tmp_path / "nginx.conf"),
+            "-e", str(tmp_path / "error.log"), "-g", f"pid {tmp_path / 'nginx.pid'};",
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )  # fmt: skip
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert "test is successful" in run.stderr
+
+
+def test_nginx_serves_tls_12_13_with_hsts_and_streams_dicom_tls() -> None:
+    https = render_app(Settings())["nginx.conf"]
+    assert "listen 443 ssl;" in https
+    assert "listen 80;" not in https
+    assert "ssl_protocols TLSv1.2 TLSv1.3;" in https
+    assert 'add_header Strict-Transport-Security "max-age=31536000" always;' in https
+    assert "client_max_body_size 0;" in https
+    assert "proxy_request_buffering off;" in https
+    assert "listen 11112 ssl;" in https
+    assert "listen 4242;" not in https
+    assert "ssl_verify_client" not in https
+    everything = render_app(VARIANTS["everything-on"])["nginx.conf"]
+    assert "listen 4242;" in everything
+    assert "allow 10.20.0.0/20;" in everything
+    assert "ssl_verify_client on;" in everything
+    plain = render_app(VARIANTS["plain-http"])["nginx.conf"]
+    assert "listen 80;" in plain
+    assert "listen 443" not in plain
+    assert "Strict-Transport-Security" not in plain
+    assert "listen 11112 ssl;" in plain  # DICOM stays encrypted even when the web UI is not

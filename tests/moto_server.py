@@ -98,7 +98,8 @@ def moto_server(region: str = REGION) -> Iterator[MotoServer]:
         deadline = time.monotonic() + START_TIMEOUT_S
         while not _answers(endpoint):
             if proc.poll() is not None:
-                raise MotoServerError(f"moto_server exited with {proc.returncode}: {proc.stderr.read()[-2000:]}")
+                err = proc.stderr.read() if proc.stderr else ""
+                raise MotoServerError(f"moto_server exited with {proc.returncode}: {err[-2000:]}")
             if time.monotonic() > deadline:
                 raise MotoServerError(f"moto_server did not answer on {endpoint} within {START_TIMEOUT_S:.0f}s")
             time.sleep(0.1)

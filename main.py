@@ -4,8 +4,9 @@
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 from orthweb.app import main
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(Path(__file__).resolve().parent))

@@ -86,7 +86,9 @@ def provider_mirror() -> Path:
     """The filesystem mirror holding hashicorp/aws 5.100.0 (there is no registry route here)."""
     value = os.environ.get(MIRROR_ENV)
     if not value:
-        pytest.fail(f"set {MIRROR_ENV} to the Terraform provider filesystem mirror (e.g. /opt/tf-plugins); .ci/run does")
+        pytest.fail(
+            f"set {MIRROR_ENV} to the Terraform provider filesystem mirror (e.g. /opt/tf-plugins); .ci/run does"
+        )
     path = Path(value)
     if not (path / "registry.terraform.io/hashicorp/aws/5.100.0").is_dir():
         pytest.fail(f"{MIRROR_ENV}={value} holds no registry.terraform.io/hashicorp/aws/5.100.0")
@@ -127,7 +129,9 @@ def terraform(terraform_env: dict[str, str]) -> Callable[..., subprocess.Complet
             check=False,
         )
         if check and proc.returncode != 0:
-            raise AssertionError(f"terraform {' '.join(args)} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
+            raise AssertionError(
+                f"terraform {' '.join(args)} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}"
+            )
         return proc
 
     return run

@@ -19,14 +19,16 @@ def test_vpc_default_cidr_does_not_overlap_docker_bridge(synth: Synth) -> None:
     vpc = only(synth, "aws_vpc")
     net = ipaddress.ip_network(vpc["cidr_block"])
     assert not net.overlaps(ipaddress.ip_network("172.17.0.0/16"))
-    assert vpc["enable_dns_support"] is True and vpc["enable_dns_hostnames"] is True
+    assert vpc["enable_dns_support"] is True
+    assert vpc["enable_dns_hostnames"] is True
 
 
 def test_public_and_private_subnets_span_two_zones(synth: Synth) -> None:
     subnets = resources(synth, "aws_subnet").values()
     public = [s for s in subnets if s["tags"]["Tier"] == "public"]
     private = [s for s in subnets if s["tags"]["Tier"] == "private"]
-    assert len(public) == 2 and len(private) == 2
+    assert len(public) == 2
+    assert len(private) == 2
     assert len({s["availability_zone"] for s in public}) == 2
     assert all(s["map_public_ip_on_launch"] is False for s in subnets)
 
@@ -44,7 +46,8 @@ def test_only_public_subnets_route_to_the_internet(synth: Synth) -> None:
 
 def test_default_security_group_allows_nothing(synth: Synth) -> None:
     default = only(synth, "aws_default_security_group")
-    assert "ingress" not in default and "egress" not in default
+    assert "ingress" not in default
+    assert "egress" not in default
 
 
 def test_s3_gateway_endpoint_serves_both_route_tables(synth: Synth) -> None:
@@ -59,7 +62,11 @@ def test_secrets_manager_endpoint_is_private_with_dns_and_https_from_vpc_only(sy
     assert sm["private_dns_enabled"] is True
     assert all("Private" in s for s in sm["subnet_ids"])
     vpc_cidr = only(synth, "aws_vpc")["cidr_block"]
-    rules = [r for r in resources(synth, "aws_vpc_security_group_ingress_rule").values() if "Endpoint" in r["security_group_id"]]
+    rules = [
+        r
+        for r in resources(synth, "aws_vpc_security_group_ingress_rule").values()
+        if "Endpoint" in r["security_group_id"]
+    ]
     assert [(r["from_port"], r["to_port"], r["cidr_ipv4"]) for r in rules] == [(443, 443, vpc_cidr)]
 
 
@@ -70,7 +77,8 @@ def test_no_extra_interface_endpoints_by_default(synth: Synth) -> None:
 
 def test_flow_logs_go_to_an_encrypted_log_group_kept_a_year(synth: Synth) -> None:
     flow = only(synth, "aws_flow_log")
-    assert flow["traffic_type"] == "ALL" and flow["log_destination_type"] == "cloud-watch-logs"
+    assert flow["traffic_type"] == "ALL"
+    assert flow["log_destination_type"] == "cloud-watch-logs"
     group = next(g for g in resources(synth, "aws_cloudwatch_log_group").values() if "flow" in g["name"])
     assert group["retention_in_days"] == 365
     assert "aws_kms_key" in group["kms_key_id"]
@@ -81,7 +89,8 @@ def test_flow_logs_go_to_an_encrypted_log_group_kept_a_year(synth: Synth) -> Non
 
 def test_kms_key_rotates_yearly_and_has_an_alias(synth: Synth) -> None:
     key = only(synth, "aws_kms_key")
-    assert key["enable_key_rotation"] is True and key["rotation_period_in_days"] == 365
+    assert key["enable_key_rotation"] is True
+    assert key["rotation_period_in_days"] == 365
     assert only(synth, "aws_kms_alias")["name"] == "alias/orthweb"
 
 
@@ -106,9 +115,11 @@ def test_key_policy_lets_account_administer_and_services_use_it_for_this_account
 
 def test_database_is_private_encrypted_and_tls_only(synth: Synth) -> None:
     db = only(synth, "aws_db_instance")
-    assert db["engine"] == "postgres" and db["engine_version"] == "17"
+    assert db["engine"] == "postgres"
+    assert db["engine_version"] == "17"
     assert db["publicly_accessible"] is False
-    assert db["storage_encrypted"] is True and "aws_kms_key" in db["kms_key_id"]
+    assert db["storage_encrypted"] is True
+    assert "aws_kms_key" in db["kms_key_id"]
     assert db["storage_type"] == "gp3"
     params = only(synth, "aws_db_parameter_group")
     assert params["family"] == "postgres17"
@@ -121,7 +132,8 @@ def test_database_password_is_managed_by_rds_and_never_synthesized(synth: Synth)
     db = only(synth, "aws_db_instance")
     assert db["manage_master_user_password"] is True
     assert "aws_kms_key" in db["master_user_secret_kms_key_id"]
-    assert "password" not in db and "password_wo" not in db
+    assert "password" not in db
+    assert "password_wo" not in db
 
 
 def test_database_backups_logs_upgrades_and_protection(synth: Synth) -> None:
@@ -131,7 +143,8 @@ def test_database_backups_logs_upgrades_and_protection(synth: Synth) -> None:
     assert sorted(db["enabled_cloudwatch_logs_exports"]) == ["postgresql", "upgrade"]
     assert db["auto_minor_version_upgrade"] is True
     assert db["deletion_protection"] is True
-    assert db["skip_final_snapshot"] is False and db["final_snapshot_identifier"]
+    assert db["skip_final_snapshot"] is False
+    assert db["final_snapshot_identifier"]
     assert db["multi_az"] is False
     assert db["monitoring_interval"] == 60
 
@@ -148,7 +161,9 @@ def test_database_log_groups_exist_before_the_database_encrypted_and_expiring(sy
 
 def test_database_accepts_postgres_only_from_the_host(synth: Synth) -> None:
     db_sg = next(n for n in resources(synth, "aws_security_group") if n.startswith("Database"))
-    rules = [r for r in resources(synth, "aws_vpc_security_group_ingress_rule").values() if db_sg in r["security_group_id"]]
+    rules = [
+        r for r in resources(synth, "aws_vpc_security_group_ingress_rule").values() if db_sg in r["security_group_id"]
+    ]
     assert len(rules) == 1
     (rule,) = rules
     assert (rule["from_port"], rule["to_port"]) == (5432, 5432)
@@ -176,9 +191,12 @@ def test_instance_has_the_runbook_address(synth: Synth) -> None:
 def test_instance_requires_imdsv2_and_encrypts_its_root_volume(synth: Synth) -> None:
     instance = resources(synth, "aws_instance")["orthweb"]
     meta = instance["metadata_options"]
-    assert meta["http_tokens"] == "required" and meta["http_put_response_hop_limit"] == 2
+    assert meta["http_tokens"] == "required"
+    assert meta["http_put_response_hop_limit"] == 2
     root = instance["root_block_device"]
-    assert root["encrypted"] is True and root["volume_type"] == "gp3" and "aws_kms_key" in root["kms_key_id"]
+    assert root["encrypted"] is True
+    assert root["volume_type"] == "gp3"
+    assert "aws_kms_key" in root["kms_key_id"]
     assert instance["associate_public_ip_address"] is True
     assert "Public0" in instance["subnet_id"]
     assert "key_name" not in instance
@@ -194,14 +212,19 @@ def test_instance_runs_latest_al2023_for_its_architecture(synth: Synth) -> None:
 
 def test_host_is_reachable_only_on_https_from_the_internet_by_default(synth: Synth) -> None:
     host_sg = next(n for n in resources(synth, "aws_security_group") if n.startswith("Host"))
-    ingress = [r for r in resources(synth, "aws_vpc_security_group_ingress_rule").values() if host_sg in r["security_group_id"]]
+    ingress = [
+        r for r in resources(synth, "aws_vpc_security_group_ingress_rule").values() if host_sg in r["security_group_id"]
+    ]
     assert [(r["from_port"], r["cidr_ipv4"]) for r in ingress] == [(443, "0.0.0.0/0")]
     assert all(r.get("description") for r in ingress)
 
 
 def test_host_egress_is_https_and_postgres_to_the_database_only(synth: Synth) -> None:
     egress = resources(synth, "aws_vpc_security_group_egress_rule").values()
-    assert sorted((r["from_port"], r.get("cidr_ipv4") or "db-sg") for r in egress) == [(443, "0.0.0.0/0"), (5432, "db-sg")]
+    assert sorted((r["from_port"], r.get("cidr_ipv4") or "db-sg") for r in egress) == [
+        (443, "0.0.0.0/0"),
+        (5432, "db-sg"),
+    ]
     to_db = next(r for r in egress if r["from_port"] == 5432)
     assert "Database_SecurityGroup" in to_db["referenced_security_group_id"]
 
@@ -222,7 +245,8 @@ def test_host_role_reads_exactly_its_two_secrets_and_writes_only_the_admin_secre
     assert len(readable) == 2
     assert sum("master_user_secret[0].secret_arn" in r for r in readable) == 1
     assert sum(r.startswith("${aws_secretsmanager_secret.") for r in readable) == 1
-    assert len(writable) == 1 and "aws_secretsmanager_secret." in next(iter(writable))
+    assert len(writable) == 1
+    assert "aws_secretsmanager_secret." in next(iter(writable))
     assert all(s["Resource"] != "*" for s in statements)
 
 
@@ -247,7 +271,8 @@ def test_host_user_data_is_cloud_config_with_the_deployment_facts(synth: Synth) 
         assert fact in user_data
     # Only the facts are Terraform references; every other `${` is escaped shell text.
     refs = re.findall(r"(?<!\$)\$\{([^}]*)\}", user_data)
-    assert refs and all(r.startswith(("aws_db_instance.", "aws_secretsmanager_secret.")) for r in refs)
+    assert refs
+    assert all(r.startswith(("aws_db_instance.", "aws_secretsmanager_secret.")) for r in refs)
 
 
 # --- Secrets never synthesized -----------------------------------------------------------------------
@@ -286,7 +311,8 @@ def test_outputs_are_all_present_and_described(synth: Synth) -> None:
     }
     assert all(o["description"] for o in outputs.values())
     assert outputs["web_url"]["value"].startswith("https://")
-    assert outputs["dicom_endpoint"]["value"].startswith("ORTHANC@") and outputs["dicom_endpoint"]["value"].endswith(":11112")
+    assert outputs["dicom_endpoint"]["value"].startswith("ORTHANC@")
+    assert outputs["dicom_endpoint"]["value"].endswith(":11112")
     assert outputs["ssm_session_command"]["value"].startswith("aws ssm start-session --region us-east-1 --target ")
 
 
@@ -298,5 +324,6 @@ def test_every_resource_is_tagged_with_project_and_deployment(synth: Synth) -> N
 
 def test_state_is_local_and_outside_cdktf_out_by_default(synth: Synth) -> None:
     path = synth["terraform"]["backend"]["local"]["path"]
-    assert path.endswith("/terraform.orthweb.tfstate") and path.startswith("/")
+    assert path.endswith("/terraform.orthweb.tfstate")
+    assert path.startswith("/")
     assert "cdktf.out" not in path

@@ -11,11 +11,8 @@ from typing import Any
 
 from orthweb.settings import CONTEXT_KEY, Settings, SettingsError
 
-PROJECT_DIR = Path(__file__).resolve().parents[2]
-CDKTF_JSON = PROJECT_DIR / "cdktf.json"
 
-
-def read_context(path: Path = CDKTF_JSON) -> Mapping[str, Any]:
+def read_context(path: Path) -> Mapping[str, Any]:
     """The ``context.orthweb`` object of cdktf.json (empty when absent)."""
     if not path.is_file():
         return {}
@@ -29,19 +26,22 @@ def read_context(path: Path = CDKTF_JSON) -> Mapping[str, Any]:
     return context
 
 
-def main(argv: list[str] | None = None, environ: Mapping[str, str] | None = None) -> int:
+def main(project_dir: Path, environ: Mapping[str, str] | None = None) -> int:
+    """Synthesize the stack for the project in ``project_dir`` (where cdktf.json lives)."""
     env = os.environ if environ is None else environ
     try:
-        settings = Settings.load(read_context(), env)
+        settings = Settings.load(read_context(project_dir / "cdktf.json"), env)
     except SettingsError as exc:
         print(f"orthweb: {exc}", file=sys.stderr)
         return 2
+    # jsii's banner about Node 20's end of life would bury the synth output; Node 20 works.
+    os.environ.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "20")
     # Imported only after the settings are good: the AWS bindings take seconds to load.
     from cdktf import App
 
     from orthweb.stack import STACK_NAME, OrthwebStack
 
     app = App()
-    OrthwebStack(app, STACK_NAME, settings=settings, project_dir=PROJECT_DIR)
+    OrthwebStack(app, STACK_NAME, settings=settings, project_dir=project_dir)
     app.synth()
     return 0

@@ -24,7 +24,9 @@ class Encryption(Construct):
     this account only. No other principal can use it.
     """
 
-    def __init__(self, scope: Construct, id_: str, *, name_prefix: str, region: str, deletion_window_days: int = 30) -> None:
+    def __init__(
+        self, scope: Construct, id_: str, *, name_prefix: str, region: str, deletion_window_days: int = 30
+    ) -> None:
         super().__init__(scope, id_)
         identity = DataAwsCallerIdentity(self, "Account")
         partition = DataAwsPartition(self, "Partition")
@@ -36,7 +38,12 @@ class Encryption(Construct):
         # A key policy is a resource policy: "Resource": "*" means this key. Access is narrowed by
         # principal and by the kms:ViaService / kms:CallerAccount conditions.
         policy = policy_document(
-            {"Sid": "AccountAdministersKeyThroughIam", "Principal": {"AWS": account_root}, "Action": "kms:*", "Resource": "*"},
+            {
+                "Sid": "AccountAdministersKeyThroughIam",
+                "Principal": {"AWS": account_root},
+                "Action": "kms:*",
+                "Resource": "*",
+            },
             {
                 "Sid": "CloudWatchLogsEncryptsThisAccountsLogGroups",
                 "Principal": {"Service": f"logs.{region}.amazonaws.com"},

@@ -6,7 +6,10 @@ import ipaddress
 
 from cdktf import Fn
 from cdktf_cdktf_provider_aws.cloudwatch_log_group import CloudwatchLogGroup
-from cdktf_cdktf_provider_aws.data_aws_availability_zones import DataAwsAvailabilityZones, DataAwsAvailabilityZonesFilter
+from cdktf_cdktf_provider_aws.data_aws_availability_zones import (
+    DataAwsAvailabilityZones,
+    DataAwsAvailabilityZonesFilter,
+)
 from cdktf_cdktf_provider_aws.default_security_group import DefaultSecurityGroup
 from cdktf_cdktf_provider_aws.flow_log import FlowLog
 from cdktf_cdktf_provider_aws.iam_role import IamRole
@@ -74,11 +77,19 @@ class Network(Construct):
         )
         self.vpc_id: str = self.vpc.id
         # Take over the default security group with no rules: nothing in, nothing out.
-        DefaultSecurityGroup(self, "DefaultSecurityGroup", vpc_id=self.vpc.id, tags={"Name": f"{name_prefix}-default-deny"})
+        DefaultSecurityGroup(
+            self, "DefaultSecurityGroup", vpc_id=self.vpc.id, tags={"Name": f"{name_prefix}-default-deny"}
+        )
 
         igw = InternetGateway(self, "InternetGateway", vpc_id=self.vpc.id, tags={"Name": f"{name_prefix}-igw"})
         public_rt = RouteTable(self, "PublicRoutes", vpc_id=self.vpc.id, tags={"Name": f"{name_prefix}-public"})
-        Route(self, "PublicDefaultRoute", route_table_id=public_rt.id, destination_cidr_block="0.0.0.0/0", gateway_id=igw.id)
+        Route(
+            self,
+            "PublicDefaultRoute",
+            route_table_id=public_rt.id,
+            destination_cidr_block="0.0.0.0/0",
+            gateway_id=igw.id,
+        )
         private_rt = RouteTable(self, "PrivateRoutes", vpc_id=self.vpc.id, tags={"Name": f"{name_prefix}-private"})
 
         public_cidrs, private_cidrs = subnet_cidrs(vpc_cidr, az_count)

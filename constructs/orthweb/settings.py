@@ -38,7 +38,7 @@ X86_64_FAMILIES = frozenset(
 POSTGRES_MAJORS = ("14", "15", "16", "17")
 
 # Retention periods CloudWatch Logs accepts.
-LOG_RETENTION_DAYS = (1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731)
+LOG_RETENTION_DAYS: tuple[int, ...] = (1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731)
 LOG_RETENTION_DAYS += (1096, 1827, 2192, 2557, 2922, 3288, 3653)
 
 INTERFACE_ENDPOINTS = ("ssm", "ssmmessages", "ec2messages", "kms", "logs")
@@ -77,13 +77,6 @@ def _pattern(rx: re.Pattern[str], allowed: str) -> Callable[[Any], str | None]:
         return None if rx.match(v) else allowed
 
     return check
-
-
-def _optional(check: Callable[[Any], str | None]) -> Callable[[Any], str | None]:
-    def opt(v: Any) -> str | None:
-        return None if v is None else check(v)
-
-    return opt
 
 
 def _ipv4_cidr(value: str) -> ipaddress.IPv4Network | None:
@@ -199,7 +192,9 @@ class Settings:
     )
     db_engine_version: str = field(
         default="17",
-        metadata=_meta("RDS PostgreSQL version (a major pins the major; minors upgrade automatically)", _engine_version),
+        metadata=_meta(
+            "RDS PostgreSQL version (a major pins the major; minors upgrade automatically)", _engine_version
+        ),
     )
     db_multi_az: bool = field(default=False, metadata=_meta("Run RDS with a standby in a second AZ"))
     db_backup_days: int = field(
@@ -228,12 +223,12 @@ class Settings:
         default=None,
         metadata=_meta(
             "EC2 key pair for SSH; SSH stays closed unless this and `ssh_cidr` are both set",
-            _optional(_pattern(_KEY_NAME_RE, "the name of an existing EC2 key pair")),
+            _pattern(_KEY_NAME_RE, "the name of an existing EC2 key pair"),
         ),
     )
     ssh_cidr: str | None = field(
         default=None,
-        metadata=_meta("CIDR allowed to reach SSH (22) when `ssh_key_name` is set", _optional(_ssh_cidr)),
+        metadata=_meta("CIDR allowed to reach SSH (22) when `ssh_key_name` is set", _ssh_cidr),
     )
     orthanc_aet: str = field(
         default="ORTHANC",
@@ -243,7 +238,7 @@ class Settings:
         default=None,
         metadata=_meta(
             "Host name for the certificate and URLs; defaults to the instance's public DNS name",
-            _optional(_pattern(_HOSTNAME_RE, "a lowercase DNS host name")),
+            _pattern(_HOSTNAME_RE, "a lowercase DNS host name"),
         ),
     )
     orthanc_image: str = field(
@@ -281,7 +276,7 @@ class Settings:
         default=None,
         metadata=_meta(
             "S3 bucket for the state when `state_backend` is `s3`",
-            _optional(_pattern(_BUCKET_RE, "an S3 bucket name")),
+            _pattern(_BUCKET_RE, "an S3 bucket name"),
         ),
     )
     state_key: str = field(
@@ -292,11 +287,7 @@ class Settings:
 
     def __post_init__(self) -> None:
         for f in fields(self):
-            value = getattr(self, f.name)
-            check = f.metadata.get("check")
-            problem = check(value) if check else None
-            if problem:
-                raise SettingsError(_message(f.name, value, problem))
+            _validate(f, getattr(self, f.name))
         if (self.ssh_key_name is None) != (self.ssh_cidr is None):
             raise SettingsError(
                 "setting 'ssh_cidr' and 'ssh_key_name' must be set together (SSH opens only with both); "
@@ -328,14 +319,15 @@ class Settings:
         for key, raw in (context or {}).items():
             if key not in known:
                 raise SettingsError(_unknown(key, f"cdktf.json context.{CONTEXT_KEY}", known))
-            values[key] = _coerce(known[key], raw, f"cdktf.json context.{CONTEXT_KEY}.{key}", from_env=False)
+            source = f"cdktf.json context.{CONTEXT_KEY}.{key}"
+            values[key] = _validate(known[key], _coerce(known[key], raw, source, from_env=False), source)
         for var, raw in (environ or {}).items():
             if not var.startswith(ENV_PREFIX):
                 continue
             key = var[len(ENV_PREFIX) :].lower()
             if key not in known:
                 raise SettingsError(_unknown(var, "the environment", known, env=True))
-            values[key] = _coerce(known[key], raw, var, from_env=True)
+            values[key] = _validate(known[key], _coerce(known[key], raw, var, from_env=True), var)
         return cls(**values)
 
     @classmethod
@@ -348,6 +340,15 @@ class Settings:
         return rows
 
 
+def _validate(f: dataclasses.Field[Any], value: Any, source: str | None = None) -> Any:
+    """Return ``value`` if the field's check accepts it; raise naming the setting and source if not."""
+    check = f.metadata.get("check")
+    problem = check(value) if check and value is not None else None
+    if problem:
+        raise SettingsError(_message(f.name, value, problem, source))
+    return value
+
+
 def _message(name: str, value: Any, allowed: str, source: str | None = None) -> str:
     where = f" (from {source})" if source else ""
     return f"setting '{name}'{where} has value {value!r}; allowed: {allowed}"
@@ -358,47 +359,75 @@ def _unknown(key: str, where: str, known: Mapping[str, Any], env: bool = False) 
     return f"unknown setting {key!r} in {where}; known settings: {', '.join(names)}"
 
 
+_TRUE = {"true", "1", "yes", "on"}
+_FALSE = {"false", "0", "no", "off"}
+
+
+def _parse_bool(raw: Any, from_env: bool) -> bool:
+    if isinstance(raw, bool):
+        return raw
+    if from_env and isinstance(raw, str) and raw.lower() in _TRUE | _FALSE:
+        return raw.lower() in _TRUE
+    raise ValueError("true or false")
+
+
+def _parse_int(raw: Any, from_env: bool) -> int:
+    if isinstance(raw, int) and not isinstance(raw, bool):
+        return raw
+    if from_env and isinstance(raw, str) and re.fullmatch(r"[0-9]+", raw.strip()):
+        return int(raw)
+    raise ValueError("a whole number")
+
+
+def _parse_list(raw: Any, from_env: bool) -> list[str]:
+    allowed = "a list of strings (in the environment: comma-separated or a JSON list)"
+    items = raw
+    if from_env and isinstance(raw, str):
+        try:
+            items = json.loads(raw) if raw.strip().startswith("[") else raw.split(",")
+        except json.JSONDecodeError:
+            raise ValueError(allowed) from None
+        items = [i.strip() if isinstance(i, str) else i for i in items if i != ""]
+    if isinstance(items, list) and all(isinstance(i, str) for i in items):
+        return items
+    raise ValueError(allowed)
+
+
+def _parse_map(raw: Any, from_env: bool) -> dict[str, str]:
+    allowed = 'a JSON object of strings, such as {"Owner": "radiology"}'
+    parsed = raw
+    if from_env and isinstance(raw, str):
+        try:
+            parsed = json.loads(raw)
+        except json.JSONDecodeError:
+            raise ValueError(allowed) from None
+    if isinstance(parsed, dict) and all(isinstance(k, str) and isinstance(v, str) for k, v in parsed.items()):
+        return parsed
+    raise ValueError(allowed)
+
+
+def _parse_str(raw: Any, from_env: bool) -> str:
+    if isinstance(raw, str):
+        return raw
+    raise ValueError("a string")
+
+
+_PARSERS: dict[str, Callable[[Any, bool], Any]] = {
+    "bool": _parse_bool,
+    "int": _parse_int,
+    "list[str]": _parse_list,
+    "dict[str,str]": _parse_map,
+    "str": _parse_str,
+}
+
+
 def _coerce(f: dataclasses.Field[Any], raw: Any, source: str, *, from_env: bool) -> Any:
     """Turn a context (JSON) or environment (string) value into the field's type, or explain why not."""
     kind = str(f.type).replace(" ", "")
-    name = f.name
-
-    def fail(allowed: str) -> SettingsError:
-        return SettingsError(_message(name, raw, allowed, source))
-
-    if kind.endswith("|None") and (raw is None or (from_env and raw == "")):
+    optional = kind.endswith("|None")
+    if optional and (raw is None or (from_env and raw == "")):
         return None
-    if kind == "bool":
-        if isinstance(raw, bool):
-            return raw
-        if from_env and isinstance(raw, str) and raw.lower() in {"true", "1", "yes", "on", "false", "0", "no", "off"}:
-            return raw.lower() in {"true", "1", "yes", "on"}
-        raise fail("true or false")
-    if kind == "int":
-        if isinstance(raw, int) and not isinstance(raw, bool):
-            return raw
-        if from_env and isinstance(raw, str) and re.fullmatch(r"[0-9]+", raw.strip()):
-            return int(raw)
-        raise fail("a whole number")
-    if kind == "list[str]":
-        if from_env and isinstance(raw, str):
-            raw_list: Any = json.loads(raw) if raw.strip().startswith("[") else [s for s in raw.split(",") if s]
-            raw_list = [s.strip() if isinstance(s, str) else s for s in raw_list]
-        else:
-            raw_list = raw
-        if isinstance(raw_list, list) and all(isinstance(s, str) for s in raw_list):
-            return raw_list
-        raise fail("a list of strings (in the environment: comma-separated)")
-    if kind == "dict[str,str]":
-        parsed: Any = raw
-        if from_env and isinstance(raw, str):
-            try:
-                parsed = json.loads(raw)
-            except json.JSONDecodeError:
-                raise fail('a JSON object of strings, such as {"Owner": "radiology"}') from None
-        if isinstance(parsed, dict) and all(isinstance(k, str) and isinstance(v, str) for k, v in parsed.items()):
-            return parsed
-        raise fail('a JSON object of strings, such as {"Owner": "radiology"}')
-    if isinstance(raw, str):
-        return raw
-    raise fail("a string")
+    try:
+        return _PARSERS[kind.removesuffix("|None")](raw, from_env)
+    except ValueError as exc:
+        raise SettingsError(_message(f.name, raw, str(exc), source)) from None

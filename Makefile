@@ -1,0 +1,90 @@
+# Everyday actions. `make demo` deploys into a local AWS emulator; `make test` runs every check.
+SHELL := /bin/bash
+.ONESHELL:
+.SHELLFLAGS := -euo pipefail -c
+.DEFAULT_GOAL := help
+
+export PIPENV_VENV_IN_PROJECT := 1
+export PIPENV_VERBOSITY := -1
+# jsii's Node 20 end-of-life banner buries cdktf's output; Node 20 runs cdktf 0.21 fine.
+export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
+export CHECKPOINT_DISABLE := 1
+# Filesystem mirror holding hashicorp/aws 5.100.0 (no registry route here); override for your machine.
+export TF_PROVIDER_MIRROR ?= /opt/tf-plugins
+
+VENV := .venv
+PY := $(VENV)/bin/python
+CHECKOV_VENV := .tools/checkov
+STACK_DIR := cdktf.out/stacks/orthweb
+say = @printf '\n\033[1m==> %s\033[0m\n' "$(1)"
+
+.PHONY: help install tools synth lint format test test-fast plan deploy destroy bench-synth
+
+help: ## List the targets
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
+
+$(VENV)/.synced: Pipfile.lock
+	$(call say,Installing locked Python dependencies into $(VENV))
+	command -v pipenv >/dev/null || { echo "pipenv is missing: pip install pipenv" >&2; exit 1; }
+	pipenv sync --dev
+	touch $@
+
+node_modules/.installed: package-lock.json
+	$(call say,Installing the pinned cdktf CLI (npm ci))
+	npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+$(CHECKOV_VENV)/.installed: requirements/checkov.txt
+	$(call say,Installing checkov into its own environment $(CHECKOV_VENV))
+	python3.11 -m venv $(CHECKOV_VENV)
+	$(CHECKOV_VENV)/bin/pip install --quiet --no-deps -r requirements/checkov.txt
+	touch $@
+
+install: $(VENV)/.synced node_modules/.installed ## Install locked Python and npm dependencies
+tools: $(CHECKOV_VENV)/.installed ## Install checkov (policy checks)
+
+synth: install ## Synthesize cdktf.out/stacks/orthweb/cdk.tf.json
+	$(call say,Synthesizing the stack)
+	$(PY) main.py
+	echo "wrote $(STACK_DIR)/cdk.tf.json"
+
+lint: install ## ruff (lint + format check) and mypy
+	$(call say,ruff and mypy)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
+
+format: install ## Apply ruff's formatting and safe fixes
+	$(VENV)/bin/ruff format .
+	$(VENV)/bin/ruff check --fix .
+
+test: install tools lint ## Run every check: lint, unit, terraform, policy, emulator and application tests
+	$(call say,pytest)
+	CHECKOV=$(CURDIR)/$(CHECKOV_VENV)/bin/checkov $(PY) -m pytest
+
+bench-synth: install ## Synth wall time beside the jsii import floor
+	$(PY) bench/synth_time.py
+
+define require_real_aws
+	if [ -n "$${AWS_ENDPOINT_URL:-}" ]; then
+	  echo "AWS_ENDPOINT_URL is set ($$AWS_ENDPOINT_URL): refusing to run a real-AWS target against an emulator. Unset it, or use make demo." >&2; exit 2
+	fi
+	if ! $(VENV)/bin/aws sts get-caller-identity >/dev/null 2>&1; then
+	  echo "No working AWS credentials: configure them (aws configure, AWS_PROFILE or AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY) and retry." >&2; exit 2
+	fi
+endef
+
+plan: synth ## Plain `terraform plan` of the synthesized stack against real AWS
+	$(call require_real_aws)
+	$(call say,terraform init + plan in $(STACK_DIR))
+	cd $(STACK_DIR) && terraform init -input=false && terraform plan -input=false
+
+deploy: install ## cdktf deploy to real AWS
+	$(call require_real_aws)
+	$(call say,cdktf deploy)
+	npx cdktf deploy orthweb
+
+destroy: install ## cdktf destroy of the real deployment
+	$(call require_real_aws)
+	$(call say,cdktf destroy)
+	npx cdktf destroy orthweb

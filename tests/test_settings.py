@@ -1,0 +1,150 @@
+"""Settings: defaults, overrides from cdktf.json context and ORTHWEB_* variables, and clear refusals."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from orthweb.settings import Settings, SettingsError
+
+PROJECT_DIR = Path(__file__).resolve().parents[1]
+
+
+def test_defaults_are_the_secure_ones() -> None:
+    s = Settings()
+    assert s.deletion_protection is True
+    assert s.db_backup_days >= 7
+    assert s.https is True
+    assert s.plain_dicom_in_vpc is False
+    assert s.dicom_cidrs == []
+    assert s.ssh_enabled is False
+    assert s.architecture == "arm64"
+    assert s.db_engine_major == "17"
+
+
+def test_environment_wins_over_context() -> None:
+    s = Settings.load({"az_count": 3, "instance_type": "t3.small"}, {"ORTHWEB_AZ_COUNT": "4", "PATH": "/bin"})
+    assert s.az_count == 4
+    assert s.instance_type == "t3.small"
+    assert s.architecture == "x86_64"
+
+
+@pytest.mark.parametrize(
+    ("var", "raw", "expected"),
+    [
+        ("ORTHWEB_WEB_CIDRS", "198.51.100.0/24, 203.0.113.0/24", ["198.51.100.0/24", "203.0.113.0/24"]),
+        ("ORTHWEB_WEB_CIDRS", '["198.51.100.0/24"]', ["198.51.100.0/24"]),
+        ("ORTHWEB_DB_MULTI_AZ", "yes", True),
+        ("ORTHWEB_DELETION_PROTECTION", "false", False),
+        ("ORTHWEB_TAGS", '{"Owner": "radiology"}', {"Owner": "radiology"}),
+        ("ORTHWEB_SITE_NAME", "", None),
+        ("ORTHWEB_LOG_RETENTION_DAYS", "731", 731),
+    ],
+)
+def test_environment_values_are_parsed_to_their_types(var: str, raw: str, expected: Any) -> None:
+    s = Settings.load({}, {var: raw})
+    assert getattr(s, var.removeprefix("ORTHWEB_").lower()) == expected
+
+
+BAD_INPUTS = [
+    # (context, environment, words the message must contain)
+    ({"vpc_cidr": "10.0.0.0/33"}, {}, ["vpc_cidr", "10.0.0.0/33", "/16 to /24"]),
+    ({"vpc_cidr": "172.17.0.0/16"}, {}, ["vpc_cidr", "172.17.0.0/16", "Docker"]),
+    ({"vpc_cidr": "172.16.0.0/12"}, {}, ["vpc_cidr", "overlap"]),
+    ({"vpc_cidr": "10.1.2.3/16"}, {}, ["vpc_cidr", "10.1.2.3/16"]),
+    ({"web_cidrs": ["0.0.0.0/0", "10.0.0.1/8"]}, {}, ["web_cidrs", "10.0.0.1/8", "host bits"]),
+    ({"dicom_cidrs": ["not-a-cidr"]}, {}, ["dicom_cidrs", "not-a-cidr"]),
+    ({"az_count": 7}, {}, ["az_count", "7", "from 2 to 4"]),
+    ({}, {"ORTHWEB_AZ_COUNT": "1"}, ["az_count", "ORTHWEB_AZ_COUNT", "from 2 to 4"]),
+    ({}, {"ORTHWEB_AZ_COUNT": "two"}, ["az_count", "'two'", "whole number"]),
+    ({"az_count": "2"}, {}, ["az_count", "whole number"]),
+    ({"instance_type": "q9.large"}, {}, ["instance_type", "q9.large", "known family", "t4g"]),
+    ({"instance_type": "t4g"}, {}, ["instance_type", "FAMILY.SIZE"]),
+    ({"db_storage_gb": 10}, {}, ["db_storage_gb", "10", "from 20 to 65536"]),
+    ({"db_storage_gb": 70000}, {}, ["db_storage_gb", "70000"]),
+    ({"db_engine_version": "9.6"}, {}, ["db_engine_version", "9.6", "14, 15, 16, 17"]),
+    ({"db_backup_days": 3}, {}, ["db_backup_days", "from 7 to 35"]),
+    ({"name_prefix": "Orthweb_Prod"}, {}, ["name_prefix", "Orthweb_Prod", "lowercase"]),
+    ({"name_prefix": "x"}, {}, ["name_prefix", "2-20 characters"]),
+    ({"log_retention_days": 42}, {}, ["log_retention_days", "42", "365"]),
+    ({"region": "mars-north-1x"}, {}, ["region", "mars-north-1x"]),
+    ({"interface_endpoints": ["s3"]}, {}, ["interface_endpoints", "ssm"]),
+    ({"ssh_key_name": "ops"}, {}, ["ssh_cidr", "ssh_key_name", "together"]),
+    ({"ssh_key_name": "ops", "ssh_cidr": "0.0.0.0/0"}, {}, ["ssh_cidr", "0.0.0.0/0", "never opened"]),
+    ({"deletion_protection": "no"}, {}, ["deletion_protection", "true or false"]),
+    ({}, {"ORTHWEB_DB_MULTI_AZ": "maybe"}, ["db_multi_az", "maybe", "true or false"]),
+    ({"tags": {"aws:owner": "x"}}, {}, ["tags", "aws:"]),
+    ({}, {"ORTHWEB_TAGS": "Owner=me"}, ["tags", "JSON object"]),
+    ({"state_backend": "s3"}, {}, ["state_bucket", "s3"]),
+    ({"orthanc_aet": "orthanc"}, {}, ["orthanc_aet", "A-Z"]),
+    ({"instance_typo": "t4g.small"}, {}, ["unknown setting", "instance_typo", "instance_type"]),
+    ({}, {"ORTHWEB_INSTANCE_TYPO": "t4g.small"}, ["unknown setting", "ORTHWEB_INSTANCE_TYPO", "ORTHWEB_INSTANCE_TYPE"]),
+]
+
+
+@pytest.mark.parametrize(("context", "environ", "words"), BAD_INPUTS, ids=[str(i) for i in range(len(BAD_INPUTS))])
+def test_bad_input_is_refused_with_a_message_naming_setting_value_and_allowed(
+    context: dict[str, Any], environ: dict[str, str], words: list[str]
+) -> None:
+    with pytest.raises(SettingsError) as err:
+        Settings.load(context, environ)
+    message = str(err.value)
+    for word in words:
+        assert word in message, f"{word!r} not in {message!r}"
+    assert "\n" not in message
+
+
+def test_every_setting_is_described_for_the_readme() -> None:
+    rows = Settings.describe()
+    assert len(rows) == len({r[0] for r in rows})
+    assert all(help_ for _, _, help_ in rows)
+    readme = (PROJECT_DIR / "README.md").read_text()
+    for name, default, _ in rows:
+        assert f"| `{name}` | `{default}` |" in readme, f"README settings table lacks {name}"
+
+
+@pytest.fixture
+def project_copy(tmp_path: Path) -> Path:
+    """A copy of the app's entry files, so running main.py never touches the real cdktf.out."""
+    for name in ("main.py", "cdktf.json"):
+        shutil.copy(PROJECT_DIR / name, tmp_path / name)
+    return tmp_path
+
+
+def _run_main(cwd: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    base = {k: v for k, v in os.environ.items() if not k.startswith("ORTHWEB_")}
+    return subprocess.run(
+        [sys.executable, "main.py"],
+        cwd=cwd,
+        env={**base, **env},
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+
+
+def test_main_refuses_bad_environment_with_one_line_and_writes_nothing(project_copy: Path) -> None:
+    proc = _run_main(project_copy, {"ORTHWEB_AZ_COUNT": "9"})
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines() == [
+        "orthweb: setting 'az_count' (from ORTHWEB_AZ_COUNT) has value 9; allowed: an integer from 2 to 4"
+    ]
+    assert not (project_copy / "cdktf.out").exists()
+
+
+def test_main_refuses_unknown_key_in_cdktf_json(project_copy: Path) -> None:
+    config = json.loads((project_copy / "cdktf.json").read_text())
+    config["context"]["orthweb"] = {"vpc_cidr": "10.9.0.0/16", "colour": "blue"}
+    (project_copy / "cdktf.json").write_text(json.dumps(config))
+    proc = _run_main(project_copy, {})
+    assert proc.returncode == 2
+    assert "unknown setting 'colour' in cdktf.json context.orthweb" in proc.stderr
+    assert not (project_copy / "cdktf.out").exists()

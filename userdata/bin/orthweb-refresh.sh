@@ -14,7 +14,10 @@ changed+=$'\n'$("$sbin/orthweb-cert")
 compose() { "$ORTHWEB_DOCKER" compose --project-name orthweb --file "$ORTHWEB_ETC/docker-compose.yml" "$@"; }
 
 if [ "${1:-}" = "--up" ]; then
+  running=$(compose ps --quiet 2>/dev/null || true)
   compose up --detach --remove-orphans
+  # Containers made just now already read the new files; ones left running (a crash) did not.
+  [ -n "$running" ] || exit 0
 fi
 if grep -qE '^(ORTHANC__|rds-ca)' <<<"$changed"; then
   log "database or admin secret changed: recreating Orthanc"

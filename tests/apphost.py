@@ -1,0 +1,526 @@
+"""The Orthweb application on this machine: real PostgreSQL, Orthanc and nginx serving the
+configuration the host's user data writes.
+
+:func:`app_host` (a context manager) and the ``app`` fixture start, on 127.0.0.1, on free ports,
+in a temporary directory:
+
+- a local AWS emulator (moto) holding the DB master secret and an *empty* admin secret, and the
+  host's own secret and certificate steps (``userdata/bin/orthweb-secrets``, ``orthweb-cert``)
+  run for real against it, so the admin password is generated exactly as on the host and the
+  secrets reach Orthanc as the same 0400 files;
+- PostgreSQL 15 with TLS only (``hostssl``), its server certificate signed by a test CA that
+  stands in for the RDS CA bundle;
+- Debian's Orthanc with the Debian PostgreSQL plugins, configured with the ``orthanc.json``
+  rendered by :func:`orthweb.bootstrap.render_app` plus a fragment built from the secret files;
+- nginx with the rendered ``nginx.conf``.
+
+Only host-specific values differ from what the EC2 host gets; every difference is in
+:data:`HOST_DIFFERENCES` (and docs/app-harness.md). Readiness is polled, never slept for; a
+component that does not come up raises :class:`AppHostError` with its log tail. Everything is
+stopped, and the directory removed, when the block ends.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import pwd
+import re
+import shutil
+import socket
+import ssl
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from base64 import b64encode
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # moto_server, when imported from scripts/
+
+from moto_server import MotoServer, moto_server
+from orthweb.bootstrap import USERDATA_DIR, render_app
+from orthweb.settings import Settings
+
+PG_BIN = Path("/usr/lib/postgresql/15/bin")
+ORTHANC_PLUGIN_DIR = Path("/usr/lib/orthanc")  # dpkg -L orthanc-postgresql
+ORTHANC_PLUGINS = ("libOrthancPostgreSQLIndex.so.4.0", "libOrthancPostgreSQLStorage.so.4.0")
+NGINX_STREAM_MODULE = Path("/usr/lib/nginx/modules/ngx_stream_module.so")  # libnginx-mod-stream
+START_TIMEOUT_S = 60.0
+DB_NAME = "orthanc"
+DB_USER = "orthweb"
+DB_URI_FILE = "ORTHANC__POSTGRESQL__CONNECTION_URI"
+USERS_FILE = "ORTHANC__REGISTERED_USERS"
+# The RDS CA path inside the Orthanc container, as written into the URI by orthweb-secrets.
+HOST_RDS_CA = "/etc/orthweb/rds-ca.pem"
+
+# Every way the harness's configuration differs from the host's, and why. Values in <angle
+# brackets> are filled per run. Nothing else is changed: test_app_config checks that.
+HOST_DIFFERENCES: dict[str, tuple[str, str, str]] = {
+    # key: (file and setting, on the EC2 host, in the harness)
+    "orthanc_http_port": ("orthanc.json HttpPort", "8042 (container network)", "<free port>"),
+    "orthanc_dicom_port": ("orthanc.json DicomPort", "4242 (container network)", "<free port>"),
+    "orthanc_plugins": (
+        "orthanc.json Plugins",
+        "set by the orthancteam image",
+        "Debian's libOrthancPostgreSQL{Index,Storage}.so.4.0 in /usr/lib/orthanc",
+    ),
+    "orthanc_storage_dir": (
+        "orthanc.json StorageDirectory/IndexDirectory",
+        "image default (unused: index and storage are in PostgreSQL)",
+        "<tmp>/orthanc-storage",
+    ),
+    "db_endpoint": ("DB URI host:port (from orthweb.env)", "RDS endpoint:5432", "127.0.0.1:<free port>"),
+    "db_ca": ("DB URI sslrootcert", HOST_RDS_CA + " (RDS CA bundle)", "<tmp>/etc/tls/rds-ca.pem (test CA)"),
+    "nginx_stream_module": ("nginx.conf load_module", "built into the nginx image", str(NGINX_STREAM_MODULE)),
+    "nginx_web_listen": ("nginx.conf listen 443", "443 on all addresses", "127.0.0.1:<free port>"),
+    "nginx_dicom_listen": ("nginx.conf listen 11112", "11112 on all addresses", "127.0.0.1:<free port>"),
+    "nginx_health_listen": ("nginx.conf listen 127.0.0.1:8080", "8080 inside the container", "127.0.0.1:<free port>"),
+    "nginx_upstreams": ("nginx.conf orthanc:8042, orthanc:4242", "Docker DNS names", "127.0.0.1:<Orthanc ports>"),
+    "nginx_tls_files": ("nginx.conf /etc/nginx/tls/", "bind-mounted /etc/orthweb/tls", "<tmp>/etc/tls/"),
+    "nginx_files": (
+        "nginx.conf access_log, pid, temp paths",
+        "/dev/stdout (journald), image defaults",
+        "<tmp>/nginx/",
+    ),
+    "host_names": (
+        "certificate names (orthweb-cert)",
+        "public/private DNS names and IPs from IMDSv2",
+        "localhost, 127.0.0.1",
+    ),
+}
+
+
+class AppHostError(RuntimeError):
+    """A component did not start or stop: the message carries its log tail."""
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def log_tail(path: Path, lines: int = 40) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return "(no log)"
+
+
+def wait_until(what: str, ready: Any, log: Path, proc: subprocess.Popen[bytes] | None = None) -> None:
+    """Poll ``ready()`` until true; raise with ``log``'s tail on exit of ``proc`` or timeout."""
+    deadline = time.monotonic() + START_TIMEOUT_S
+    while not ready():
+        if proc is not None and proc.poll() is not None:
+            raise AppHostError(f"{what} exited with {proc.returncode}; log tail:\n{log_tail(log)}")
+        if time.monotonic() > deadline:
+            raise AppHostError(f"{what} not ready within {START_TIMEOUT_S:.0f}s; log tail:\n{log_tail(log)}")
+        time.sleep(0.1)
+
+
+def port_open(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=1):
+            return True
+    except OSError:
+        return False
+
+
+def run(cmd: list[str], **kw: Any) -> subprocess.CompletedProcess[str]:
+    proc = subprocess.run(cmd, capture_output=True, text=True, check=False, **kw)
+    if proc.returncode != 0:
+        raise AppHostError(f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
+    return proc
+
+
+def stop_process(proc: subprocess.Popen[bytes] | None, timeout: float = 20) -> None:
+    if proc is None or proc.poll() is not None:
+        return
+    proc.terminate()
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+@dataclass
+class AppHost:
+    """A running application. Ports are on 127.0.0.1; ``admin_password`` is the generated one."""
+
+    root: Path
+    settings: Settings
+    moto: MotoServer
+    ports: dict[str, int] = field(default_factory=dict)
+    admin_password: str = ""
+    db_secret_arn: str = ""
+    admin_secret_arn: str = ""
+    orthanc_proc: subprocess.Popen[bytes] | None = None
+    nginx_proc: subprocess.Popen[bytes] | None = None
+    orthanc_starts: int = 0
+    rendered: dict[str, str] = field(default_factory=dict)
+
+    # --- paths ---------------------------------------------------------------------------------
+    @property
+    def etc(self) -> Path:
+        return self.root / "etc"
+
+    @property
+    def tls(self) -> Path:
+        return self.etc / "tls"
+
+    @property
+    def secrets(self) -> Path:
+        return self.etc / "secrets"
+
+    @property
+    def pg(self) -> Path:
+        return self.root / "pg"
+
+    @property
+    def server_cert(self) -> Path:
+        """The certificate the host's certificate step made (nginx presents it)."""
+        return self.tls / "server.crt"
+
+    @property
+    def orthanc_log(self) -> Path:
+        return self.root / "orthanc.log"
+
+    @property
+    def nginx_error_log(self) -> Path:
+        return self.root / "nginx" / "error.log"
+
+    # --- host scripts --------------------------------------------------------------------------
+    def script_env(self) -> dict[str, str]:
+        env = self.moto.env()
+        env.update(
+            PATH=f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '/usr/bin:/bin')}",  # the venv's aws
+            ORTHWEB_ENV_FILE=str(self.etc / "orthweb.env"),
+            ORTHWEB_LIB=str(USERDATA_DIR / "lib"),
+            ORTHWEB_ETC=str(self.etc),
+            ORTHWEB_SBIN=str(self.root / "sbin"),
+            ORTHWEB_DOCKER=str(self.root / "sbin" / "docker"),
+            ORTHWEB_IMDS_URL="http://127.0.0.1:9",  # nothing there: the host facts are given here
+            ORTHWEB_PUBLIC_HOSTNAME="localhost",
+            ORTHWEB_LOCAL_HOSTNAME="localhost",
+            ORTHWEB_PUBLIC_IPV4="127.0.0.1",
+            ORTHWEB_LOCAL_IPV4="127.0.0.1",
+        )
+        return env
+
+    def host_step(self, script: str, *args: str) -> list[str]:
+        """Run a host script (``orthweb-secrets``, ``orthweb-cert``, ``orthweb-refresh``); its output lines."""
+        proc = run([str(self.root / "sbin" / script), *args], env=self.script_env())
+        return [line for line in proc.stdout.splitlines() if line]
+
+    def aws(self, *args: str) -> Any:
+        proc = run(["aws", "--output", "json", *args], env=self.script_env())
+        return json.loads(proc.stdout) if proc.stdout.strip() else None
+
+    def put_db_secret(self, password: str) -> None:
+        value = json.dumps({"username": DB_USER, "password": password})
+        self.aws("secretsmanager", "put-secret-value", "--secret-id", self.db_secret_arn, "--secret-string", value)
+
+    def docker_calls(self) -> list[str]:
+        """What the host's refresh step asked Docker to do (a shim records it)."""
+        log = self.root / "docker.log"
+        return log.read_text().splitlines() if log.exists() else []
+
+    def _install_host_scripts(self) -> None:
+        sbin = self.root / "sbin"
+        sbin.mkdir()
+        for script in (USERDATA_DIR / "bin").glob("orthweb-*.sh"):
+            (sbin / script.stem).symlink_to(script)
+        # The RDS CA download needs the internet: the test CA is put where it would land.
+        (sbin / "orthweb-rds-ca").unlink()
+        (sbin / "orthweb-rds-ca").write_text("#!/bin/sh\nexit 0\n")
+        (sbin / "orthweb-rds-ca").chmod(0o755)
+        # No Docker here: the shim records the compose calls; the harness acts on them.
+        (sbin / "docker").write_text(f'#!/bin/sh\necho "$*" >> {self.root / "docker.log"}\n')
+        (sbin / "docker").chmod(0o755)
+
+    # --- PostgreSQL ----------------------------------------------------------------------------
+    def _pg_user(self) -> list[str]:
+        """Prefix that runs a PostgreSQL server command as a non-root user (it refuses root)."""
+        if os.geteuid() != 0:
+            return []
+        try:
+            pwd.getpwnam("postgres")
+        except KeyError:
+            run(["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", "postgres"])
+        return ["runuser", "-u", "postgres", "--"]
+
+    def _make_test_ca(self) -> None:
+        """A test CA (standing in for the RDS CA) and a PostgreSQL server certificate it signed."""
+        ca_dir = self.root / "ca"
+        ca_dir.mkdir()
+        run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-sha256", "-days", "2", "-nodes",
+             "-subj", "/CN=Orthweb test RDS CA", "-keyout", str(ca_dir / "ca.key"), "-out", str(ca_dir / "ca.crt"),
+             "-addext", "basicConstraints=critical,CA:TRUE",
+             "-addext", "keyUsage=critical,keyCertSign,cRLSign"])  # fmt: skip
+        ext = ca_dir / "server.ext"
+        ext.write_text("subjectAltName=DNS:localhost,IP:127.0.0.1\nextendedKeyUsage=serverAuth\n")
+        run(["openssl", "req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=localhost",
+             "-keyout", str(self.pg / "server.key"), "-out", str(ca_dir / "server.csr")])  # fmt: skip
+        run(["openssl", "x509", "-req", "-in", str(ca_dir / "server.csr"), "-CA", str(ca_dir / "ca.crt"),
+             "-CAkey", str(ca_dir / "ca.key"), "-CAcreateserial", "-days", "2", "-sha256",
+             "-extfile", str(ext), "-out", str(self.pg / "server.crt")])  # fmt: skip
+        self.tls.mkdir(parents=True, exist_ok=True)
+        shutil.copy(ca_dir / "ca.crt", self.tls / "rds-ca.pem")
+        (self.tls / "rds-ca.pem").chmod(0o444)
+
+    def _start_postgres(self) -> None:
+        self.pg.mkdir()
+        (self.pg / "run").mkdir()
+        self._make_test_ca()
+        prefix = self._pg_user()
+        if prefix:
+            shutil.chown(self.root, "root", "root")
+            self.root.chmod(0o755)
+            run(["chown", "-R", "postgres:", str(self.pg)])
+        (self.pg / "server.key").chmod(0o600)
+        run([*prefix, str(PG_BIN / "initdb"), "-D", str(self.pg / "data"), "-U", "postgres", "-A", "trust",
+             "-E", "UTF8", "--no-sync"])  # fmt: skip
+        port = self.ports["postgres"] = free_port()
+        with (self.pg / "data" / "postgresql.conf").open("a") as conf:
+            conf.write(
+                f"listen_addresses = '127.0.0.1'\nport = {port}\nunix_socket_directories = '{self.pg / 'run'}'\n"
+                f"ssl = on\nssl_cert_file = '{self.pg / 'server.crt'}'\nssl_key_file = '{self.pg / 'server.key'}'\n"
+                "ssl_min_protocol_version = 'TLSv1.2'\npassword_encryption = 'scram-sha-256'\nfsync = off\n"
+            )
+        # Like RDS with rds.force_ssl: TCP only over TLS, with SCRAM; the local socket is for the harness.
+        (self.pg / "data" / "pg_hba.conf").write_text(
+            "local all postgres trust\nhostssl all all 127.0.0.1/32 scram-sha-256\n"
+        )
+        log = self.pg / "postgres.log"
+        run([*prefix, str(PG_BIN / "pg_ctl"), "-D", str(self.pg / "data"), "-l", str(log), "-w", "-t", "60", "start"])
+        wait_until("PostgreSQL", self._pg_ready, log)
+
+    def _pg_ready(self) -> bool:
+        cmd = [str(PG_BIN / "pg_isready"), "-q", "-h", str(self.pg / "run"), "-p", str(self.ports["postgres"])]
+        return subprocess.run(cmd, check=False).returncode == 0
+
+    def psql(self, sql: str, db: str = DB_NAME) -> str:
+        """Run SQL as the superuser over the local socket; the unaligned, tuples-only output."""
+        cmd = ["psql", "-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-h", str(self.pg / "run"),
+               "-p", str(self.ports["postgres"]), "-U", "postgres", "-d", db, "-c", sql]  # fmt: skip
+        return run(cmd).stdout.strip()
+
+    def set_db_password(self, password: str) -> None:
+        """ALTER ROLE, as RDS does when it rotates the master password."""
+        literal = password.replace("'", "''")
+        self.psql(f"ALTER ROLE {DB_USER} PASSWORD '{literal}'", db="postgres")
+
+    def _stop_postgres(self) -> None:
+        if (self.pg / "data" / "postmaster.pid").exists():
+            subprocess.run(
+                [*self._pg_user(), str(PG_BIN / "pg_ctl"), "-D", str(self.pg / "data"), "-m", "fast", "-w", "stop"],
+                capture_output=True,
+                check=False,
+            )
+
+    # --- Orthanc -------------------------------------------------------------------------------
+    def orthanc_config(self) -> tuple[dict[str, Any], dict[str, Any]]:
+        """(rendered orthanc.json with the host differences, the secrets fragment) for Orthanc."""
+        config = json.loads(self.rendered["orthanc.json"])
+        config.update(
+            HttpPort=self.ports["orthanc_http"],
+            DicomPort=self.ports["orthanc_dicom"],
+            Plugins=[str(ORTHANC_PLUGIN_DIR / p) for p in ORTHANC_PLUGINS],
+            StorageDirectory=str(self.root / "orthanc-storage"),
+            IndexDirectory=str(self.root / "orthanc-storage"),
+        )
+        uri = (self.secrets / DB_URI_FILE).read_text()
+        uri = uri.replace(f"sslrootcert={HOST_RDS_CA}", f"sslrootcert={quote(str(self.tls / 'rds-ca.pem'))}")
+        # Orthanc refuses a section defined in two files, so the fragment carries the whole
+        # PostgreSQL section with the URI merged in: what the orthancteam image's configurator does.
+        postgres = {**config.pop("PostgreSQL"), "ConnectionUri": uri}
+        users = json.loads((self.secrets / USERS_FILE).read_text())
+        return config, {"PostgreSQL": postgres, "RegisteredUsers": users}
+
+    def start_orthanc(self) -> None:
+        """Start Orthanc on the secret files as they are now (a fresh process, as a new container)."""
+        config, secrets = self.orthanc_config()
+        conf_dir = self.root / "orthanc-config"
+        shutil.rmtree(conf_dir, ignore_errors=True)
+        conf_dir.mkdir(mode=0o700)
+        (conf_dir / "orthweb.json").write_text(json.dumps(config, indent=2))
+        fragment = conf_dir / "secrets.json"
+        fragment.touch(mode=0o600)
+        fragment.write_text(json.dumps(secrets, indent=2))
+        self.admin_password = secrets["RegisteredUsers"]["admin"]
+        self.orthanc_starts += 1
+        with self.orthanc_log.open("ab") as log:
+            log.write(f"--- orthweb harness: Orthanc start {self.orthanc_starts}\n".encode())
+            self.orthanc_proc = subprocess.Popen(
+                ["Orthanc", str(conf_dir)], cwd=self.root, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+            )
+        wait_until("Orthanc", self._orthanc_ready, self.orthanc_log, self.orthanc_proc)
+
+    def _orthanc_ready(self) -> bool:
+        return port_open(self.ports["orthanc_dicom"]) and self._rest_ok(
+            f"http://127.0.0.1:{self.ports['orthanc_http']}"
+        )
+
+    def stop_orthanc(self) -> None:
+        stop_process(self.orthanc_proc, timeout=30)
+        self.orthanc_proc = None
+
+    def restart_orthanc(self) -> None:
+        self.stop_orthanc()
+        self.start_orthanc()
+
+    # --- nginx ---------------------------------------------------------------------------------
+    def nginx_conf(self) -> str:
+        """The rendered nginx.conf with the host differences applied."""
+        p, nginx = self.ports, self.root / "nginx"
+        text = self.rendered["nginx.conf"]
+        web = "443" if self.settings.https else "80"
+        subs = [
+            (rf"^(\s*)listen {web}( ssl)?;", rf"\1listen 127.0.0.1:{p['nginx_web']}\2;"),
+            (r"^(\s*)listen 11112 ssl;", rf"\1listen 127.0.0.1:{p['nginx_dicom']} ssl;"),
+            (r"^(\s*)listen 127\.0\.0\.1:8080;", rf"\1listen 127.0.0.1:{p['nginx_health']};"),
+            (r"orthanc:8042", f"127.0.0.1:{p['orthanc_http']}"),
+            (r"orthanc:4242", f"127.0.0.1:{p['orthanc_dicom']}"),
+            (r"/etc/nginx/tls/", f"{self.tls}/"),
+            (r"access_log /dev/stdout;", f"access_log {nginx}/access.log;"),
+        ]
+        for pattern, repl in subs:
+            text, n = re.subn(pattern, repl, text, flags=re.M)
+            if n == 0:
+                raise AppHostError(f"nginx.conf: no line matches {pattern!r}; update HOST_DIFFERENCES")
+        temp = "".join(
+            f"  {kind}_temp_path {nginx}/{kind};\n" for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
+        )
+        text = text.replace("http {\n", "http {\n" + temp, 1)
+        return f"load_module {NGINX_STREAM_MODULE};\npid {nginx}/nginx.pid;\n{text}"
+
+    def _start_nginx(self) -> None:
+        nginx = self.root / "nginx"
+        nginx.mkdir()
+        conf = nginx / "nginx.conf"
+        conf.write_text(self.nginx_conf())
+        log = self.nginx_error_log
+        with log.open("ab") as out:
+            run(["nginx", "-t", "-q", "-p", str(nginx), "-e", str(log), "-c", str(conf)])
+            self.nginx_proc = subprocess.Popen(
+                ["nginx", "-p", str(nginx), "-e", str(log), "-c", str(conf), "-g", "daemon off;"],
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        wait_until(
+            "nginx",
+            lambda: port_open(self.ports["nginx_dicom"]) and self._rest_ok(self.web_url),
+            log,
+            self.nginx_proc,
+        )
+
+    # --- clients -------------------------------------------------------------------------------
+    @property
+    def web_url(self) -> str:
+        scheme = "https" if self.settings.https else "http"
+        return f"{scheme}://localhost:{self.ports['nginx_web']}"
+
+    def tls_context(self) -> ssl.SSLContext:
+        """A client context that trusts only the certificate the host's certificate step made."""
+        return ssl.create_default_context(cafile=str(self.server_cert))
+
+    def rest(self, method: str, path: str, body: bytes | None = None, auth: bool = True, timeout: float = 120) -> Any:
+        """A request through nginx; returns (status, body bytes). HTTP errors are returned, not raised."""
+        req = urllib.request.Request(self.web_url + path, data=body, method=method)  # noqa: S310 - loopback
+        if auth:
+            token = b64encode(f"admin:{self.admin_password}".encode()).decode()
+            req.add_header("Authorization", f"Basic {token}")
+        try:
+            with urllib.request.urlopen(req, context=self.tls_context(), timeout=timeout) as resp:  # noqa: S310
+                return resp.status, resp.read()
+        except urllib.error.HTTPError as err:
+            return err.code, err.read()
+
+    def rest_json(self, path: str) -> Any:
+        status, body = self.rest("GET", path)
+        assert status == 200, f"GET {path}: {status} {body[:200]!r}"
+        return json.loads(body)
+
+    def _rest_ok(self, base: str) -> bool:
+        token = b64encode(f"admin:{self.admin_password}".encode()).decode()
+        req = urllib.request.Request(base + "/system", headers={"Authorization": f"Basic {token}"})  # noqa: S310
+        ctx = self.tls_context() if base.startswith("https") else None
+        try:
+            with urllib.request.urlopen(req, context=ctx, timeout=2) as resp:  # noqa: S310
+                return bool(resp.status == 200)
+        except (urllib.error.URLError, OSError):
+            return False
+
+    # --- lifecycle -----------------------------------------------------------------------------
+    def start(self) -> None:
+        for name in ("orthanc_http", "orthanc_dicom", "nginx_web", "nginx_dicom", "nginx_health"):
+            self.ports[name] = free_port()
+        self.rendered = render_app(self.settings)
+        self._install_host_scripts()
+        self._start_postgres()
+        db_password = b64encode(os.urandom(18)).decode() + "@:/?%"  # characters the URI must escape
+        self.psql(f"CREATE ROLE {DB_USER} LOGIN PASSWORD '{db_password}'", db="postgres")
+        self.psql(f"CREATE DATABASE {DB_NAME} OWNER {DB_USER}", db="postgres")
+        # The stack's two secrets: RDS's master secret, and the admin secret created empty.
+        secret = json.dumps({"username": DB_USER, "password": db_password})
+        self.db_secret_arn = self.aws(
+            "secretsmanager", "create-secret", "--name", "rds!db-harness", "--secret-string", secret
+        )["ARN"]
+        self.admin_secret_arn = self.aws("secretsmanager", "create-secret", "--name", "orthweb/orthanc-admin")["ARN"]
+        (self.etc / "orthweb.env").write_text(
+            f"ORTHWEB_REGION={self.moto.region}\nORTHWEB_DB_ADDRESS=127.0.0.1\n"
+            f"ORTHWEB_DB_PORT={self.ports['postgres']}\nORTHWEB_DB_NAME={DB_NAME}\nORTHWEB_SITE_NAME=localhost\n"
+            f"ORTHWEB_DB_SECRET_ARN={self.db_secret_arn}\nORTHWEB_ADMIN_SECRET_ARN={self.admin_secret_arn}\n"
+        )
+        # The host's boot steps, for real: secrets (generating the admin password), then the certificate.
+        self.host_step("orthweb-secrets")
+        self.host_step("orthweb-cert")
+        self.start_orthanc()
+        self._start_nginx()
+
+    def stop(self) -> None:
+        stop_process(self.nginx_proc)
+        self.stop_orthanc()
+        self._stop_postgres()
+
+
+@contextlib.contextmanager
+def app_host(settings: Settings | None = None, base_dir: str | None = None, keep: bool = False) -> Iterator[AppHost]:
+    """Start the whole application; stop it and remove its directory (unless ``keep``) after."""
+    for tool in ("Orthanc", "nginx", "openssl", "jq", "psql"):
+        if not shutil.which(tool):
+            raise AppHostError(f"{tool} is missing: install the Debian packages listed in docs/app-harness.md")
+    for path in (PG_BIN / "initdb", NGINX_STREAM_MODULE, *(ORTHANC_PLUGIN_DIR / p for p in ORTHANC_PLUGINS)):
+        if not path.exists():
+            raise AppHostError(f"{path} is missing: install the Debian packages listed in docs/app-harness.md")
+    root = Path(tempfile.mkdtemp(prefix="orthweb-app-", dir=base_dir))
+    try:
+        with moto_server() as moto:
+            host = AppHost(root=root, settings=settings or Settings(), moto=moto)
+            try:
+                host.start()
+                yield host
+            finally:
+                host.stop()
+    finally:
+        if not keep:
+            shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def app() -> Iterator[AppHost]:
+    """One running application for a test module (default settings)."""
+    with app_host() as host:
+        yield host

@@ -88,3 +88,25 @@ destroy: install ## cdktf destroy of the real deployment
 	$(call require_real_aws)
 	$(call say,cdktf destroy)
 	npx cdktf destroy orthweb
+
+.PHONY: demo demo-down demo-plan demo-replace-host cost diagram
+
+demo: install ## Deploy the whole stack with the real cdktf CLI into a local AWS emulator
+	$(PY) scripts/demo.py up
+
+demo-down: install ## Destroy the demo deployment and stop the emulator
+	$(PY) scripts/demo.py down
+
+demo-plan: install ## Plain `terraform plan` of the demo deployment (expect: no changes)
+	$(PY) scripts/demo.py plan
+
+demo-replace-host: install ## The runbook's destroy/apply -target aws_instance.orthweb, in the emulator
+	$(PY) scripts/demo.py replace-host
+
+cost: synth ## Daily cost of the synthesized stack (committed, dated us-east-1 price table)
+	$(PY) scripts/cost.py
+
+diagram: synth ## Regenerate docs/architecture.svg from the synthesized stack (needs graphviz)
+	command -v dot >/dev/null || { echo "graphviz is missing: apt-get install graphviz" >&2; exit 1; }
+	$(PY) scripts/diagram.py | dot -Tsvg -o docs/architecture.svg
+	echo "wrote docs/architecture.svg"

@@ -21,13 +21,37 @@ MODULES = [
     "constructs",
     *(
         f"cdktf_cdktf_provider_aws.{m}"
-        for m in (
-            "cloudwatch_log_group db_instance db_parameter_group db_subnet_group default_security_group flow_log "
-            "iam_instance_profile iam_role iam_role_policy iam_role_policy_attachment instance internet_gateway "
-            "kms_alias kms_key route route_table route_table_association secretsmanager_secret security_group subnet "
-            "vpc vpc_endpoint vpc_security_group_egress_rule vpc_security_group_ingress_rule provider "
-            "data_aws_availability_zones data_aws_caller_identity data_aws_partition data_aws_ssm_parameter"
-        ).split()
+        for m in [
+            "cloudwatch_log_group",
+            "db_instance",
+            "db_parameter_group",
+            "db_subnet_group",
+            "default_security_group",
+            "flow_log",
+            "iam_instance_profile",
+            "iam_role",
+            "iam_role_policy",
+            "iam_role_policy_attachment",
+            "instance",
+            "internet_gateway",
+            "kms_alias",
+            "kms_key",
+            "route",
+            "route_table",
+            "route_table_association",
+            "secretsmanager_secret",
+            "security_group",
+            "subnet",
+            "vpc",
+            "vpc_endpoint",
+            "vpc_security_group_egress_rule",
+            "vpc_security_group_ingress_rule",
+            "provider",
+            "data_aws_availability_zones",
+            "data_aws_caller_identity",
+            "data_aws_partition",
+            "data_aws_ssm_parameter",
+        ]
     ),
 ]
 

@@ -36,6 +36,7 @@ VARIANT_SETTINGS: dict[str, Any] = {
     "deletion_protection": False,
     "log_retention_days": 731,
     "interface_endpoints": ["ssm", "ssmmessages", "ec2messages"],
+    "endpoints_in_all_azs": True,
     "ssh_key_name": "ops-key",
     "ssh_cidr": "192.0.2.0/24",
     "https": False,
@@ -46,7 +47,8 @@ VARIANT_SETTINGS: dict[str, Any] = {
 }
 
 
-def _synth(settings_values: Mapping[str, Any], outdir: Path) -> tuple[dict[str, Any], Path]:
+def synthesize(settings_values: Mapping[str, Any], outdir: Path) -> tuple[dict[str, Any], Path]:
+    """Synthesize the stack with ``settings_values`` into ``outdir``; return (parsed JSON, stack dir)."""
     from cdktf import App
 
     from orthweb.settings import Settings
@@ -61,7 +63,7 @@ def _synth(settings_values: Mapping[str, Any], outdir: Path) -> tuple[dict[str, 
 
 @pytest.fixture(scope="session")
 def synthesized(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str, Any], Path]:
-    return _synth({}, tmp_path_factory.mktemp("synth-default"))
+    return synthesize({}, tmp_path_factory.mktemp("synth-default"))
 
 
 @pytest.fixture(scope="session")
@@ -79,7 +81,7 @@ def stack_dir(synthesized: tuple[dict[str, Any], Path]) -> Path:
 @pytest.fixture(scope="session")
 def variant(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     """The parsed cdk.tf.json of the stack with VARIANT_SETTINGS."""
-    return _synth(VARIANT_SETTINGS, tmp_path_factory.mktemp("synth-variant"))[0]
+    return synthesize(VARIANT_SETTINGS, tmp_path_factory.mktemp("synth-variant"))[0]
 
 
 def provider_mirror() -> Path:

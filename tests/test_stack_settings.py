@@ -36,6 +36,7 @@ def test_extra_interface_endpoints_are_added_in_the_private_subnets(variant: Syn
         "ssmmessages",
     ]
     assert all(e["private_dns_enabled"] for e in interface)
+    assert all(len(e["subnet_ids"]) == 3 for e in interface)
 
 
 def test_host_ports_follow_cidrs_https_plain_dicom_and_ssh(variant: Synth) -> None:

@@ -56,6 +56,7 @@ class Network(Construct):
         vpc_cidr: str = "10.64.0.0/16",
         az_count: int = 2,
         interface_endpoints: tuple[str, ...] | list[str] = (),
+        endpoints_in_all_azs: bool = False,
         log_retention_days: int = 365,
     ) -> None:
         super().__init__(scope, id_)
@@ -151,6 +152,8 @@ class Network(Construct):
             to_port=443,
             cidr_ipv4=vpc_cidr,
         )
+        # The host lives in the first zone; its endpoints are there unless every zone is asked for.
+        endpoint_subnets = self.private_subnet_ids if endpoints_in_all_azs else self.private_subnet_ids[:1]
         self.interface_endpoints: dict[str, VpcEndpoint] = {}
         for service in ("secretsmanager", *interface_endpoints):
             self.interface_endpoints[service] = VpcEndpoint(
@@ -160,7 +163,7 @@ class Network(Construct):
                 service_name=f"com.amazonaws.{region}.{service}",
                 vpc_endpoint_type="Interface",
                 private_dns_enabled=True,
-                subnet_ids=self.private_subnet_ids,
+                subnet_ids=endpoint_subnets,
                 security_group_ids=[self.endpoint_security_group.id],
                 tags={"Name": f"{name_prefix}-{service}"},
             )

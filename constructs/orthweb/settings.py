@@ -219,6 +219,13 @@ class Settings:
             _endpoints,
         ),
     )
+    endpoints_in_all_azs: bool = field(
+        default=False,
+        metadata=_meta(
+            "Place interface endpoints in every AZ's private subnet; by default only in the host's AZ "
+            "(one host, one zone: a second endpoint ENI would serve no client and doubles the hourly cost)"
+        ),
+    )
     ssh_key_name: str | None = field(
         default=None,
         metadata=_meta(

@@ -49,6 +49,7 @@ class OrthwebStack(TerraformStack):
             vpc_cidr=s.vpc_cidr,
             az_count=s.az_count,
             interface_endpoints=s.interface_endpoints,
+            endpoints_in_all_azs=s.endpoints_in_all_azs,
             log_retention_days=s.log_retention_days,
         )
         database = Database(

@@ -1,0 +1,261 @@
+"""`make demo` / `make demo-down`: the whole stack deployed by the real cdktf CLI into a local AWS emulator.
+
+Everything the demo owns lives under `.orthweb/demo/` (emulator pid, port and log, the Terraform state,
+the synthesized output): an emulator run never reads or writes the state of a real deployment, and
+its synthesized JSON never lands in `cdktf.out/`, where a real `terraform plan` would pick it up.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+PROJECT_DIR = Path(__file__).resolve().parents[1]
+DEMO_DIR = PROJECT_DIR / ".orthweb" / "demo"
+PID_FILE = DEMO_DIR / "emulator.pid"
+PORT_FILE = DEMO_DIR / "emulator.port"
+LOG_FILE = DEMO_DIR / "emulator.log"
+STATE_FILE = DEMO_DIR / "terraform.tfstate"
+OUT_DIR = DEMO_DIR / "cdktf.out"
+STACK_DIR = OUT_DIR / "stacks" / "orthweb"
+TF_RC = DEMO_DIR / "terraformrc"
+REGION = "us-east-1"
+READY_TIMEOUT_S = 60.0
+MIRROR_ENV = "TF_PROVIDER_MIRROR"
+
+
+class DemoError(RuntimeError):
+    """Something the user can fix; the message says what."""
+
+
+def phase(message: str) -> None:
+    print(f"\n\033[1m==> {message}\033[0m", flush=True)
+
+
+def _answers(port: int) -> bool:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/moto-api/", timeout=2):
+            return True
+    except OSError:
+        return False
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def running_emulator() -> int | None:
+    """Port of this project's emulator if it is up; cleans up after a crashed run."""
+    if not PID_FILE.exists():
+        return None
+    pid = int(PID_FILE.read_text().strip() or 0)
+    port = int(PORT_FILE.read_text().strip() or 0) if PORT_FILE.exists() else 0
+    if pid and _alive(pid) and port and _answers(port):
+        return port
+    print(
+        "A previous demo's emulator is gone (crashed or the machine restarted); its resources went with it.\n"
+        "Removing its pid file and the demo state, and starting afresh.",
+        flush=True,
+    )
+    if pid and _alive(pid):
+        os.kill(pid, signal.SIGTERM)
+    for path in (PID_FILE, PORT_FILE, STATE_FILE, STATE_FILE.with_suffix(".tfstate.backup")):
+        path.unlink(missing_ok=True)
+    return None
+
+
+def start_emulator() -> int:
+    port = running_emulator()
+    if port:
+        print(f"Reusing the emulator already running on 127.0.0.1:{port}", flush=True)
+        return port
+    port = _free_port()
+    DEMO_DIR.mkdir(parents=True, exist_ok=True)
+    log = LOG_FILE.open("ab")
+    proc = subprocess.Popen(
+        [sys.executable, str(PROJECT_DIR / "scripts" / "emulator.py"), "--host", "127.0.0.1", "--port", str(port)],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    PID_FILE.write_text(f"{proc.pid}\n")
+    PORT_FILE.write_text(f"{port}\n")
+    deadline = time.monotonic() + READY_TIMEOUT_S
+    while not _answers(port):
+        if proc.poll() is not None or time.monotonic() > deadline:
+            tail = LOG_FILE.read_text(errors="replace").splitlines()[-20:]
+            stop_emulator()
+            raise DemoError("the AWS emulator did not start; its log ends with:\n" + "\n".join(tail))
+        time.sleep(0.2)
+    print(f"Emulator up on 127.0.0.1:{port} (pid {proc.pid}, log {LOG_FILE.relative_to(PROJECT_DIR)})", flush=True)
+    return port
+
+
+def stop_emulator() -> None:
+    if PID_FILE.exists():
+        pid = int(PID_FILE.read_text().strip() or 0)
+        if pid and _alive(pid):
+            os.killpg(pid, signal.SIGTERM)
+            for _ in range(50):
+                if not _alive(pid):
+                    break
+                time.sleep(0.1)
+        print(f"Emulator stopped (pid {pid})", flush=True)
+    for path in (PID_FILE, PORT_FILE):
+        path.unlink(missing_ok=True)
+
+
+def refuse_real_state() -> None:
+    """The demo never touches a real deployment's state backend."""
+    context = json.loads((PROJECT_DIR / "cdktf.json").read_text()).get("context", {}).get("orthweb", {})
+    backend = os.environ.get("ORTHWEB_STATE_BACKEND", context.get("state_backend", "local"))
+    if backend != "local":
+        raise DemoError(
+            f"state_backend is {backend!r}: the demo refuses to run with a real deployment's state backend "
+            "configured. Unset ORTHWEB_STATE_BACKEND / remove state_backend from cdktf.json for the demo."
+        )
+
+
+def terraform_rc() -> Path:
+    mirror = os.environ.get(MIRROR_ENV, "/opt/tf-plugins")
+    if not (Path(mirror) / "registry.terraform.io/hashicorp/aws/5.100.0").is_dir():
+        raise DemoError(
+            f"{MIRROR_ENV}={mirror} holds no hashicorp/aws 5.100.0; point it at a filesystem mirror with that "
+            "provider, or unset it on a machine that can reach the Terraform registry"
+        )
+    DEMO_DIR.mkdir(parents=True, exist_ok=True)
+    TF_RC.write_text(
+        "provider_installation {\n"
+        f'  filesystem_mirror {{\n    path    = "{mirror}"\n    include = ["registry.terraform.io/hashicorp/*"]\n  }}\n'
+        '  direct {\n    exclude = ["registry.terraform.io/*/*"]\n  }\n}\n'
+    )
+    return TF_RC
+
+
+def demo_env(port: int) -> dict[str, str]:
+    """The environment every demo command runs in: emulator endpoint, throwaway keys, demo-only state."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    env.update(
+        AWS_ENDPOINT_URL=f"http://127.0.0.1:{port}",
+        AWS_ACCESS_KEY_ID="demo",
+        AWS_SECRET_ACCESS_KEY="demo-not-a-secret",  # noqa: S106 - throwaway key the emulator accepts
+        AWS_REGION=REGION,
+        AWS_DEFAULT_REGION=REGION,
+        AWS_EC2_METADATA_DISABLED="true",
+        AWS_SHARED_CREDENTIALS_FILE=os.devnull,
+        AWS_CONFIG_FILE=os.devnull,
+        TF_CLI_CONFIG_FILE=str(terraform_rc()),
+        CHECKPOINT_DISABLE="1",
+        JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION="20",
+        ORTHWEB_REGION=REGION,
+        ORTHWEB_STATE_BACKEND="local",
+        ORTHWEB_STATE_PATH=str(STATE_FILE.relative_to(PROJECT_DIR)),
+        # A throwaway deployment: no deletion protection, no final snapshot, so demo-down leaves nothing.
+        ORTHWEB_DELETION_PROTECTION="false",
+    )
+    return env
+
+
+def cdktf(args: list[str], env: dict[str, str]) -> None:
+    cmd = ["npx", "--no-install", "cdktf", *args, "--output", str(OUT_DIR.relative_to(PROJECT_DIR))]
+    print("$ " + " ".join(cmd), flush=True)
+    proc = subprocess.run(cmd, cwd=PROJECT_DIR, env=env, check=False)
+    if proc.returncode != 0:
+        raise DemoError(f"cdktf {args[0]} failed (exit {proc.returncode}); see its output above")
+
+
+def outputs(env: dict[str, str]) -> dict[str, str]:
+    proc = subprocess.run(
+        ["terraform", "output", "-json"], cwd=STACK_DIR, env=env, capture_output=True, text=True, check=True
+    )
+    return {k: v["value"] for k, v in json.loads(proc.stdout).items()}
+
+
+def up() -> None:
+    started = time.monotonic()
+    refuse_real_state()
+    phase("Starting the local AWS emulator")
+    port = start_emulator()
+    env = demo_env(port)
+    phase("cdktf deploy into the emulator (synth, init, plan, apply)")
+    cdktf(["deploy", "orthweb", "--auto-approve"], env)
+    phase("Outputs")
+    for name, value in sorted(outputs(env).items()):
+        print(f"  {name:22} {value}")
+    rel = STACK_DIR.relative_to(PROJECT_DIR)
+    print(
+        f"\nDeployed into the emulator in {time.monotonic() - started:.0f} s. Next, try:\n"
+        f"  make demo                      # again: converges, no changes\n"
+        f"  make demo-plan                 # plain terraform plan in {rel}\n"
+        f"  make demo-replace-host         # terraform destroy/apply -target aws_instance.orthweb\n"
+        f"  make demo-down                 # destroy everything and stop the emulator\n",
+        flush=True,
+    )
+
+
+def terraform_in_stack(args: list[str]) -> None:
+    port = running_emulator()
+    if not port:
+        raise DemoError("no demo is running: run make demo first")
+    env = demo_env(port)
+    print("$ terraform " + " ".join(args), flush=True)
+    proc = subprocess.run(["terraform", *args], cwd=STACK_DIR, env=env, check=False)
+    if proc.returncode not in (0, 2) or (proc.returncode == 2 and "-detailed-exitcode" not in args):
+        raise DemoError(f"terraform {args[0]} failed (exit {proc.returncode})")
+
+
+def down() -> None:
+    port = running_emulator()
+    if port and STATE_FILE.exists():
+        phase("cdktf destroy in the emulator")
+        cdktf(["destroy", "orthweb", "--auto-approve"], demo_env(port))
+    phase("Stopping the emulator")
+    stop_emulator()
+    for path in (STATE_FILE, STATE_FILE.with_suffix(".tfstate.backup")):
+        path.unlink(missing_ok=True)
+    shutil.rmtree(OUT_DIR, ignore_errors=True)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("action", choices=["up", "down", "plan", "replace-host"])
+    action = parser.parse_args().action
+    try:
+        if action == "up":
+            up()
+        elif action == "down":
+            down()
+        elif action == "plan":
+            terraform_in_stack(["plan", "-input=false"])
+        else:
+            terraform_in_stack(["destroy", "-target", "aws_instance.orthweb", "-auto-approve", "-input=false"])
+            terraform_in_stack(["apply", "-target", "aws_instance.orthweb", "-auto-approve", "-input=false"])
+    except DemoError as exc:
+        print(f"orthweb demo: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

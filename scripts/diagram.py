@@ -1,0 +1,103 @@
+"""Architecture diagram generated from the synthesized stack (Graphviz DOT on stdout).
+
+`make diagram` pipes it through `dot -Tsvg` into docs/architecture.svg. Nodes are the stack's
+resources (plumbing such as route-table associations and policy attachments is folded away);
+edges are the references Terraform itself resolves between them.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+from pathlib import Path
+from typing import Any
+
+PROJECT_DIR = Path(__file__).resolve().parents[1]
+DEFAULT_STACK = PROJECT_DIR / "cdktf.out" / "stacks" / "orthweb" / "cdk.tf.json"
+
+CLUSTERS = {
+    "Public subnets (internet-facing)": ["aws_instance", "aws_internet_gateway"],
+    "Private subnets (no route out)": ["aws_db_instance", "aws_vpc_endpoint"],
+    "Encryption and secrets": ["aws_kms_key", "aws_secretsmanager_secret"],
+    "Access control": ["aws_security_group", "aws_iam_role"],
+    "Logs": ["aws_cloudwatch_log_group", "aws_flow_log"],
+}
+LABELS = {
+    "aws_instance": "EC2 host\\nnginx (443, 11112) → Orthanc",
+    "aws_db_instance": "RDS PostgreSQL\\nencrypted, TLS only",
+    "aws_kms_key": "KMS key\\nrotated yearly",
+    "aws_secretsmanager_secret": "Orthanc admin secret",
+    "aws_internet_gateway": "Internet gateway",
+    "aws_flow_log": "VPC flow log",
+}
+_REF = re.compile(r"\$\{(aws_[a-z0-9_]+)\.([A-Za-z0-9_-]+)\.")
+
+
+def _label(type_: str, name: str, body: dict[str, Any]) -> str:
+    if type_ in LABELS:
+        return LABELS[type_]
+    if type_ == "aws_vpc_endpoint":
+        return f"{body['vpc_endpoint_type']} endpoint\\n{body['service_name'].rsplit('.', 1)[1]}"
+    if type_ == "aws_cloudwatch_log_group":
+        return f"Log group\\n{body['name']}"
+    if type_ == "aws_security_group":
+        return f"Security group\\n{name.split('_', maxsplit=1)[0]}"
+    if type_ == "aws_iam_role":
+        return f"IAM role\\n{name.split('_', maxsplit=1)[0]}"
+    return f"{type_}\\n{name}"
+
+
+def dot(synth: dict[str, Any]) -> str:
+    wanted = {t for types in CLUSTERS.values() for t in types}
+    nodes = {
+        f"{t}.{n}": (t, n, body) for t, group in synth["resource"].items() if t in wanted for n, body in group.items()
+    }
+    lines = [
+        "digraph orthweb {",
+        '  graph [rankdir=LR, fontname="Helvetica", fontsize=11, label="Orthweb (generated from cdk.tf.json)"];',
+        '  node [shape=box, style="rounded,filled", fillcolor="#f4f6fb", fontname="Helvetica", fontsize=10];',
+        '  edge [color="#7a869a", arrowsize=0.6];',
+        '  users [label="Browsers (HTTPS 443)\\nModalities (DICOM TLS 11112)", shape=oval, fillcolor="#fff4e5"];',
+        '  subgraph cluster_vpc { label="VPC"; style=rounded; color="#4a6fa5";',
+    ]
+    for i, (title, types) in enumerate(CLUSTERS.items()):
+        inside = title.startswith(("Public", "Private"))
+        members = [k for k, (t, _, _) in nodes.items() if t in types]
+        block = [f'    subgraph cluster_{i} {{ label="{title}"; style=dashed;']
+        block += [f'      "{k}" [label="{_label(*nodes[k])}"];' for k in members]
+        block.append("    }")
+        if inside:
+            lines += block
+    lines.append("  }")
+    for i, (title, types) in enumerate(CLUSTERS.items()):
+        if title.startswith(("Public", "Private")):
+            continue
+        members = [k for k, (t, _, _) in nodes.items() if t in types]
+        lines.append(f'  subgraph cluster_{i} {{ label="{title}"; style=dashed;')
+        lines += [f'    "{k}" [label="{_label(*nodes[k])}"];' for k in members]
+        lines.append("  }")
+    edges = set()
+    for key, (_, _, body) in nodes.items():
+        for t, n in _REF.findall(json.dumps(body)):
+            target = f"{t}.{n}"
+            if target in nodes and target != key:
+                edges.add((key, target))
+    lines += [f'  "{a}" -> "{b}";' for a, b in sorted(edges)]
+    host = next(k for k in nodes if k.startswith("aws_instance."))
+    lines.append(f'  users -> "{host}" [color="#d9822b", penwidth=1.5];')
+    lines.append("}")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str]) -> int:
+    stack = Path(argv[1]) if len(argv) > 1 else DEFAULT_STACK
+    if not stack.is_file():
+        print(f"diagram: {stack} not found; run `make synth` first", file=sys.stderr)
+        return 2
+    sys.stdout.write(dot(json.loads(stack.read_text())))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))

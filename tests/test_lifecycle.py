@@ -1,0 +1,224 @@
+"""The original runbook's Terraform semantics, proven against the local AWS emulator.
+
+The synthesized JSON is driven by plain `terraform` in its stack directory, in order: apply, a clean
+second plan, targeted destroy and apply of `aws_instance.orthweb`, a settings change that touches only
+the instance, full destroy leaving nothing behind, and a state that never held the DB password.
+Tests in this module run in file order and share one deployment.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+
+from conftest import synthesize
+
+pytestmark = pytest.mark.lifecycle
+
+PROJECT_DIR = Path(__file__).resolve().parents[1]
+REGION = "us-east-1"
+INSTANCE = "aws_instance.orthweb"
+TIMINGS: dict[str, float] = {}
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+def emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    port = _free_port()
+    log = tmp_path_factory.mktemp("emulator") / "emulator.log"
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            [sys.executable, str(PROJECT_DIR / "scripts" / "emulator.py"), "--host", "127.0.0.1", "--port", str(port)],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    endpoint = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            with urllib.request.urlopen(f"{endpoint}/moto-api/", timeout=2):  # noqa: S310 - loopback
+                break
+        except OSError:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                proc.kill()
+                pytest.fail("emulator did not start:\n" + log.read_text(errors="replace")[-3000:])
+            time.sleep(0.2)
+    yield endpoint
+    proc.terminate()
+    proc.wait(timeout=20)
+
+
+@pytest.fixture(scope="module")
+def aws_env(emulator: str) -> dict[str, str]:
+    return {
+        "AWS_ENDPOINT_URL": emulator,
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_REGION": REGION,
+        "AWS_DEFAULT_REGION": REGION,
+        "AWS_EC2_METADATA_DISABLED": "true",
+    }
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A stack directory holding the throwaway synthesis (deletion protection off, so destroy is clean)."""
+    out = tmp_path_factory.mktemp("lifecycle")
+    synth, stack_dir = synthesize({"deletion_protection": False}, out)
+    assert synth["terraform"]["backend"]["local"]["path"].startswith(str(out))
+    return stack_dir
+
+
+@pytest.fixture(scope="module")
+def tf(workdir: Path, terraform: Any, aws_env: dict[str, str], request: pytest.FixtureRequest) -> Iterator[Any]:
+    def run(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        started = time.monotonic()
+        proc = terraform(workdir, *args, check=check, env=aws_env, timeout=900)
+        TIMINGS[" ".join(a for a in args if not a.startswith("-"))] = time.monotonic() - started
+        return proc
+
+    run("init", "-input=false")
+    yield run
+    reporter = request.config.pluginmanager.get_plugin("terminalreporter")
+    for step, seconds in TIMINGS.items():
+        if reporter:
+            reporter.write_line(f"lifecycle: terraform {step}: {seconds:.1f} s")
+
+
+def state(workdir: Path) -> dict[str, Any]:
+    path = Path(json.loads((workdir / "cdk.tf.json").read_text())["terraform"]["backend"]["local"]["path"])
+    parsed: dict[str, Any] = json.loads(path.read_text())
+    return parsed
+
+
+def ids(workdir: Path) -> dict[str, str]:
+    """Resource address -> id for everything in the state."""
+    found = {}
+    for r in state(workdir)["resources"]:
+        if r["mode"] == "managed":
+            for inst in r["instances"]:
+                found[f"{r['type']}.{r['name']}"] = inst["attributes"].get("id", "")
+    return found
+
+
+def plan_changes(tf: Any, workdir: Path) -> dict[str, list[str]]:
+    """Address -> actions of every resource change a full plan proposes."""
+    tf("plan", "-input=false", "-out=plan.bin")
+    plan = json.loads(tf("show", "-json", "plan.bin").stdout)
+    return {
+        c["address"]: c["change"]["actions"]
+        for c in plan.get("resource_changes", [])
+        if c["change"]["actions"] != ["no-op"]
+    }
+
+
+def test_1_apply_creates_everything_with_well_formed_outputs(tf: Any, workdir: Path) -> None:
+    tf("apply", "-auto-approve", "-input=false")
+    outputs = {k: v["value"] for k, v in json.loads(tf("output", "-json").stdout).items()}
+    assert outputs["instance_id"].startswith("i-")
+    assert outputs["host_public_dns"]
+    assert outputs["web_url"] == f"https://{outputs['host_public_dns']}/"
+    assert outputs["dicom_endpoint"] == f"ORTHANC@{outputs['host_public_dns']}:11112"
+    assert outputs["db_endpoint"].endswith(":5432")
+    assert outputs["db_master_secret_arn"].startswith(f"arn:aws:secretsmanager:{REGION}:")
+    assert outputs["admin_secret_arn"].startswith(f"arn:aws:secretsmanager:{REGION}:")
+    assert (
+        outputs["ssm_session_command"] == f"aws ssm start-session --region {REGION} --target {outputs['instance_id']}"
+    )
+    assert INSTANCE in ids(workdir)
+
+
+def test_2_second_plan_shows_no_changes(tf: Any) -> None:
+    proc = tf("plan", "-detailed-exitcode", "-input=false", check=False)
+    assert proc.returncode == 0, proc.stdout[-4000:]
+
+
+def test_3_targeted_destroy_removes_only_the_instance(tf: Any, workdir: Path) -> None:
+    before = ids(workdir)
+    tf("destroy", "-target", INSTANCE, "-auto-approve", "-input=false")
+    after = ids(workdir)
+    assert set(before) - set(after) == {INSTANCE}
+    for kept in ("aws_db_instance", "aws_secretsmanager_secret", "aws_kms_key", "aws_vpc"):
+        (address,) = [a for a in before if a.startswith(kept + ".")]
+        assert after[address] == before[address], f"{address} changed"
+
+
+def test_4_targeted_apply_brings_a_new_instance_on_the_same_database(tf: Any, workdir: Path) -> None:
+    tf("apply", "-target", INSTANCE, "-auto-approve", "-input=false")
+    after = ids(workdir)
+    assert after[INSTANCE].startswith("i-")
+    proc = tf("plan", "-detailed-exitcode", "-input=false", check=False)
+    assert proc.returncode == 0, proc.stdout[-4000:]
+
+
+def test_5_instance_type_change_touches_the_instance_only(tf: Any, workdir: Path, tmp_path: Path) -> None:
+    changed, _ = synthesize({"deletion_protection": False, "instance_type": "t4g.medium"}, tmp_path)
+    config = json.loads((workdir / "cdk.tf.json").read_text())
+    changed["terraform"]["backend"] = config["terraform"]["backend"]
+    original = (workdir / "cdk.tf.json").read_text()
+    (workdir / "cdk.tf.json").write_text(json.dumps(changed))
+    try:
+        changes = plan_changes(tf, workdir)
+    finally:
+        (workdir / "cdk.tf.json").write_text(original)
+    assert set(changes) == {INSTANCE}, changes
+    assert not any(a.startswith("aws_db_instance") for a in changes)
+
+
+def test_6_state_never_contains_the_database_password(workdir: Path, aws_env: dict[str, str]) -> None:
+    secret_arn = next(o["value"] for name, o in state(workdir)["outputs"].items() if name == "db_master_secret_arn")
+    client = boto3.client(
+        "secretsmanager",
+        region_name=REGION,
+        endpoint_url=aws_env["AWS_ENDPOINT_URL"],
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+    )
+    password = json.loads(client.get_secret_value(SecretId=secret_arn)["SecretString"])["password"]
+    assert len(password) >= 8
+    text = json.dumps(state(workdir))
+    assert password not in text
+    assert password not in (workdir / "cdk.tf.json").read_text()
+
+
+def test_7_destroy_leaves_nothing_behind(tf: Any, workdir: Path, aws_env: dict[str, str]) -> None:
+    tf("destroy", "-auto-approve", "-input=false")
+    assert ids(workdir) == {}
+    session = boto3.Session(aws_access_key_id="testing", aws_secret_access_key="testing", region_name=REGION)
+
+    def client(service: str) -> Any:
+        return session.client(service, endpoint_url=aws_env["AWS_ENDPOINT_URL"])
+
+    ec2 = client("ec2")
+    running = [
+        i
+        for r in ec2.describe_instances()["Reservations"]
+        for i in r["Instances"]
+        if i["State"]["Name"] != "terminated"
+    ]
+    assert running == []
+    assert [v for v in ec2.describe_vpcs()["Vpcs"] if not v.get("IsDefault")] == []
+    assert ec2.describe_vpc_endpoints()["VpcEndpoints"] == []
+    assert client("rds").describe_db_instances()["DBInstances"] == []
+    secrets = client("secretsmanager").list_secrets()["SecretList"]
+    assert [s for s in secrets if "DeletedDate" not in s] == []
+    keys = [k["KeyId"] for k in client("kms").list_keys()["Keys"]]
+    assert all(client("kms").describe_key(KeyId=k)["KeyMetadata"]["KeyState"] == "PendingDeletion" for k in keys)
+    assert [r for r in client("iam").list_roles()["Roles"] if r["RoleName"].startswith("orthweb-")] == []
+    groups = client("logs").describe_log_groups()["logGroups"]
+    assert [g for g in groups if "orthweb" in g["logGroupName"]] == []

@@ -77,9 +77,8 @@ def main(argv: list[str]) -> int:
     for desc, usd in items:
         print(f"  {desc:<{width}}  ${usd:7.3f}")
     total = sum(usd for _, usd in items)
-    print(
-        f"  {'Total per day':<{width}}  ${total:7.3f}   (per 30 days: ${total * 30:.2f}; target <= ${TARGET_PER_DAY:.2f}/day)"
-    )
+    target = f"per 30 days: ${total * 30:.2f}; target <= ${TARGET_PER_DAY:.2f}/day"
+    print(f"  {'Total per day':<{width}}  ${total:7.3f}   ({target})")
     print("Not counted (usage-based):")
     for note in prices["usage_based_not_counted"]:
         print(f"  - {note}")

@@ -528,7 +528,7 @@ def make_instance(
 ) -> Sample:
     """A DICOM file generated with pydicom: deterministic pixels, smooth enough to compress."""
     from pydicom.dataset import Dataset, FileMetaDataset
-    from pydicom.uid import RLELossless, generate_uid
+    from pydicom.uid import ExplicitVRLittleEndian, RLELossless, generate_uid
 
     ds = Dataset()
     ds.file_meta = FileMetaDataset()
@@ -538,7 +538,9 @@ def make_instance(
     ds.SeriesInstanceUID = generate_uid(entropy_srcs=[ds.StudyInstanceUID, modality])
     ds.file_meta.MediaStorageSOPClassUID = sop_class
     ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
-    ds.file_meta.TransferSyntaxUID = RLELossless if transfer_syntax == RLELossless else transfer_syntax
+    ds.file_meta.TransferSyntaxUID = (
+        ExplicitVRLittleEndian if transfer_syntax == RLELossless else transfer_syntax
+    )  # RLE: below
     ds.PatientName = patient
     ds.PatientID = patient.replace("^", "")
     ds.StudyDate = "20240102"
@@ -626,8 +628,9 @@ def app_host(settings: Settings | None = None, base_dir: str | None = None, keep
             shutil.rmtree(root, ignore_errors=True)
 
 
-@pytest.fixture(scope="module")
-def app() -> Iterator[AppHost]:
-    """One running application for a test module (default settings)."""
+@pytest.fixture(name="app", scope="module")
+def app_fixture() -> Iterator[AppHost]:
+    """``app``: one running application for a test module (default settings). Import
+    ``app_fixture`` into the module to use it."""
     with app_host() as host:
         yield host

@@ -1,0 +1,265 @@
+"""The rendered application served for real: Orthanc with its index and images in PostgreSQL
+over verified TLS, behind nginx (HTTPS and DICOM TLS), with the secrets and certificate made by
+the host's own steps. Tests run in file order on one application; later ones (replacement,
+rotation) check that what the earlier ones stored survives."""
+
+from __future__ import annotations
+
+import io
+import json
+import socket
+import ssl
+
+import pytest
+from pydicom import dcmread
+from pydicom.uid import (
+    DeflatedExplicitVRLittleEndian,
+    ExplicitVRLittleEndian,
+    ImplicitVRLittleEndian,
+    RLELossless,
+)
+
+from apphost import (
+    HOST_DIFFERENCES,
+    AppHost,
+    Sample,
+    app_fixture,  # noqa: F401 - the `app` fixture
+    dicom_ae,
+    dicom_tls,
+    make_instance,
+    store,
+)
+
+pytestmark = pytest.mark.app
+
+MR = "1.2.840.10008.5.1.4.1.1.4"
+CR = "1.2.840.10008.5.1.4.1.1.1"
+US_MULTIFRAME = "1.2.840.10008.5.1.4.1.1.3.1"
+SC = "1.2.840.10008.5.1.4.1.1.7"
+
+
+@pytest.fixture(scope="module")
+def samples() -> list[Sample]:
+    """Different modalities and transfer syntaxes, one large multi-frame file; one study each."""
+    return [
+        make_instance("ct-explicit", modality="CT", transfer_syntax=ExplicitVRLittleEndian),
+        make_instance("mr-implicit", modality="MR", sop_class=MR, transfer_syntax=ImplicitVRLittleEndian, rows=256),
+        make_instance("cr-rle", modality="CR", sop_class=CR, transfer_syntax=RLELossless, rows=1024, columns=1024),
+        make_instance("sc-deflated", modality="OT", sop_class=SC, transfer_syntax=DeflatedExplicitVRLittleEndian),
+        make_instance(
+            "us-multiframe", modality="US", sop_class=US_MULTIFRAME, bits=8, rows=480, columns=640, frames=60
+        ),  # ~18 MB
+    ]
+
+
+def storage_rows(app: AppHost) -> int:
+    """DICOM files (attachment type 1) in the PostgreSQL plugin's storage table."""
+    return int(app.psql("SELECT count(*) FROM storagearea WHERE type = 1"))
+
+
+def study_uids(app: AppHost) -> set[str]:
+    return {app.rest_json(f"/studies/{s}")["MainDicomTags"]["StudyInstanceUID"] for s in app.rest_json("/studies")}
+
+
+@pytest.fixture(scope="module")
+def stored(app: AppHost, samples: list[Sample]) -> list[Sample]:
+    """The samples C-STOREd over DICOM TLS through nginx (asserted in the first test)."""
+    before = storage_rows(app)
+    ae = dicom_ae(samples)
+    assoc = ae.associate("127.0.0.1", app.ports["nginx_dicom"], ae_title="ORTHANC", tls_args=dicom_tls(app))
+    assert assoc.is_established, "no DICOM TLS association through nginx"
+    try:
+        statuses = {s.name: store(assoc, s) for s in samples}
+    finally:
+        assoc.release()
+    assert statuses == {s.name: 0 for s in samples}
+    assert storage_rows(app) == before + len(samples)
+    return samples
+
+
+# --- configuration -------------------------------------------------------------------------------
+
+
+def test_orthanc_runs_the_rendered_configuration_with_only_host_values_changed(app: AppHost) -> None:
+    rendered = json.loads(app.rendered["orthanc.json"])
+    config, secrets = app.orthanc_config()
+    changed = {k for k in config if config.get(k) != rendered.get(k)}
+    assert changed == {"HttpPort", "DicomPort", "Plugins", "StorageDirectory", "IndexDirectory"}
+    assert {k: v for k, v in secrets["PostgreSQL"].items() if k != "ConnectionUri"} == rendered["PostgreSQL"]
+    assert "sslmode=verify-full" in secrets["PostgreSQL"]["ConnectionUri"]
+    assert set(secrets["RegisteredUsers"]) == {"admin"}
+    assert len(HOST_DIFFERENCES) >= 10
+    system = app.rest_json("/system")
+    assert system["DicomAet"] == rendered["DicomAet"] == "ORTHANC"
+    assert system["DatabaseBackendPlugin"].endswith("libOrthancPostgreSQLIndex.so.4.0")
+    assert system["StorageAreaPlugin"].endswith("libOrthancPostgreSQLStorage.so.4.0")
+
+
+# --- DICOM over TLS through nginx ----------------------------------------------------------------
+
+
+def test_c_echo_over_tls(app: AppHost) -> None:
+    assoc = dicom_ae().associate("127.0.0.1", app.ports["nginx_dicom"], ae_title="ORTHANC", tls_args=dicom_tls(app))
+    assert assoc.is_established
+    status = assoc.send_c_echo()
+    assoc.release()
+    assert status.Status == 0
+
+
+def test_c_store_of_several_modalities_and_syntaxes_lands_in_postgresql(app: AppHost, stored: list[Sample]) -> None:
+    # `stored` asserted success for each and one new storage row each; check what Orthanc indexed.
+    for sample in stored:
+        found = app.rest("POST", "/tools/lookup", sample.sop_instance.encode())
+        assert found[0] == 200
+        (instance,) = json.loads(found[1])
+        tags = app.rest_json(f"/instances/{instance['ID']}/simplified-tags")
+        assert tags["SOPInstanceUID"] == sample.sop_instance
+        status, body = app.rest("GET", f"/instances/{instance['ID']}/file")
+        assert status == 200
+        got, sent = dcmread(io.BytesIO(body)), dcmread(io.BytesIO(sample.data))
+        assert got.PixelData == sent.PixelData, sample.name
+
+
+def test_c_find_at_study_level_finds_the_studies(app: AppHost, stored: list[Sample]) -> None:
+    from pydicom.dataset import Dataset
+    from pynetdicom.sop_class import StudyRootQueryRetrieveInformationModelFind
+
+    query = Dataset()
+    query.QueryRetrieveLevel = "STUDY"
+    query.StudyInstanceUID = ""
+    query.PatientID = "ORTHWEBTEST"
+    assoc = dicom_ae(find=True).associate(
+        "127.0.0.1", app.ports["nginx_dicom"], ae_title="ORTHANC", tls_args=dicom_tls(app)
+    )
+    assert assoc.is_established
+    found = set()
+    statuses = []
+    for status, identifier in assoc.send_c_find(query, StudyRootQueryRetrieveInformationModelFind):
+        statuses.append(int(status.Status))
+        if identifier is not None:
+            found.add(identifier.StudyInstanceUID)
+    assoc.release()
+    assert statuses[-1] == 0, f"C-FIND statuses {[hex(s) for s in statuses]}"
+    assert {s.study for s in stored} <= found
+
+
+def test_the_tls_port_refuses_plain_dicom(app: AppHost) -> None:
+    assoc = dicom_ae().associate("127.0.0.1", app.ports["nginx_dicom"], ae_title="ORTHANC")
+    assert not assoc.is_established
+
+
+@pytest.mark.filterwarnings("ignore:ssl.TLSVersion:DeprecationWarning")
+@pytest.mark.parametrize("version", [ssl.TLSVersion.TLSv1, ssl.TLSVersion.TLSv1_1])
+def test_the_tls_port_refuses_old_tls(app: AppHost, version: ssl.TLSVersion) -> None:
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    ctx.minimum_version = ctx.maximum_version = version
+    ctx.set_ciphers("ALL:@SECLEVEL=0")  # let this client offer the old protocol at all
+    with (
+        socket.create_connection(("127.0.0.1", app.ports["nginx_dicom"]), timeout=10) as raw,
+        pytest.raises(ssl.SSLError) as refused,
+    ):
+        ctx.wrap_socket(raw, server_hostname="localhost")
+    # nginx's protocol_version alert: the refusal came from the server, not from this client.
+    assert "ALERT_PROTOCOL_VERSION" in str(refused.value)
+
+
+def test_the_certificate_presented_is_the_one_the_bootstrap_step_made(app: AppHost) -> None:
+    with (
+        socket.create_connection(("127.0.0.1", app.ports["nginx_dicom"]), timeout=10) as raw,
+        app.tls_context().wrap_socket(raw, server_hostname="localhost") as tls,
+    ):
+        presented = tls.getpeercert(binary_form=True)
+        assert tls.version() in ("TLSv1.2", "TLSv1.3")
+    assert presented == ssl.PEM_cert_to_DER_cert(app.server_cert.read_text())
+
+
+# --- HTTPS ---------------------------------------------------------------------------------------
+
+
+def test_rest_needs_the_generated_admin_password(app: AppHost) -> None:
+    assert app.rest("GET", "/system", auth=False)[0] == 401
+    admin = app.aws("secretsmanager", "get-secret-value", "--secret-id", app.admin_secret_arn)["SecretString"]
+    assert json.loads(admin)["password"] == app.admin_password
+    assert len(app.admin_password) >= 32
+    assert app.rest("GET", "/system")[0] == 200
+
+
+def test_https_upload_then_download_returns_the_exact_bytes(app: AppHost, stored: list[Sample]) -> None:
+    sample = make_instance("rest-roundtrip", modality="CT", rows=128, columns=128)
+    status, body = app.rest("POST", "/instances", sample.data)
+    assert status == 200, body
+    instance = json.loads(body)["ID"]
+    assert app.rest("GET", f"/instances/{instance}/file") == (200, sample.data)
+    assert {s.study for s in stored} | {sample.study} <= study_uids(app)
+
+
+def test_the_database_connection_is_tls(app: AppHost) -> None:
+    rows = app.psql(
+        "SELECT s.ssl, s.version FROM pg_stat_ssl s JOIN pg_stat_activity a USING (pid) WHERE a.usename = 'orthweb'"
+    ).splitlines()
+    assert rows, "Orthanc holds no connection to PostgreSQL"
+    assert all(row.split("|")[0] == "t" and row.split("|")[1] in ("TLSv1.2", "TLSv1.3") for row in rows), rows
+
+
+# --- bad input -----------------------------------------------------------------------------------
+
+
+def test_a_corrupt_dicom_file_is_refused_and_orthanc_keeps_serving(app: AppHost) -> None:
+    good = make_instance("to-corrupt", rows=64, columns=64).data
+    corrupt = good[:200] + b"\xff" * 64 + good[264:600]  # valid preamble, garbage elements, truncated
+    status, _ = app.rest("POST", "/instances", corrupt)
+    assert 400 <= status < 500  # Orthanc 1.10 answers 400 or 404 ("Inexistent tag")
+    assert app.rest("GET", "/system")[0] == 200
+
+
+def test_an_oversized_upload_is_refused_and_orthanc_keeps_serving(app: AppHost) -> None:
+    # nginx passes any size on purpose (multi-GB studies); 256 MiB that is not DICOM must be
+    # rejected by Orthanc without taking it down.
+    status, _ = app.rest("POST", "/instances", b"\x00" * (256 * 1024 * 1024), timeout=300)
+    assert 400 <= status < 500  # Orthanc 1.10 answers 400 or 404 ("Inexistent tag")
+    assert app.rest("GET", "/system")[0] == 200
+    echo = dicom_ae().associate("127.0.0.1", app.ports["nginx_dicom"], ae_title="ORTHANC", tls_args=dicom_tls(app))
+    assert echo.is_established
+    assert echo.send_c_echo().Status == 0
+    echo.release()
+
+
+# --- replacement and rotation --------------------------------------------------------------------
+
+
+def test_a_replacement_orthanc_on_the_same_database_still_has_every_study(app: AppHost, stored: list[Sample]) -> None:
+    studies = study_uids(app)
+    rows = storage_rows(app)
+    app.restart_orthanc()  # what destroy/apply -target aws_instance.orthweb does to the process
+    assert study_uids(app) == studies
+    assert storage_rows(app) == rows
+    lookup = json.loads(app.rest("POST", "/tools/lookup", stored[0].sop_instance.encode())[1])
+    status, body = app.rest("GET", f"/instances/{lookup[0]['ID']}/file")
+    assert status == 200
+    assert dcmread(io.BytesIO(body)).PixelData == dcmread(io.BytesIO(stored[0].data)).PixelData
+
+
+def test_db_password_rotation_is_followed_with_nothing_lost(app: AppHost, stored: list[Sample]) -> None:
+    studies = study_uids(app)
+    old_uri = (app.secrets / "ORTHANC__POSTGRESQL__CONNECTION_URI").read_text()
+    # What RDS does: the password changes on the database and in the secret.
+    app.set_db_password("rotated-P@ss/w:rd?%")
+    app.put_db_secret("rotated-P@ss/w:rd?%")
+    calls_before = len(app.docker_calls())
+    app.host_step("orthweb-refresh")  # the host's timer step, for real
+    calls = app.docker_calls()[calls_before:]
+    compose = f"compose --project-name orthweb --file {app.etc}/docker-compose.yml"
+    assert calls == [f"{compose} up --detach --no-deps --force-recreate orthanc"]
+    assert (app.secrets / "ORTHANC__POSTGRESQL__CONNECTION_URI").read_text() != old_uri
+    app.restart_orthanc()  # the recreate compose was asked for
+    assert study_uids(app) == studies
+    new = make_instance("after-rotation", rows=64, columns=64)
+    assoc = dicom_ae([new]).associate(
+        "127.0.0.1", app.ports["nginx_dicom"], ae_title="ORTHANC", tls_args=dicom_tls(app)
+    )
+    assert assoc.is_established
+    assert store(assoc, new) == 0
+    assoc.release()
+    assert study_uids(app) == studies | {new.study}

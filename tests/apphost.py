@@ -382,8 +382,9 @@ class AppHost:
         self.start_orthanc()
 
     # --- nginx ---------------------------------------------------------------------------------
-    def nginx_conf(self) -> str:
-        """The rendered nginx.conf with the host differences applied."""
+    def nginx_conf(self, dicom_upstream: int | None = None) -> str:
+        """The rendered nginx.conf with the host differences applied. ``dicom_upstream`` points
+        the DICOM TLS listener at another local port (the benchmark's other receivers)."""
         p, nginx = self.ports, self.root / "nginx"
         text = self.rendered["nginx.conf"]
         web = "443" if self.settings.https else "80"
@@ -392,7 +393,7 @@ class AppHost:
             (r"^(\s*)listen 11112 ssl;", rf"\1listen 127.0.0.1:{p['nginx_dicom']} ssl;"),
             (r"^(\s*)listen 127\.0\.0\.1:8080;", rf"\1listen 127.0.0.1:{p['nginx_health']};"),
             (r"orthanc:8042", f"127.0.0.1:{p['orthanc_http']}"),
-            (r"orthanc:4242", f"127.0.0.1:{p['orthanc_dicom']}"),
+            (r"orthanc:4242", f"127.0.0.1:{dicom_upstream or p['orthanc_dicom']}"),
             (r"/etc/nginx/tls/", f"{self.tls}/"),
             (r"access_log /dev/stdout;", f"access_log {nginx}/access.log;"),
         ]
@@ -406,11 +407,16 @@ class AppHost:
         text = text.replace("http {\n", "http {\n" + temp, 1)
         return f"load_module {NGINX_STREAM_MODULE};\npid {nginx}/nginx.pid;\n{text}"
 
-    def _start_nginx(self) -> None:
+    def restart_nginx(self, dicom_upstream: int | None = None) -> None:
+        """Stop nginx and start it again, its DICOM TLS listener proxying to ``dicom_upstream``."""
+        stop_process(self.nginx_proc)
+        self._start_nginx(dicom_upstream)
+
+    def _start_nginx(self, dicom_upstream: int | None = None) -> None:
         nginx = self.root / "nginx"
-        nginx.mkdir()
+        nginx.mkdir(exist_ok=True)
         conf = nginx / "nginx.conf"
-        conf.write_text(self.nginx_conf())
+        conf.write_text(self.nginx_conf(dicom_upstream))
         log = self.nginx_error_log
         with log.open("ab") as out:
             run(["nginx", "-t", "-q", "-p", str(nginx), "-e", str(log), "-c", str(conf)])

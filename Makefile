@@ -110,3 +110,14 @@ diagram: synth ## Regenerate docs/architecture.svg from the synthesized stack (n
 	command -v dot >/dev/null || { echo "graphviz is missing: apt-get install graphviz" >&2; exit 1; }
 	$(PY) scripts/diagram.py | dot -Tsvg -o docs/architecture.svg
 	echo "wrote docs/architecture.svg"
+
+.PHONY: app-up app-down bench-ingest
+
+app-up: install ## Serve the rendered config with real Orthanc, PostgreSQL (TLS) and nginx on loopback
+	$(PY) scripts/app_harness.py up
+
+app-down: install ## Stop the application harness
+	$(PY) scripts/app_harness.py down
+
+bench-ingest: install ## DICOM TLS ingest benchmark: Orthweb vs transport limit vs stock Orthanc
+	$(PY) bench/ingest.py

@@ -1,0 +1,252 @@
+"""Run moto's server with small patches so that ``terraform apply`` then ``plan`` converges.
+
+``python scripts/emulator.py --host 127.0.0.1 --port 5000`` runs moto's own server entry point
+(``moto.server.main``) in the foreground, after :func:`apply_patches` has fixed the fidelity gaps listed in
+:data:`FIDELITY_PATCHES`: attributes that real AWS returns and moto drops, which the AWS provider reads back
+and would otherwise show as drift on the next plan. Each patch wraps one moto method and falls back to moto's
+own behaviour when moto's internals do not have the expected shape. It also sets
+``MOTO_IAM_LOAD_MANAGED_POLICIES=true`` so AWS managed policies (AmazonRDSEnhancedMonitoringRole, ...) exist.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+LOG = logging.getLogger("orthweb.emulator")
+
+# What the AWS provider reads back when it is not in the config, or when the API leaves it out.
+KMS_DEFAULT_ROTATION_PERIOD_DAYS = 365
+RDS_DEFAULT_ENGINE_LIFECYCLE_SUPPORT = "open-source-rds-extended-support"
+RDS_EXTENDED_SUPPORT_ENGINES = ("postgres", "mysql", "aurora-postgresql", "aurora-mysql")
+
+
+@dataclass(frozen=True)
+class FidelityPatch:
+    """One gap between moto and AWS that shows as drift in ``terraform plan`` after ``apply``."""
+
+    name: str
+    resource: str
+    attribute: str
+    moto_does: str
+    patch_does: str
+
+
+FIDELITY_PATCHES: tuple[FidelityPatch, ...] = (
+    FidelityPatch(
+        "kms_rotation_period",
+        "aws_kms_key",
+        "rotation_period_in_days",
+        "EnableKeyRotation ignores RotationPeriodInDays; GetKeyRotationStatus returns only KeyRotationEnabled",
+        "keeps the period (default 365) and returns it, with KeyId, while rotation is enabled",
+    ),
+    FidelityPatch(
+        "rds_engine_lifecycle_support",
+        "aws_db_instance",
+        "engine_lifecycle_support",
+        "CreateDBInstance drops EngineLifecycleSupport (unknown keyword to DBInstance); Describe never returns it",
+        "keeps it (default open-source-rds-extended-support for engines with extended support) and returns it",
+    ),
+    FidelityPatch(
+        "rds_parameter_source",
+        "aws_db_parameter_group",
+        "parameter",
+        "ModifyDBParameterGroup stores parameters without Source, and DescribeDBParameters ignores the Source "
+        "filter, so the provider (which keeps only Source=user parameters) reads none back",
+        "marks modified parameters Source=user and applies the Source filter",
+    ),
+    FidelityPatch(
+        "ec2_instance_groups_from_eni",
+        "aws_instance",
+        "vpc_security_group_ids",
+        "RunInstances with NetworkInterfaces (subnet + associate_public_ip_address) puts the groups on the ENI "
+        "only; DescribeInstances reports no SecurityGroups for the instance",
+        "the instance's groups are its primary ENI's groups when RunInstances named none at instance level",
+    ),
+    FidelityPatch(
+        "ec2_group_rule_description",
+        "aws_vpc_security_group_ingress_rule / aws_vpc_security_group_egress_rule",
+        "description (rules with referenced_security_group_id)",
+        "DescribeSecurityGroupRules takes Description from the CIDR range only, so group-referencing rules lose it",
+        "falls back to the Description given with the referenced group (UserIdGroupPairs)",
+    ),
+)
+
+
+def _setattr(obj: object, name: str, value: object) -> None:
+    """Set an attribute moto's classes do not declare (keeps mypy quiet without ignores)."""
+    setattr(obj, name, value)
+
+
+def _patch_kms_rotation_period() -> None:
+    # Gap: aws_kms_key.rotation_period_in_days (moto drops RotationPeriodInDays on enable and on status).
+    from moto.kms.responses import KmsResponse
+
+    enable: Callable[[KmsResponse], str] = KmsResponse.enable_key_rotation
+    status: Callable[[KmsResponse], str] = KmsResponse.get_key_rotation_status
+
+    def enable_key_rotation(self: KmsResponse) -> str:
+        result = enable(self)
+        period = self._get_param("RotationPeriodInDays")
+        key = self.kms_backend.describe_key(self._get_param("KeyId"))
+        _setattr(key, "rotation_period_in_days", int(period) if period else KMS_DEFAULT_ROTATION_PERIOD_DAYS)
+        return result
+
+    def get_key_rotation_status(self: KmsResponse) -> str:
+        body = status(self)
+        try:
+            data = json.loads(body)
+            key = self.kms_backend.describe_key(self._get_param("KeyId"))
+        except (ValueError, KeyError, AttributeError):
+            return body
+        if not isinstance(data, dict):
+            return body
+        data.setdefault("KeyId", key.arn)
+        if data.get("KeyRotationEnabled"):
+            data.setdefault(
+                "RotationPeriodInDays", getattr(key, "rotation_period_in_days", KMS_DEFAULT_ROTATION_PERIOD_DAYS)
+            )
+        return json.dumps(data)
+
+    _setattr(KmsResponse, "enable_key_rotation", enable_key_rotation)
+    _setattr(KmsResponse, "get_key_rotation_status", get_key_rotation_status)
+
+
+def _patch_rds_engine_lifecycle_support() -> None:
+    # Gap: aws_db_instance.engine_lifecycle_support (moto never stores nor returns EngineLifecycleSupport).
+    from moto.rds.models import DBInstance
+
+    init: Callable[..., None] = DBInstance.__init__
+
+    def __init__(self: DBInstance, *args: Any, **kwargs: Any) -> None:
+        init(self, *args, **kwargs)
+        if getattr(self, "engine_lifecycle_support", None) is None:
+            given = kwargs.get("engine_lifecycle_support")
+            default = RDS_DEFAULT_ENGINE_LIFECYCLE_SUPPORT if self.engine in RDS_EXTENDED_SUPPORT_ENGINES else None
+            _setattr(self, "engine_lifecycle_support", given or default)
+
+    # ModifyDBInstance already sets every given attribute (DBInstance.update), so only creation needs this.
+    _setattr(DBInstance, "__init__", __init__)
+
+
+def _patch_rds_parameter_source() -> None:
+    # Gap: aws_db_parameter_group.parameter (moto's parameters lack Source=user; the Source filter is ignored).
+    from moto.core.responses import ActionResult
+    from moto.rds.models import DBParameterGroup
+    from moto.rds.responses import RDSResponse
+
+    update: Callable[[DBParameterGroup, Iterable[dict[str, Any]]], None] = DBParameterGroup.update_parameters
+    describe: Callable[[RDSResponse], ActionResult] = RDSResponse.describe_db_parameters
+
+    def update_parameters(self: DBParameterGroup, new_parameters: Iterable[dict[str, Any]]) -> None:
+        update(self, [{**param, "Source": param.get("Source") or "user"} for param in new_parameters])
+
+    def describe_db_parameters(self: RDSResponse) -> ActionResult:
+        result = describe(self)
+        source = self._get_param("Source")
+        body = result.result
+        if not source or not isinstance(body, dict) or "Parameters" not in body:
+            return result
+        kept = [p for p in body["Parameters"] if not isinstance(p, dict) or p.get("Source", "user") == source]
+        return ActionResult({**body, "Parameters": kept})
+
+    _setattr(DBParameterGroup, "update_parameters", update_parameters)
+    _setattr(RDSResponse, "describe_db_parameters", describe_db_parameters)
+
+
+def _patch_ec2_instance_groups_from_eni() -> None:
+    # Gap: aws_instance.vpc_security_group_ids (groups given on the primary NetworkInterface are not reported).
+    from moto.ec2.models.instances import Instance
+
+    prep_nics: Callable[..., None] = Instance.prep_nics
+
+    def patched_prep_nics(self: Instance, *args: Any, **kwargs: Any) -> None:
+        prep_nics(self, *args, **kwargs)
+        primary = getattr(self, "nics", {}).get(0)
+        groups = getattr(primary, "_group_set", None)
+        if not self.security_groups and groups:
+            self.security_groups = list(dict.fromkeys(groups))
+
+    _setattr(Instance, "prep_nics", patched_prep_nics)
+
+
+def _patch_ec2_group_rule_description() -> None:
+    # Gap: aws_vpc_security_group_{in,e}gress_rule.description with referenced_security_group_id (dropped).
+    from moto.ec2.models.security_groups import SecurityGroupRule
+
+    original = SecurityGroupRule.__dict__["description"]
+    if not isinstance(original, property) or original.fget is None:
+        raise TypeError("SecurityGroupRule.description is not a property")
+    fget = original.fget
+
+    def description(self: SecurityGroupRule) -> str | None:
+        value: str | None = fget(self)
+        source_group = getattr(self, "source_group", None)
+        if value is None and isinstance(source_group, dict):
+            value = source_group.get("Description")
+        return value
+
+    _setattr(SecurityGroupRule, "description", property(description))
+
+
+_APPLIERS: dict[str, Callable[[], None]] = {
+    "kms_rotation_period": _patch_kms_rotation_period,
+    "rds_engine_lifecycle_support": _patch_rds_engine_lifecycle_support,
+    "rds_parameter_source": _patch_rds_parameter_source,
+    "ec2_instance_groups_from_eni": _patch_ec2_instance_groups_from_eni,
+    "ec2_group_rule_description": _patch_ec2_group_rule_description,
+}
+
+_applied: list[str] = []
+
+
+def apply_patches() -> list[str]:
+    """Apply every patch once (idempotent); return the names applied. A patch that no longer fits moto is skipped."""
+    if _applied:
+        return list(_applied)
+    for patch in FIDELITY_PATCHES:
+        try:
+            _APPLIERS[patch.name]()
+        except (ImportError, AttributeError, KeyError, TypeError) as exc:
+            LOG.warning("emulator: patch %s skipped, moto's behaviour kept (%s)", patch.name, exc)
+        else:
+            _applied.append(patch.name)
+    return list(_applied)
+
+
+def patches_table() -> str:
+    """:data:`FIDELITY_PATCHES` as a Markdown table (for the README)."""
+    rows = ["| Resource | Attribute | What moto does | What the patch does |", "| --- | --- | --- | --- |"]
+    rows += [f"| `{p.resource}` | `{p.attribute}` | {p.moto_does} | {p.patch_does} |" for p in FIDELITY_PATCHES]
+    return "\n".join(rows)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Parse ``--host``/``--port``, apply the patches and run moto's server in the foreground."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("-H", "--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1)")
+    parser.add_argument("-p", "--port", type=int, default=5000, help="port to listen on (default: 5000)")
+    parser.add_argument("--list-patches", action="store_true", help="print the patches as a Markdown table and exit")
+    args = parser.parse_args(argv)
+    if args.list_patches:
+        print(patches_table())
+        return
+
+    os.environ["MOTO_IAM_LOAD_MANAGED_POLICIES"] = "true"
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    applied = apply_patches()
+    LOG.info("emulator: fidelity patches applied: %s", ", ".join(applied) or "none")
+
+    from moto.server import main as moto_main
+
+    moto_main(["--host", args.host, "--port", str(args.port)])
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

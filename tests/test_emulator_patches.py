@@ -1,0 +1,128 @@
+"""scripts/emulator.py: each fidelity patch, proved with boto3 against the patched server on loopback."""
+
+from __future__ import annotations
+
+import importlib.util
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+
+from moto_server import _free_port
+
+ROOT = Path(__file__).resolve().parents[1]
+EMULATOR = ROOT / "scripts" / "emulator.py"
+_SPEC = importlib.util.spec_from_file_location("emulator", EMULATOR)
+assert _SPEC is not None
+assert _SPEC.loader is not None
+emulator = sys.modules["emulator"] = importlib.util.module_from_spec(_SPEC)
+_SPEC.loader.exec_module(emulator)
+
+
+@pytest.fixture(scope="module")
+def endpoint() -> Iterator[str]:
+    port = _free_port()
+    url = f"http://127.0.0.1:{port}"
+    proc = subprocess.Popen(
+        [sys.executable, str(EMULATOR), "--host", "127.0.0.1", "--port", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                with urllib.request.urlopen(f"{url}/moto-api/", timeout=1):  # noqa: S310 - loopback
+                    break
+            except (urllib.error.URLError, OSError):
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    err = proc.stderr.read() if proc.stderr and proc.poll() is not None else ""
+                    pytest.fail(f"emulator did not start: {err[-2000:]}")
+                time.sleep(0.1)
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+        if proc.stderr:
+            proc.stderr.close()
+
+
+def _client(endpoint: str, service: str) -> Any:
+    return boto3.client(
+        service,
+        endpoint_url=endpoint,
+        region_name="us-east-1",
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+    )
+
+
+def test_every_patch_is_listed_and_applies() -> None:
+    names = [p.name for p in emulator.FIDELITY_PATCHES]
+    assert len(names) == len(set(names))
+    assert emulator.apply_patches() == names
+    assert len(emulator.patches_table().splitlines()) == len(names) + 2
+
+
+def test_kms_rotation_period(endpoint: str) -> None:
+    kms = _client(endpoint, "kms")
+    key_id = kms.create_key()["KeyMetadata"]["KeyId"]
+    assert "RotationPeriodInDays" not in kms.get_key_rotation_status(KeyId=key_id)
+    kms.enable_key_rotation(KeyId=key_id)
+    assert kms.get_key_rotation_status(KeyId=key_id)["RotationPeriodInDays"] == 365
+    kms.enable_key_rotation(KeyId=key_id, RotationPeriodInDays=90)
+    status = kms.get_key_rotation_status(KeyId=key_id)
+    assert status["KeyRotationEnabled"] is True
+    assert status["RotationPeriodInDays"] == 90
+
+
+def test_rds_engine_lifecycle_support_and_parameter_source(endpoint: str) -> None:
+    rds = _client(endpoint, "rds")
+    rds.create_db_parameter_group(DBParameterGroupName="pg", DBParameterGroupFamily="postgres17", Description="d")
+    rds.modify_db_parameter_group(
+        DBParameterGroupName="pg",
+        Parameters=[{"ParameterName": "rds.force_ssl", "ParameterValue": "1", "ApplyMethod": "pending-reboot"}],
+    )
+    user = rds.describe_db_parameters(DBParameterGroupName="pg", Source="user")["Parameters"]
+    assert [(p["ParameterName"], p["Source"]) for p in user] == [("rds.force_ssl", "user")]
+    assert rds.describe_db_parameters(DBParameterGroupName="pg", Source="system")["Parameters"] == []
+
+    common = {"DBInstanceClass": "db.t4g.micro", "Engine": "postgres", "AllocatedStorage": 20}
+    common |= {"MasterUsername": "admin1", "MasterUserPassword": "not-a-secret-1"}
+    rds.create_db_instance(
+        DBInstanceIdentifier="a", EngineLifecycleSupport="open-source-rds-extended-support-disabled", **common
+    )
+    rds.create_db_instance(DBInstanceIdentifier="b", **common)
+    got = {
+        d["DBInstanceIdentifier"]: d.get("EngineLifecycleSupport") for d in rds.describe_db_instances()["DBInstances"]
+    }
+    assert got == {"a": "open-source-rds-extended-support-disabled", "b": "open-source-rds-extended-support"}
+
+
+def test_ec2_instance_groups_and_group_rule_description(endpoint: str) -> None:
+    ec2 = _client(endpoint, "ec2")
+    vpc = ec2.create_vpc(CidrBlock="10.9.0.0/16")["Vpc"]["VpcId"]
+    subnet = ec2.create_subnet(VpcId=vpc, CidrBlock="10.9.1.0/24")["Subnet"]["SubnetId"]
+    host = ec2.create_security_group(GroupName="host", Description="h", VpcId=vpc)["GroupId"]
+    db = ec2.create_security_group(GroupName="db", Description="d", VpcId=vpc)["GroupId"]
+
+    image = ec2.describe_images(Owners=["amazon"])["Images"][0]["ImageId"]
+    nic = {"DeviceIndex": 0, "SubnetId": subnet, "Groups": [host], "AssociatePublicIpAddress": True}
+    ec2.run_instances(ImageId=image, MinCount=1, MaxCount=1, NetworkInterfaces=[nic])
+    instance = ec2.describe_instances()["Reservations"][0]["Instances"][0]
+    assert [g["GroupId"] for g in instance["SecurityGroups"]] == [host]
+
+    pair = {"GroupId": host, "Description": "5432 from the host"}
+    perm = {"IpProtocol": "tcp", "FromPort": 5432, "ToPort": 5432, "UserIdGroupPairs": [pair]}
+    rule_id = ec2.authorize_security_group_ingress(GroupId=db, IpPermissions=[perm])["SecurityGroupRules"][0]
+    rules = ec2.describe_security_group_rules(SecurityGroupRuleIds=[rule_id["SecurityGroupRuleId"]])
+    assert rules["SecurityGroupRules"][0]["Description"] == "5432 from the host"
+    assert rules["SecurityGroupRules"][0]["ReferencedGroupInfo"]["GroupId"] == host

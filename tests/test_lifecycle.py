@@ -213,7 +213,8 @@ def test_7_destroy_leaves_nothing_behind(tf: Any, workdir: Path, aws_env: dict[s
     ]
     assert running == []
     assert [v for v in ec2.describe_vpcs()["Vpcs"] if not v.get("IsDefault")] == []
-    assert ec2.describe_vpc_endpoints()["VpcEndpoints"] == []
+    # Deleted endpoints stay listed for a while with State "deleted", in AWS as in the emulator.
+    assert [e for e in ec2.describe_vpc_endpoints()["VpcEndpoints"] if e["State"].lower() != "deleted"] == []
     assert client("rds").describe_db_instances()["DBInstances"] == []
     secrets = client("secretsmanager").list_secrets()["SecretList"]
     assert [s for s in secrets if "DeletedDate" not in s] == []

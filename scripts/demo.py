@@ -178,7 +178,17 @@ def demo_env(port: int) -> dict[str, str]:
 
 
 def cdktf(args: list[str], env: dict[str, str]) -> None:
-    cmd = ["npx", "--no-install", "cdktf", *args, "--output", str(OUT_DIR.relative_to(PROJECT_DIR))]
+    # --skip-provider-lock: `terraform providers lock` asks the registry for checksums, which an
+    # offline machine with a filesystem mirror cannot reach; init still records the mirror's hashes.
+    cmd = [
+        "npx",
+        "--no-install",
+        "cdktf",
+        *args,
+        "--output",
+        str(OUT_DIR.relative_to(PROJECT_DIR)),
+        "--skip-provider-lock",
+    ]
     print("$ " + " ".join(cmd), flush=True)
     proc = subprocess.run(cmd, cwd=PROJECT_DIR, env=env, check=False)
     if proc.returncode != 0:

@@ -45,6 +45,7 @@ from typing import Any
 from urllib.parse import quote
 
 import pytest
+import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # moto_server, when imported from scripts/
 
@@ -364,9 +365,19 @@ class AppHost:
         with self.orthanc_log.open("ab") as log:
             log.write(f"--- orthweb harness: Orthanc start {self.orthanc_starts}\n".encode())
             self.orthanc_proc = subprocess.Popen(
-                ["Orthanc", str(conf_dir)], cwd=self.root, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+                ["Orthanc", str(conf_dir)],
+                cwd=self.root,
+                env={**os.environ, **self.orthanc_environment()},
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
             )
         wait_until("Orthanc", self._orthanc_ready, self.orthanc_log, self.orthanc_proc)
+
+    def orthanc_environment(self) -> dict[str, str]:
+        """The Orthanc service's (non-secret) environment from the rendered compose file, as on the host."""
+        compose = yaml.safe_load(self.rendered["docker-compose.yml"])
+        return {k: str(v) for k, v in (compose["services"]["orthanc"].get("environment") or {}).items()}
 
     def _orthanc_ready(self) -> bool:
         return port_open(self.ports["orthanc_dicom"]) and self._rest_ok(

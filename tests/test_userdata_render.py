@@ -25,6 +25,9 @@ from orthweb.bootstrap import (
 )
 from orthweb.settings import Settings
 
+# The one environment variable a container gets: DCMTK socket tuning, never a secret.
+NON_SECRET_ENVIRONMENT = {"TCP_NODELAY": "1"}
+
 FACTS = HostFacts(
     region="us-east-1",
     db_address="orthweb-db.c9akciq32.us-east-1.rds.amazonaws.com",
@@ -173,7 +176,12 @@ def test_user_data_holds_no_secret(variant: tuple[str, Settings], for_terraform:
         for pattern in SECRET_PATTERNS:
             assert not pattern.search(text), f"{pattern.pattern} found in rendered user data"
     compose = yaml.safe_load(written_files(user_data)["/etc/orthweb/docker-compose.yml"]["text"])
-    assert all("environment" not in svc and "env_file" not in svc for svc in compose["services"].values())
+    # The only environment is the allow-listed, non-secret socket tuning; secrets travel as files.
+    assert all("env_file" not in svc for svc in compose["services"].values())
+    assert {name: svc.get("environment", {}) for name, svc in compose["services"].items()} == {
+        "orthanc": NON_SECRET_ENVIRONMENT,
+        "nginx": {},
+    }
 
 
 # --- scripts -----------------------------------------------------------------------------------
@@ -245,7 +253,7 @@ def test_compose_publishes_only_nginx_ports_and_passes_secrets_as_files() -> Non
         assert svc["restart"] == "unless-stopped"
         assert svc["healthcheck"]["test"][0] == "CMD"
         assert svc["networks"] == ["orthweb"]
-        assert "environment" not in svc
+        assert svc.get("environment", {}) == (NON_SECRET_ENVIRONMENT if svc is orthanc else {})
     assert list(default["networks"]) == ["orthweb"]
     assert any("dicom-client-ca.pem" in v for v in everything["services"]["nginx"]["volumes"])
     assert not any("dicom-client-ca.pem" in v for v in nginx["volumes"])

@@ -25,8 +25,8 @@ help: ## List the targets
 
 $(VENV)/.synced: Pipfile.lock
 	$(call say,Installing locked Python dependencies into $(VENV))
-	command -v pipenv >/dev/null || { echo "pipenv is missing: pip install pipenv" >&2; exit 1; }
-	pipenv sync --dev
+	python3.11 -m pipenv --version >/dev/null 2>&1 || { echo "pipenv is missing: python3.11 -m pip install pipenv" >&2; exit 1; }
+	python3.11 -m pipenv sync --dev
 	touch $@
 
 node_modules/.installed: package-lock.json

@@ -7,7 +7,6 @@ from cdktf_cdktf_provider_aws.db_instance import DbInstance
 from cdktf_cdktf_provider_aws.db_parameter_group import DbParameterGroup, DbParameterGroupParameter
 from cdktf_cdktf_provider_aws.db_subnet_group import DbSubnetGroup
 from cdktf_cdktf_provider_aws.iam_role import IamRole
-from cdktf_cdktf_provider_aws.iam_role_policy import IamRolePolicy
 from cdktf_cdktf_provider_aws.iam_role_policy_attachment import IamRolePolicyAttachment
 from cdktf_cdktf_provider_aws.security_group import SecurityGroup
 from cdktf_cdktf_provider_aws.vpc_security_group_ingress_rule import VpcSecurityGroupIngressRule
@@ -15,7 +14,7 @@ from constructs import Construct
 
 from orthweb.encryption import Encryption
 from orthweb.network import Network
-from orthweb.policy import assume_role_policy, policy_document
+from orthweb.policy import assume_role_policy, grant
 
 DB_NAME = "orthanc"
 DB_USERNAME = "orthanc"
@@ -168,16 +167,14 @@ class Database(Construct):
 
     def grant_read_master_secret(self, role: IamRole) -> None:
         """Let ``role`` read (only) the RDS-managed master credentials."""
-        IamRolePolicy(
+        grant(
             self,
             "ReadMasterSecret",
-            role=role.id,
+            role=role,
             name="read-db-master-secret",
-            policy=policy_document(
-                {
-                    "Sid": "ReadDatabaseMasterSecret",
-                    "Action": ["secretsmanager:GetSecretValue", "secretsmanager:DescribeSecret"],
-                    "Resource": self.master_secret_arn,
-                }
-            ),
+            statement={
+                "Sid": "ReadDatabaseMasterSecret",
+                "Action": ["secretsmanager:GetSecretValue", "secretsmanager:DescribeSecret"],
+                "Resource": self.master_secret_arn,
+            },
         )

@@ -5,12 +5,11 @@ from __future__ import annotations
 from cdktf_cdktf_provider_aws.data_aws_caller_identity import DataAwsCallerIdentity
 from cdktf_cdktf_provider_aws.data_aws_partition import DataAwsPartition
 from cdktf_cdktf_provider_aws.iam_role import IamRole
-from cdktf_cdktf_provider_aws.iam_role_policy import IamRolePolicy
 from cdktf_cdktf_provider_aws.kms_alias import KmsAlias
 from cdktf_cdktf_provider_aws.kms_key import KmsKey
 from constructs import Construct
 
-from orthweb.policy import policy_document
+from orthweb.policy import grant, policy_document
 
 # Services that encrypt this deployment's data with the key on a caller's behalf.
 _SERVICES_USING_KEY = ("rds", "secretsmanager", "ec2")
@@ -86,17 +85,15 @@ class Encryption(Construct):
 
     def grant_secrets_use(self, role: IamRole, *, region: str) -> None:
         """Let ``role`` decrypt and encrypt with the key, but only through Secrets Manager."""
-        IamRolePolicy(
+        grant(
             self,
             "SecretsUse",
-            role=role.id,
+            role=role,
             name="use-key-through-secrets-manager",
-            policy=policy_document(
-                {
-                    "Sid": "UseKeyForSecretsOnly",
-                    "Action": ["kms:Decrypt", "kms:GenerateDataKey"],
-                    "Resource": self.key_arn,
-                    "Condition": {"StringEquals": {"kms:ViaService": f"secretsmanager.{region}.amazonaws.com"}},
-                }
-            ),
+            statement={
+                "Sid": "UseKeyForSecretsOnly",
+                "Action": ["kms:Decrypt", "kms:GenerateDataKey"],
+                "Resource": self.key_arn,
+                "Condition": {"StringEquals": {"kms:ViaService": f"secretsmanager.{region}.amazonaws.com"}},
+            },
         )

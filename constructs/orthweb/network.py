@@ -13,7 +13,6 @@ from cdktf_cdktf_provider_aws.data_aws_availability_zones import (
 from cdktf_cdktf_provider_aws.default_security_group import DefaultSecurityGroup
 from cdktf_cdktf_provider_aws.flow_log import FlowLog
 from cdktf_cdktf_provider_aws.iam_role import IamRole
-from cdktf_cdktf_provider_aws.iam_role_policy import IamRolePolicy
 from cdktf_cdktf_provider_aws.internet_gateway import InternetGateway
 from cdktf_cdktf_provider_aws.route import Route
 from cdktf_cdktf_provider_aws.route_table import RouteTable
@@ -26,7 +25,7 @@ from cdktf_cdktf_provider_aws.vpc_security_group_ingress_rule import VpcSecurity
 from constructs import Construct
 
 from orthweb.encryption import Encryption
-from orthweb.policy import assume_role_policy, policy_document
+from orthweb.policy import assume_role_policy, grant
 
 
 def subnet_cidrs(vpc_cidr: str, az_count: int) -> tuple[list[str], list[str]]:
@@ -183,17 +182,15 @@ class Network(Construct):
                 "vpc-flow-logs.amazonaws.com", StringEquals={"aws:SourceAccount": encryption.account_id}
             ),
         )
-        IamRolePolicy(
+        grant(
             self,
             "FlowLogDelivery",
-            role=flow_role.id,
+            role=flow_role,
             name="deliver-to-flow-log-group",
-            policy=policy_document(
-                {
-                    "Action": ["logs:CreateLogStream", "logs:PutLogEvents", "logs:DescribeLogStreams"],
-                    "Resource": f"{self.flow_log_group.arn}:*",
-                }
-            ),
+            statement={
+                "Action": ["logs:CreateLogStream", "logs:PutLogEvents", "logs:DescribeLogStreams"],
+                "Resource": f"{self.flow_log_group.arn}:*",
+            },
         )
         FlowLog(
             self,

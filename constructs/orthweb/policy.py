@@ -5,6 +5,10 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from cdktf_cdktf_provider_aws.iam_role import IamRole
+from cdktf_cdktf_provider_aws.iam_role_policy import IamRolePolicy
+from constructs import Construct
+
 
 def policy_document(*statements: dict[str, Any]) -> str:
     """An IAM policy document allowing ``statements`` (each gets ``Effect: Allow``)."""
@@ -17,3 +21,11 @@ def assume_role_policy(service: str, **conditions: Any) -> str:
     if conditions:
         statement["Condition"] = conditions
     return policy_document(statement)
+
+
+def grant(scope: Construct, id_: str, *, role: IamRole, name: str, statement: dict[str, Any]) -> IamRolePolicy:
+    """Attach to ``role`` an inline policy named ``name`` that allows one ``statement``.
+
+    Created under ``scope`` (the construct that owns the resource), so the permission lives with it.
+    """
+    return IamRolePolicy(scope, id_, role=role.id, name=name, policy=policy_document(statement))

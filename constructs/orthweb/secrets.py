@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 from cdktf_cdktf_provider_aws.iam_role import IamRole
-from cdktf_cdktf_provider_aws.iam_role_policy import IamRolePolicy
 from cdktf_cdktf_provider_aws.secretsmanager_secret import SecretsmanagerSecret
 from constructs import Construct
 
 from orthweb.encryption import Encryption
-from orthweb.policy import policy_document
+from orthweb.policy import grant
 
 
 class AdminSecret(Construct):
@@ -35,20 +34,18 @@ class AdminSecret(Construct):
 
     def grant_read_write(self, role: IamRole) -> None:
         """Let ``role`` read this secret and set its value (the host fills it at first boot)."""
-        IamRolePolicy(
+        grant(
             self,
             "ReadWrite",
-            role=role.id,
+            role=role,
             name="read-write-orthanc-admin-secret",
-            policy=policy_document(
-                {
-                    "Sid": "ReadWriteOrthancAdminSecret",
-                    "Action": [
-                        "secretsmanager:GetSecretValue",
-                        "secretsmanager:DescribeSecret",
-                        "secretsmanager:PutSecretValue",
-                    ],
-                    "Resource": self.secret_arn,
-                }
-            ),
+            statement={
+                "Sid": "ReadWriteOrthancAdminSecret",
+                "Action": [
+                    "secretsmanager:GetSecretValue",
+                    "secretsmanager:DescribeSecret",
+                    "secretsmanager:PutSecretValue",
+                ],
+                "Resource": self.secret_arn,
+            },
         )

@@ -70,7 +70,7 @@ define require_real_aws
 	  echo "AWS_ENDPOINT_URL is set ($$AWS_ENDPOINT_URL): refusing to run a real-AWS target against an emulator. Unset it, or use make demo." >&2; exit 2
 	fi
 	if ! $(VENV)/bin/aws sts get-caller-identity >/dev/null 2>&1; then
-	  echo "No working AWS credentials: configure them (aws configure, AWS_PROFILE or AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY) and retry." >&2; exit 2
+	  echo "AWS did not accept any credentials (aws sts get-caller-identity failed): configure them (aws configure, AWS_PROFILE or AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY), check the network, and retry." >&2; exit 2
 	fi
 endef
 

@@ -8,6 +8,8 @@ Tests in this module run in file order and share one deployment.
 
 from __future__ import annotations
 
+import base64
+import gzip
 import json
 import socket
 import subprocess
@@ -22,6 +24,8 @@ import boto3
 import pytest
 
 from conftest import synthesize
+from orthweb.bootstrap import USER_DATA_LIMIT, HostFacts, render_user_data
+from orthweb.settings import Settings
 
 pytestmark = pytest.mark.lifecycle
 
@@ -141,6 +145,35 @@ def test_1_apply_creates_everything_with_well_formed_outputs(tf: Any, workdir: P
         outputs["ssm_session_command"] == f"aws ssm start-session --region {REGION} --target {outputs['instance_id']}"
     )
     assert INSTANCE in ids(workdir)
+
+
+def test_1b_instance_receives_the_rendered_cloud_config_gzipped_by_terraform(
+    workdir: Path, aws_env: dict[str, str]
+) -> None:
+    resources = {f"{r['type']}.{r['name']}": r["instances"][0]["attributes"] for r in state(workdir)["resources"]}
+    instance_id = resources[INSTANCE]["id"]
+    (db,) = [v for k, v in resources.items() if k.startswith("aws_db_instance.")]
+    (admin,) = [v for k, v in resources.items() if k.startswith("aws_secretsmanager_secret.")]
+    ec2 = boto3.client(
+        "ec2",
+        region_name=REGION,
+        endpoint_url=aws_env["AWS_ENDPOINT_URL"],
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+    )
+    raw = base64.b64decode(
+        ec2.describe_instance_attribute(InstanceId=instance_id, Attribute="userData")["UserData"]["Value"]
+    )
+    assert len(raw) <= USER_DATA_LIMIT
+    facts = HostFacts(
+        region=REGION,
+        db_address=db["address"],
+        db_port=str(db["port"]),
+        db_name=db["db_name"],
+        db_secret_arn=db["master_user_secret"][0]["secret_arn"],
+        admin_secret_arn=admin["arn"],
+    )
+    assert gzip.decompress(raw).decode() == render_user_data(Settings(deletion_protection=False), facts)
 
 
 def test_2_second_plan_shows_no_changes(tf: Any) -> None:

@@ -266,8 +266,12 @@ def test_host_has_session_manager_and_no_other_managed_policy(synth: Synth) -> N
     assert [a["policy_arn"].rsplit("/", 1)[1] for a in attached] == ["AmazonSSMManagedInstanceCore"]
 
 
-def test_host_user_data_is_cloud_config_with_the_deployment_facts(synth: Synth) -> None:
-    user_data = resources(synth, "aws_instance")["orthweb"]["user_data"]
+def test_host_user_data_is_cloud_config_with_the_deployment_facts_gzipped_by_terraform(synth: Synth) -> None:
+    instance = resources(synth, "aws_instance")["orthweb"]
+    assert "user_data" not in instance
+    (name,) = synth["locals"]
+    assert instance["user_data_base64"] == f"${{base64gzip(local.{name})}}"
+    user_data = synth["locals"][name]
     assert user_data.startswith("#cloud-config\n")
     for fact in ("aws_db_instance.", "master_user_secret[0].secret_arn", "aws_secretsmanager_secret."):
         assert fact in user_data

@@ -10,16 +10,15 @@ Python only fills values and expands three kinds of line, each alone on its line
   ``{{ include path unless flag }}`` include it only when the value ``flag`` is ``true`` (or
   ``false``); otherwise the line disappears.
 - ``{{ content path }}`` (in a cloud-config ``write_files`` entry) becomes that entry's
-  ``content``: a literal block, or with compression ``encoding: gz+b64`` and the gzipped file.
+  ``content``: a literal block holding the rendered file.
 
-So scripts stay files that shellcheck and friends can read, and the user data stays within
-EC2's 16 KiB: :func:`render_user_data` compresses the written files only when the plain text
-would not fit, because plain user data is easier to read on the host.
+So scripts stay files that shellcheck and friends can read. The rendered cloud-config is larger
+than EC2's 16 KiB, so the host construct hands it to Terraform's ``base64gzip()``: Terraform
+compresses it at plan time, the same bytes on every machine, and cloud-init unpacks it.
 """
 
 from __future__ import annotations
 
-import base64
 import gzip
 import json
 import re
@@ -31,11 +30,8 @@ from orthweb.settings import Settings
 
 USERDATA_DIR = Path(__file__).resolve().parents[2] / "userdata"
 CLOUD_CONFIG = "cloud-config.yaml"
-# EC2 refuses user data above 16 KiB (before base64).
+# EC2 refuses user data above 16 KiB (before base64), compressed or not.
 USER_DATA_LIMIT = 16 * 1024
-# Above this the written files are gzipped: leaves room for the Terraform references in the
-# facts (ARNs, the DB address), which are longer once Terraform fills them in.
-COMPRESS_ABOVE = 15 * 1024
 # Version of Docker's compose plugin the host installs (from Docker's signed RPM repository).
 COMPOSE_PLUGIN_VERSION = "2.36.2"
 # The application files the host runs, in userdata/app/, by the name they have on the host.
@@ -106,14 +102,7 @@ def _indent(body: str, indent: str) -> list[str]:
     return [indent + line if line else "" for line in body.rstrip("\n").split("\n")]
 
 
-def gzip_b64(text: str) -> str:
-    """``text`` gzipped (with no timestamp, so the same text gives the same bytes) and base64-encoded."""
-    return base64.b64encode(gzip.compress(text.encode(), compresslevel=9, mtime=0)).decode()
-
-
-def render_text(
-    text: str, values: Mapping[str, str], *, base: Path = USERDATA_DIR, compress: bool = False, _depth: int = 0
-) -> str:
+def render_text(text: str, values: Mapping[str, str], *, base: Path = USERDATA_DIR, _depth: int = 0) -> str:
     """Fill values and expand ``include``/``content`` lines in ``text`` (see the module docstring)."""
     if _depth > 4:
         raise TemplateError("includes nest deeper than 4 levels")
@@ -130,12 +119,10 @@ def render_text(
             path = base / m["path"]
             if not path.is_file():
                 raise TemplateError(f"template includes missing file userdata/{m['path']}")
-            body = render_text(path.read_text(), values, base=base, compress=compress, _depth=_depth + 1)
+            body = render_text(path.read_text(), values, base=base, _depth=_depth + 1)
             indent = m["indent"]
             if m["kind"] == "include":
                 out += _indent(body, indent)
-            elif compress and "\x00" not in body:  # "\x00" marks a Terraform fact: must stay plain text
-                out += [f"{indent}encoding: gz+b64", f"{indent}content: {gzip_b64(body)}"]
             else:
                 out += [f"{indent}content: |", *_indent(body, indent + "  ")]
             continue
@@ -147,9 +134,9 @@ def render_text(
     return "\n".join(out)
 
 
-def render_file(name: str, values: Mapping[str, str], *, compress: bool = False) -> str:
+def render_file(name: str, values: Mapping[str, str]) -> str:
     """Render ``userdata/<name>``."""
-    return render_text((USERDATA_DIR / name).read_text(), values, compress=compress)
+    return render_text((USERDATA_DIR / name).read_text(), values)
 
 
 def render_app(settings: Settings) -> dict[str, str]:
@@ -163,30 +150,26 @@ def terraform_escape(text: str) -> str:
     return text.replace("${", "$${").replace("%{", "%%{")
 
 
-def render_user_data(
-    settings: Settings, facts: HostFacts, *, for_terraform: bool = False, compress: bool | None = None
-) -> str:
+def render_user_data(settings: Settings, facts: HostFacts, *, for_terraform: bool = False) -> str:
     """The host's cloud-config, with every script and configuration file it writes.
 
     With ``for_terraform`` the facts may be Terraform references: the files are escaped so shell
     ``${VAR}`` stays literal, and only the facts are left for Terraform to fill at apply time.
-    ``compress`` gzips the written files (except the facts file); ``None`` (the default) does so
-    only when the plain user data would be larger than ``COMPRESS_ABOVE``.
     """
-    if compress is None:
-        plain = render_user_data(settings, facts, for_terraform=for_terraform, compress=False)
-        if user_data_size(plain) <= COMPRESS_ABOVE:
-            return plain
-        compress = True
     values = template_values(settings, facts)
     if not for_terraform:
-        return render_file(CLOUD_CONFIG, values, compress=compress)
+        return render_file(CLOUD_CONFIG, values)
     fact_names = [f.name for f in fields(HostFacts)]
     marked = {**values, **{name: f"\x00{name}\x00" for name in fact_names}}
-    text = terraform_escape(render_file(CLOUD_CONFIG, marked, compress=compress))
+    text = terraform_escape(render_file(CLOUD_CONFIG, marked))
     for name in fact_names:
         text = text.replace(f"\x00{name}\x00", values[name])
     return text
+
+
+def compressed_size(user_data: str) -> int:
+    """About what EC2 receives once Terraform's ``base64gzip()`` packed the user data (before base64)."""
+    return len(gzip.compress(user_data.encode(), mtime=0))
 
 
 def user_data_size(user_data: str) -> int:

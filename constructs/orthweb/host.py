@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from cdktf import TerraformResourceLifecycle
+from cdktf import Fn, TerraformLocal, TerraformResourceLifecycle
 from cdktf_cdktf_provider_aws.data_aws_ssm_parameter import DataAwsSsmParameter
 from cdktf_cdktf_provider_aws.iam_instance_profile import IamInstanceProfile
 from cdktf_cdktf_provider_aws.iam_role import IamRole
@@ -115,6 +115,10 @@ class Host(Construct):
         )
         profile = IamInstanceProfile(self, "Profile", name_prefix=f"{name_prefix}-host-", role=self.role.name)
 
+        # The cloud-config is over EC2's 16 KiB plain, so Terraform gzips it at plan time, after filling
+        # in the facts. Compressing in Python would tie the bytes to the local zlib build, and another
+        # build on a colleague's machine would plan a host replacement.
+        user_data_local = TerraformLocal(self, "UserData", user_data)
         ami = DataAwsSsmParameter(self, "Ami", name=AMI_PARAMETER.format(arch=architecture))
         self.instance = Instance(
             self,
@@ -141,7 +145,7 @@ class Host(Construct):
                 kms_key_id=encryption.key_arn,
                 delete_on_termination=True,
             ),
-            user_data=user_data,
+            user_data_base64=Fn.base64gzip(user_data_local.as_string),
             # cloud-init runs once per instance: a changed bootstrap takes effect on a new host.
             user_data_replace_on_change=True,
             lifecycle=TerraformResourceLifecycle(ignore_changes=["ami"]),

@@ -80,6 +80,13 @@ def aws_env(emulator: str) -> dict[str, str]:
 
 
 @pytest.fixture(scope="module")
+def aws(aws_env: dict[str, str]) -> Any:
+    """``aws("ec2")``: a boto3 client for the emulator."""
+    session = boto3.Session(aws_access_key_id="testing", aws_secret_access_key="testing", region_name=REGION)
+    return lambda service: session.client(service, endpoint_url=aws_env["AWS_ENDPOINT_URL"])
+
+
+@pytest.fixture(scope="module")
 def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A stack directory holding the throwaway synthesis (deletion protection off, so destroy is clean)."""
     out = tmp_path_factory.mktemp("lifecycle")
@@ -147,22 +154,13 @@ def test_1_apply_creates_everything_with_well_formed_outputs(tf: Any, workdir: P
     assert INSTANCE in ids(workdir)
 
 
-def test_1b_instance_receives_the_rendered_cloud_config_gzipped_by_terraform(
-    workdir: Path, aws_env: dict[str, str]
-) -> None:
+def test_1b_instance_receives_the_rendered_cloud_config_gzipped_by_terraform(workdir: Path, aws: Any) -> None:
     resources = {f"{r['type']}.{r['name']}": r["instances"][0]["attributes"] for r in state(workdir)["resources"]}
     instance_id = resources[INSTANCE]["id"]
     (db,) = [v for k, v in resources.items() if k.startswith("aws_db_instance.")]
     (admin,) = [v for k, v in resources.items() if k.startswith("aws_secretsmanager_secret.")]
-    ec2 = boto3.client(
-        "ec2",
-        region_name=REGION,
-        endpoint_url=aws_env["AWS_ENDPOINT_URL"],
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",
-    )
     raw = base64.b64decode(
-        ec2.describe_instance_attribute(InstanceId=instance_id, Attribute="userData")["UserData"]["Value"]
+        aws("ec2").describe_instance_attribute(InstanceId=instance_id, Attribute="userData")["UserData"]["Value"]
     )
     assert len(raw) <= USER_DATA_LIMIT
     facts = HostFacts(
@@ -213,31 +211,20 @@ def test_5_instance_type_change_touches_the_instance_only(tf: Any, workdir: Path
     assert not any(a.startswith("aws_db_instance") for a in changes)
 
 
-def test_6_state_never_contains_the_database_password(workdir: Path, aws_env: dict[str, str]) -> None:
+def test_6_state_never_contains_the_database_password(workdir: Path, aws: Any) -> None:
     secret_arn = next(o["value"] for name, o in state(workdir)["outputs"].items() if name == "db_master_secret_arn")
-    client = boto3.client(
-        "secretsmanager",
-        region_name=REGION,
-        endpoint_url=aws_env["AWS_ENDPOINT_URL"],
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",
-    )
-    password = json.loads(client.get_secret_value(SecretId=secret_arn)["SecretString"])["password"]
+    password = json.loads(aws("secretsmanager").get_secret_value(SecretId=secret_arn)["SecretString"])["password"]
     assert len(password) >= 8
     text = json.dumps(state(workdir))
     assert password not in text
     assert password not in (workdir / "cdk.tf.json").read_text()
 
 
-def test_7_destroy_leaves_nothing_behind(tf: Any, workdir: Path, aws_env: dict[str, str]) -> None:
+def test_7_destroy_leaves_nothing_behind(tf: Any, workdir: Path, aws: Any) -> None:
     tf("destroy", "-auto-approve", "-input=false")
     assert ids(workdir) == {}
-    session = boto3.Session(aws_access_key_id="testing", aws_secret_access_key="testing", region_name=REGION)
 
-    def client(service: str) -> Any:
-        return session.client(service, endpoint_url=aws_env["AWS_ENDPOINT_URL"])
-
-    ec2 = client("ec2")
+    ec2 = aws("ec2")
     running = [
         i
         for r in ec2.describe_instances()["Reservations"]
@@ -248,11 +235,12 @@ def test_7_destroy_leaves_nothing_behind(tf: Any, workdir: Path, aws_env: dict[s
     assert [v for v in ec2.describe_vpcs()["Vpcs"] if not v.get("IsDefault")] == []
     # Deleted endpoints stay listed for a while with State "deleted", in AWS as in the emulator.
     assert [e for e in ec2.describe_vpc_endpoints()["VpcEndpoints"] if e["State"].lower() != "deleted"] == []
-    assert client("rds").describe_db_instances()["DBInstances"] == []
-    secrets = client("secretsmanager").list_secrets()["SecretList"]
+    assert aws("rds").describe_db_instances()["DBInstances"] == []
+    secrets = aws("secretsmanager").list_secrets()["SecretList"]
     assert [s for s in secrets if "DeletedDate" not in s] == []
-    keys = [k["KeyId"] for k in client("kms").list_keys()["Keys"]]
-    assert all(client("kms").describe_key(KeyId=k)["KeyMetadata"]["KeyState"] == "PendingDeletion" for k in keys)
-    assert [r for r in client("iam").list_roles()["Roles"] if r["RoleName"].startswith("orthweb-")] == []
-    groups = client("logs").describe_log_groups()["logGroups"]
+    keys = [k["KeyId"] for k in aws("kms").list_keys()["Keys"]]
+    assert keys  # KMS keys are never deleted at once: the stack's key waits out its deletion window
+    assert all(aws("kms").describe_key(KeyId=k)["KeyMetadata"]["KeyState"] == "PendingDeletion" for k in keys)
+    assert [r for r in aws("iam").list_roles()["Roles"] if r["RoleName"].startswith("orthweb-")] == []
+    groups = aws("logs").describe_log_groups()["logGroups"]
     assert [g for g in groups if "orthweb" in g["logGroupName"]] == []

@@ -18,6 +18,16 @@ os.environ.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "20")
 
 PROJECT_DIR = Path(__file__).resolve().parents[1]
 MIRROR_ENV = "TF_PROVIDER_MIRROR"
+# Wall time of each terraform step of tests/test_lifecycle.py, printed in the session summary.
+LIFECYCLE_TIMINGS: dict[str, float] = {}
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    if LIFECYCLE_TIMINGS:
+        terminalreporter.section("lifecycle step timings (emulator)")
+        for step, seconds in LIFECYCLE_TIMINGS.items():
+            terminalreporter.write_line(f"terraform {step}: {seconds:.1f} s")
+
 
 # One variant that turns (nearly) every switch away from its default.
 VARIANT_SETTINGS: dict[str, Any] = {

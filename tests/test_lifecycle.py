@@ -23,7 +23,7 @@ from typing import Any
 import boto3
 import pytest
 
-from conftest import synthesize
+from conftest import LIFECYCLE_TIMINGS, synthesize
 from orthweb.bootstrap import USER_DATA_LIMIT, HostFacts, render_user_data
 from orthweb.settings import Settings
 
@@ -32,7 +32,6 @@ pytestmark = pytest.mark.lifecycle
 PROJECT_DIR = Path(__file__).resolve().parents[1]
 REGION = "us-east-1"
 INSTANCE = "aws_instance.orthweb"
-TIMINGS: dict[str, float] = {}
 
 
 def _free_port() -> int:
@@ -96,19 +95,15 @@ def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def tf(workdir: Path, terraform: Any, aws_env: dict[str, str], request: pytest.FixtureRequest) -> Iterator[Any]:
+def tf(workdir: Path, terraform: Any, aws_env: dict[str, str]) -> Any:
     def run(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
         started = time.monotonic()
         proc = terraform(workdir, *args, check=check, env=aws_env, timeout=900)
-        TIMINGS[" ".join(a for a in args if not a.startswith("-"))] = time.monotonic() - started
+        LIFECYCLE_TIMINGS[" ".join(a for a in args if not a.startswith("-"))] = time.monotonic() - started
         return proc
 
     run("init", "-input=false")
-    yield run
-    reporter = request.config.pluginmanager.get_plugin("terminalreporter")
-    for step, seconds in TIMINGS.items():
-        if reporter:
-            reporter.write_line(f"lifecycle: terraform {step}: {seconds:.1f} s")
+    return run
 
 
 def state(workdir: Path) -> dict[str, Any]:

@@ -25,6 +25,8 @@ import pytest
 
 REGION = "us-east-1"
 START_TIMEOUT_S = 30.0
+# moto with the fidelity patches that make `terraform apply` then `plan` converge.
+PATCHED_EMULATOR = Path(__file__).resolve().parents[1] / "scripts" / "emulator.py"
 
 
 class MotoServerError(RuntimeError):
@@ -84,12 +86,20 @@ def _answers(endpoint: str) -> bool:
 
 
 @contextlib.contextmanager
-def moto_server(region: str = REGION) -> Iterator[MotoServer]:
-    """Start ``moto_server`` on 127.0.0.1 on a free port, wait until it answers, stop it after."""
+def moto_server(region: str = REGION, *, patched: bool = False) -> Iterator[MotoServer]:
+    """Start ``moto_server`` on 127.0.0.1 on a free port, wait until it answers, stop it after.
+
+    ``patched`` starts ``scripts/emulator.py`` instead: the same server with the fidelity patches.
+    """
     port = _free_port()
     endpoint = f"http://127.0.0.1:{port}"
+    argv = (
+        [sys.executable, str(PATCHED_EMULATOR), "--host", "127.0.0.1", "--port", str(port)]
+        if patched
+        else [_executable(), "-H", "127.0.0.1", "-p", str(port)]
+    )
     proc = subprocess.Popen(
-        [_executable(), "-H", "127.0.0.1", "-p", str(port)],
+        argv,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         text=True,

@@ -3,11 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
-import subprocess
 import sys
-import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -15,7 +11,7 @@ from typing import Any
 import boto3
 import pytest
 
-from moto_server import _free_port
+from moto_server import moto_server
 
 ROOT = Path(__file__).resolve().parents[1]
 EMULATOR = ROOT / "scripts" / "emulator.py"
@@ -28,31 +24,8 @@ _SPEC.loader.exec_module(emulator)
 
 @pytest.fixture(scope="module")
 def endpoint() -> Iterator[str]:
-    port = _free_port()
-    url = f"http://127.0.0.1:{port}"
-    proc = subprocess.Popen(
-        [sys.executable, str(EMULATOR), "--host", "127.0.0.1", "--port", str(port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                with urllib.request.urlopen(f"{url}/moto-api/", timeout=1):  # noqa: S310 - loopback
-                    break
-            except (urllib.error.URLError, OSError):
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    err = proc.stderr.read() if proc.stderr and proc.poll() is not None else ""
-                    pytest.fail(f"emulator did not start: {err[-2000:]}")
-                time.sleep(0.1)
-        yield url
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
-        if proc.stderr:
-            proc.stderr.close()
+    with moto_server(patched=True) as server:
+        yield server.endpoint
 
 
 def _client(endpoint: str, service: str) -> Any:

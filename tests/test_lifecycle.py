@@ -11,11 +11,8 @@ from __future__ import annotations
 import base64
 import gzip
 import json
-import socket
 import subprocess
-import sys
 import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -24,6 +21,7 @@ import boto3
 import pytest
 
 from conftest import LIFECYCLE_TIMINGS, synthesize
+from moto_server import MotoServer, moto_server
 from orthweb.bootstrap import USER_DATA_LIMIT, HostFacts, render_user_data
 from orthweb.settings import Settings
 
@@ -34,48 +32,15 @@ REGION = "us-east-1"
 INSTANCE = "aws_instance.orthweb"
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+@pytest.fixture(scope="module")
+def emulator() -> Iterator[MotoServer]:
+    with moto_server(REGION, patched=True) as server:
+        yield server
 
 
 @pytest.fixture(scope="module")
-def emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    port = _free_port()
-    log = tmp_path_factory.mktemp("emulator") / "emulator.log"
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            [sys.executable, str(PROJECT_DIR / "scripts" / "emulator.py"), "--host", "127.0.0.1", "--port", str(port)],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-    endpoint = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            with urllib.request.urlopen(f"{endpoint}/moto-api/", timeout=2):  # noqa: S310 - loopback
-                break
-        except OSError:
-            if proc.poll() is not None or time.monotonic() > deadline:
-                proc.kill()
-                pytest.fail("emulator did not start:\n" + log.read_text(errors="replace")[-3000:])
-            time.sleep(0.2)
-    yield endpoint
-    proc.terminate()
-    proc.wait(timeout=20)
-
-
-@pytest.fixture(scope="module")
-def aws_env(emulator: str) -> dict[str, str]:
-    return {
-        "AWS_ENDPOINT_URL": emulator,
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_REGION": REGION,
-        "AWS_DEFAULT_REGION": REGION,
-        "AWS_EC2_METADATA_DISABLED": "true",
-    }
+def aws_env(emulator: MotoServer) -> dict[str, str]:
+    return {k: v for k, v in emulator.env({}).items() if k.startswith("AWS_")}
 
 
 @pytest.fixture(scope="module")

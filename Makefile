@@ -1,4 +1,6 @@
 # Everyday actions. `make demo` deploys into a local AWS emulator; `make test` runs every check.
+# Both set up what a fresh machine lacks first (pipenv, locked Python and npm dependencies,
+# checkov's environment, Debian packages): see `make deps`.
 SHELL := /bin/bash
 .ONESHELL:
 .SHELLFLAGS := -euo pipefail -c
@@ -12,36 +14,50 @@ export CHECKPOINT_DISABLE := 1
 # Filesystem mirror holding hashicorp/aws 5.100.0 (no registry route here); override for your machine.
 export TF_PROVIDER_MIRROR ?= /opt/tf-plugins
 
+PYTHON ?= python3.11
+PIPENV_VERSION := 2026.10.3
 VENV := .venv
 PY := $(VENV)/bin/python
 CHECKOV_VENV := .tools/checkov
 STACK_DIR := cdktf.out/stacks/orthweb
+PYTEST := CHECKOV=$(CURDIR)/$(CHECKOV_VENV)/bin/checkov $(PY) -m pytest
 say = @printf '\n\033[1m==> %s\033[0m\n' "$(1)"
 
-.PHONY: help install tools synth lint format test test-fast plan deploy destroy bench-synth
+.PHONY: help deps debian install tools synth lint format test test-fast bench-test-fast plan deploy destroy bench-synth
 
 help: ## List the targets
-	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
 
-$(VENV)/.synced: Pipfile.lock
+.tools/pipenv-$(PIPENV_VERSION):
+	$(call say,pipenv $(PIPENV_VERSION))
+	command -v $(PYTHON) >/dev/null || { echo "$(PYTHON) is missing: install Python 3.11 (or run make PYTHON=/path/to/python3.11)" >&2; exit 2; }
+	[ "$$($(PYTHON) -m pipenv --version 2>/dev/null | awk '{print $$NF}')" = "$(PIPENV_VERSION)" ] ||
+	  $(PYTHON) -m pip install --quiet "pipenv==$(PIPENV_VERSION)"
+	mkdir -p .tools && touch $@
+
+$(VENV)/.synced: Pipfile.lock .tools/pipenv-$(PIPENV_VERSION)
 	$(call say,Installing locked Python dependencies into $(VENV))
-	python3.11 -m pipenv --version >/dev/null 2>&1 || { echo "pipenv is missing: python3.11 -m pip install pipenv" >&2; exit 1; }
-	python3.11 -m pipenv sync --dev
+	$(PYTHON) -m pipenv sync --dev
 	touch $@
 
 node_modules/.installed: package-lock.json
 	$(call say,Installing the pinned cdktf CLI (npm ci))
+	command -v npm >/dev/null || { echo "npm is missing: install Node.js 20 (Debian: apt-get install nodejs npm)" >&2; exit 2; }
 	npm ci --no-audit --no-fund --loglevel=error
 	touch $@
 
 $(CHECKOV_VENV)/.installed: requirements/checkov.txt
 	$(call say,Installing checkov into its own environment $(CHECKOV_VENV))
-	python3.11 -m venv $(CHECKOV_VENV)
+	$(PYTHON) -m venv $(CHECKOV_VENV)
 	$(CHECKOV_VENV)/bin/pip install --quiet --no-deps -r requirements/checkov.txt
 	touch $@
 
+debian: ## Install the Debian packages tests and demo need (apt-get as root or via sudo)
+	dev/setup-debian.sh requirements/debian.txt
+
 install: $(VENV)/.synced node_modules/.installed ## Install locked Python and npm dependencies
 tools: $(CHECKOV_VENV)/.installed ## Install checkov (policy checks)
+deps: install tools debian ## Everything a fresh machine lacks: pipenv, Python, npm, checkov, Debian packages
 
 synth: install ## Synthesize cdktf.out/stacks/orthweb/cdk.tf.json
 	$(call say,Synthesizing the stack)
@@ -58,9 +74,16 @@ format: install ## Apply ruff's formatting and safe fixes
 	$(VENV)/bin/ruff format .
 	$(VENV)/bin/ruff check --fix .
 
-test: install tools lint ## Run every check: lint, unit, terraform, policy, emulator and application tests
-	$(call say,pytest)
-	CHECKOV=$(CURDIR)/$(CHECKOV_VENV)/bin/checkov $(PY) -m pytest
+test: deps lint ## Every check: lint, then all tiers (fast, emulator, lifecycle, app, fresh clone)
+	$(call say,pytest: every tier)
+	$(PYTEST)
+
+test-fast: install tools ## After every edit: settings, constructs, synth, rendering, terraform validate, checkov
+	$(call say,pytest: fast tier)
+	$(PYTEST) -m fast
+
+bench-test-fast: install tools ## Wall time of the fast tier (target: under 90 s)
+	$(PY) bench/test_fast_time.py
 
 bench-synth: install ## Synth wall time beside the jsii import floor
 	$(PY) bench/synth_time.py
@@ -91,33 +114,33 @@ destroy: install ## cdktf destroy of the real deployment
 
 .PHONY: demo demo-down demo-plan demo-replace-host cost diagram
 
-demo: install ## Deploy the whole stack with the real cdktf CLI into a local AWS emulator
-	$(PY) scripts/demo.py up
+demo: install debian ## Deploy the whole stack with the real cdktf CLI into a local AWS emulator
+	$(PY) -m orthweb_dev.demo up
 
 demo-down: install ## Destroy the demo deployment and stop the emulator
-	$(PY) scripts/demo.py down
+	$(PY) -m orthweb_dev.demo down
 
 demo-plan: install ## Plain `terraform plan` of the demo deployment (expect: no changes)
-	$(PY) scripts/demo.py plan
+	$(PY) -m orthweb_dev.demo plan
 
 demo-replace-host: install ## The runbook's destroy/apply -target aws_instance.orthweb, in the emulator
-	$(PY) scripts/demo.py replace-host
+	$(PY) -m orthweb_dev.demo replace-host
 
 cost: synth ## Daily cost of the synthesized stack (committed, dated us-east-1 price table)
-	$(PY) scripts/cost.py
+	$(PY) -m orthweb_dev.cost
 
 diagram: synth ## Regenerate docs/architecture.svg from the synthesized stack (needs graphviz)
-	command -v dot >/dev/null || { echo "graphviz is missing: apt-get install graphviz" >&2; exit 1; }
-	$(PY) scripts/diagram.py | dot -Tsvg -o docs/architecture.svg
+	command -v dot >/dev/null || { echo "graphviz is missing: make debian (or apt-get install graphviz)" >&2; exit 1; }
+	$(PY) -m orthweb_dev.diagram | dot -Tsvg -o docs/architecture.svg
 	echo "wrote docs/architecture.svg"
 
 .PHONY: app-up app-down bench-ingest
 
-app-up: install ## Serve the rendered config with real Orthanc, PostgreSQL (TLS) and nginx on loopback
-	$(PY) scripts/app_harness.py up
+app-up: install debian ## Serve the rendered config with real Orthanc, PostgreSQL (TLS) and nginx on loopback
+	$(PY) -m orthweb_dev.harness_cli up
 
 app-down: install ## Stop the application harness
-	$(PY) scripts/app_harness.py down
+	$(PY) -m orthweb_dev.harness_cli down
 
-bench-ingest: install ## DICOM TLS ingest benchmark: Orthweb vs transport limit vs stock Orthanc
+bench-ingest: install debian ## DICOM TLS ingest benchmark: Orthweb vs transport limit vs stock Orthanc
 	$(PY) bench/ingest.py

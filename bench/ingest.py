@@ -23,9 +23,9 @@ import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-
-from apphost import AppHost, AppHostError, app_host, free_port, make_instance, port_open, stop_process, wait_until
+from orthweb_dev.dicom import make_instance
+from orthweb_dev.harness import AppHost, AppHostError, app_host
+from orthweb_dev.proc import free_port, port_open, stop_process, wait_until
 
 
 def write_instances(directory: Path, count: int) -> tuple[list[Path], int]:
@@ -81,7 +81,7 @@ def start_discard(root: Path) -> tuple[subprocess.Popen[bytes], int]:
     log = root / "discard.log"
     with log.open("wb") as out:
         proc = subprocess.Popen([sys.executable, "-c", DISCARD_SCP, str(port)], stdout=out, stderr=subprocess.STDOUT)
-    wait_until("discarding SCP", lambda: port_open(port), log, proc)
+    wait_until("discarding SCP", lambda: port_open(port), log=log, proc=proc)
     return proc, port
 
 
@@ -102,7 +102,7 @@ def start_stock_orthanc(root: Path) -> tuple[subprocess.Popen[bytes], int]:
     log = root / "stock-orthanc.log"
     with log.open("wb") as out:
         proc = subprocess.Popen(["Orthanc", str(conf)], cwd=root, stdout=out, stderr=subprocess.STDOUT)
-    wait_until("stock Orthanc", lambda: port_open(dicom) and port_open(http), log, proc)
+    wait_until("stock Orthanc", lambda: port_open(dicom) and port_open(http), log=log, proc=proc)
     return proc, dicom
 
 

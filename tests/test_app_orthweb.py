@@ -19,16 +19,8 @@ from pydicom.uid import (
     RLELossless,
 )
 
-from apphost import (
-    HOST_DIFFERENCES,
-    AppHost,
-    Sample,
-    app_fixture,  # noqa: F401 - the `app` fixture
-    dicom_ae,
-    dicom_tls,
-    make_instance,
-    store,
-)
+from orthweb_dev.dicom import STUDY_ROOT_FIND, Sample, dicom_ae, make_instance, store
+from orthweb_dev.harness import HOST_DIFFERENCES, AppHost, dicom_tls
 
 pytestmark = pytest.mark.app
 
@@ -122,7 +114,6 @@ def test_c_store_of_several_modalities_and_syntaxes_lands_in_postgresql(app: App
 
 def test_c_find_at_study_level_finds_the_studies(app: AppHost, stored: list[Sample]) -> None:
     from pydicom.dataset import Dataset
-    from pynetdicom.sop_class import StudyRootQueryRetrieveInformationModelFind
 
     query = Dataset()
     query.QueryRetrieveLevel = "STUDY"
@@ -134,7 +125,7 @@ def test_c_find_at_study_level_finds_the_studies(app: AppHost, stored: list[Samp
     assert assoc.is_established
     found = set()
     statuses = []
-    for status, identifier in assoc.send_c_find(query, StudyRootQueryRetrieveInformationModelFind):
+    for status, identifier in assoc.send_c_find(query, STUDY_ROOT_FIND):
         statuses.append(int(status.Status))
         if identifier is not None:
             found.add(identifier.StudyInstanceUID)

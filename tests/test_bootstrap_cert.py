@@ -7,7 +7,6 @@ from __future__ import annotations
 import datetime as dt
 import http.server
 import os
-import shutil
 import ssl
 import subprocess
 import threading
@@ -22,6 +21,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from orthweb.bootstrap import USERDATA_DIR
+from orthweb_dev.testing import require
 
 BIN = USERDATA_DIR / "bin"
 PUBLIC_DNS = "ec2-203-0-113-10.compute-1.amazonaws.com"
@@ -32,11 +32,6 @@ FACTS = {
     "ORTHWEB_PUBLIC_IPV4": "203.0.113.10",
     "ORTHWEB_LOCAL_IPV4": "10.64.1.10",
 }
-
-
-def require(tool: str, package: str) -> None:
-    if not shutil.which(tool):
-        pytest.fail(f"{tool} is missing: install the Debian package {package} (CI's .ci/run does)")
 
 
 def base_env(tmp_path: Path, **extra: str) -> dict[str, str]:

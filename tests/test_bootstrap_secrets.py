@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import stat
 import subprocess
 import sys
@@ -18,19 +17,17 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 import pytest
 
-from moto_server import MotoServer, moto_server
 from orthweb.bootstrap import USERDATA_DIR
+from orthweb_dev.emulator_server import MotoServer, moto_server
+from orthweb_dev.testing import require
+
+pytestmark = pytest.mark.emulator
 
 BIN = USERDATA_DIR / "bin"
 DB_URI = "ORTHANC__POSTGRESQL__CONNECTION_URI"
 USERS = "ORTHANC__REGISTERED_USERS"
 # Characters a generated RDS password may hold that a URI must escape.
 DB_PASSWORD = "p@ss:w/rd?#%&$x"
-
-
-def require(tool: str, package: str) -> None:
-    if not shutil.which(tool):
-        pytest.fail(f"{tool} is missing: install the Debian package {package} (CI's .ci/run does)")
 
 
 @dataclass

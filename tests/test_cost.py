@@ -2,18 +2,12 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
-from pathlib import Path
 from typing import Any
 
-PROJECT_DIR = Path(__file__).resolve().parents[1]
-spec = importlib.util.spec_from_file_location("cost", PROJECT_DIR / "scripts" / "cost.py")
-assert spec
-assert spec.loader
-cost = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(cost)
-PRICES: dict[str, Any] = json.loads((PROJECT_DIR / "docs" / "prices-us-east-1.json").read_text())
+from orthweb_dev import cost
+
+PRICES: dict[str, Any] = json.loads(cost.PRICES.read_text())
 
 
 def test_default_stack_costs_at_most_the_target_per_day(synth: dict[str, Any]) -> None:

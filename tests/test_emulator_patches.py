@@ -1,25 +1,17 @@
-"""scripts/emulator.py: each fidelity patch, proved with boto3 against the patched server on loopback."""
+"""orthweb_dev.emulator: each fidelity patch, proved with boto3 against the patched server on loopback."""
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import boto3
 import pytest
 
-from moto_server import moto_server
+from orthweb_dev import emulator
+from orthweb_dev.emulator_server import moto_server
 
-ROOT = Path(__file__).resolve().parents[1]
-EMULATOR = ROOT / "scripts" / "emulator.py"
-_SPEC = importlib.util.spec_from_file_location("emulator", EMULATOR)
-assert _SPEC is not None
-assert _SPEC.loader is not None
-emulator = sys.modules["emulator"] = importlib.util.module_from_spec(_SPEC)
-_SPEC.loader.exec_module(emulator)
+pytestmark = pytest.mark.emulator
 
 
 @pytest.fixture(scope="module")

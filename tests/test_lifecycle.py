@@ -13,6 +13,7 @@ import gzip
 import json
 import subprocess
 import time
+import typing
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -20,10 +21,10 @@ from typing import Any
 import boto3
 import pytest
 
-from conftest import LIFECYCLE_TIMINGS, synthesize
-from moto_server import MotoServer, moto_server
 from orthweb.bootstrap import USER_DATA_LIMIT, HostFacts, render_user_data
 from orthweb.settings import Settings
+from orthweb_dev.emulator_server import MotoServer, moto_server
+from orthweb_dev.synth import synthesize
 
 pytestmark = pytest.mark.lifecycle
 
@@ -60,12 +61,12 @@ def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def tf(workdir: Path, terraform: Any, aws_env: dict[str, str]) -> Any:
+def tf(workdir: Path, terraform: Any, aws_env: dict[str, str], step_timings: dict[str, float]) -> Any:
     def run(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
         started = time.monotonic()
         proc = terraform(workdir, *args, check=check, env=aws_env, timeout=900)
-        LIFECYCLE_TIMINGS[" ".join(a for a in args if not a.startswith("-"))] = time.monotonic() - started
-        return proc
+        step_timings[" ".join(a for a in args if not a.startswith("-"))] = time.monotonic() - started
+        return typing.cast(subprocess.CompletedProcess[str], proc)
 
     run("init", "-input=false")
     return run

@@ -7,7 +7,7 @@ import json
 import re
 from typing import Any
 
-from synth_helpers import data, only, policy, resources
+from orthweb_dev.synth import data, only, policy, resources
 
 Synth = dict[str, Any]
 

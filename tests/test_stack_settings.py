@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from conftest import VARIANT_SETTINGS
-from synth_helpers import data, only, resources
+from orthweb_dev.synth import VARIANT_SETTINGS, data, only, resources
 
 Synth = dict[str, Any]
 

@@ -23,6 +23,7 @@ from orthweb.bootstrap import (
     user_data_size,
 )
 from orthweb.settings import Settings
+from orthweb_dev.testing import require
 
 # The one environment variable a container gets: DCMTK socket tuning, never a secret.
 NON_SECRET_ENVIRONMENT = {"TCP_NODELAY": "1"}
@@ -57,14 +58,6 @@ VARIANTS = {
     "plain-http": Settings(https=False),
 }
 SCRIPTS = [*sorted((USERDATA_DIR / "bin").glob("*.sh")), USERDATA_DIR / "lib" / "common.sh"]
-
-
-def require(tool: str, package: str) -> str:
-    """The path of ``tool``, or fail naming the Debian package that provides it (never skip)."""
-    found = shutil.which(tool)
-    if not found:
-        pytest.fail(f"{tool} is missing: install the Debian package {package} (CI's .ci/run does)")
-    return found
 
 
 def written_files(user_data: str) -> dict[str, dict[str, Any]]:

@@ -1,21 +1,27 @@
 """Typed, validated deployment settings.
 
-Every setting has a secure default in code. A deployment overrides them in ``cdktf.json``
-(``context.orthweb``) and, winning over that, in ``ORTHWEB_<NAME>`` environment variables.
-Bad input raises :class:`SettingsError` with one message naming the setting, where it came
-from, the value and what is allowed; ``main.py`` prints it and exits before anything is
-synthesized.
+Every setting has a secure default (:mod:`orthweb.defaults`). A deployment overrides them in
+``cdktf.json`` (``context.orthweb``) and, winning over that, in ``ORTHWEB_<NAME>`` environment
+variables. The fields are typed (pydantic, strict: JSON ``"2"`` is not the number 2), each with
+its description (the README table) and its check. Bad input raises :class:`SettingsError` with
+one message naming the setting, where it came from, the value and what is allowed; ``main.py``
+prints it and exits before anything is synthesized.
 """
 
 from __future__ import annotations
 
-import dataclasses
+import contextvars
 import ipaddress
 import json
 import re
+import types
+import typing
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, fields
-from typing import Any
+from typing import Annotated, Any
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from orthweb import defaults
 
 ENV_PREFIX = "ORTHWEB_"
 CONTEXT_KEY = "orthweb"
@@ -57,26 +63,38 @@ _BUCKET_RE = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
 _HOSTNAME_RE = re.compile(r"^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*$")
 
 
+# Where each value being validated came from (cdktf.json or a variable), for the error message.
+_SOURCES: contextvars.ContextVar[Mapping[str, str] | None] = contextvars.ContextVar("sources", default=None)
+
+
 class SettingsError(ValueError):
     """A setting a user gave is not valid; the message says which, and what is allowed."""
 
 
-def _meta(help_: str, check: Callable[[Any], str | None] | None = None) -> dict[str, Any]:
-    return {"help": help_, "check": check}
+class _Refusal(ValueError):
+    """Raised inside validation: its text is what the user reads (``allowed`` text, or a whole
+    message for a refusal that involves several settings)."""
 
 
-def _range(lo: int, hi: int) -> Callable[[Any], str | None]:
-    def check(v: int) -> str | None:
-        return None if lo <= v <= hi else f"an integer from {lo} to {hi}"
+def _check(problem: Callable[[Any], str | None]) -> AfterValidator:
+    """A field validator: ``problem(value)`` returns what is allowed when ``value`` is not, else None.
+    ``None`` (an unset optional setting) is never checked."""
 
-    return check
+    def validate(value: Any) -> Any:
+        text = problem(value) if value is not None else None
+        if text:
+            raise _Refusal(text)
+        return value
+
+    return AfterValidator(validate)
 
 
-def _pattern(rx: re.Pattern[str], allowed: str) -> Callable[[Any], str | None]:
-    def check(v: str) -> str | None:
-        return None if rx.match(v) else allowed
+def _range(lo: int, hi: int) -> AfterValidator:
+    return _check(lambda v: None if lo <= v <= hi else f"an integer from {lo} to {hi}")
 
-    return check
+
+def _pattern(rx: re.Pattern[str], allowed: str) -> AfterValidator:
+    return _check(lambda v: None if rx.match(v) else allowed)
 
 
 def _ipv4_cidr(value: str) -> ipaddress.IPv4Network | None:
@@ -140,170 +158,132 @@ def _ssh_cidr(v: str) -> str | None:
     return None
 
 
-@dataclass(frozen=True, kw_only=True)
-class Settings:
-    """One deployment's settings. Field metadata holds the help text shown in the README table."""
+def _pem_bundle(v: str) -> str | None:
+    return None if "-----BEGIN CERTIFICATE-----" in v else "a PEM bundle of CA certificates"
 
-    name_prefix: str = field(
-        default="orthweb",
-        metadata=_meta(
-            "Prefix of every resource name and the `Deployment` tag, so several deployments fit in one account",
-            _pattern(_PREFIX_RE, "2-20 characters: lowercase letters, digits and '-', starting with a letter"),
-        ),
-    )
-    region: str = field(
-        default="us-east-1",
-        metadata=_meta("AWS region to deploy to", _pattern(_REGION_RE, "an AWS region name such as eu-west-1")),
-    )
-    vpc_cidr: str = field(
-        default="10.64.0.0/16",
-        metadata=_meta("VPC address range; must not overlap Docker's bridge 172.17.0.0/16", _vpc_cidr),
-    )
-    az_count: int = field(
-        default=2,
-        metadata=_meta("Availability zones to spread public and private subnets over", _range(2, 4)),
-    )
-    web_cidrs: list[str] = field(
-        default_factory=lambda: ["0.0.0.0/0"],
-        metadata=_meta("CIDRs allowed to reach HTTPS (443); the web UI always needs the admin login", _cidr_list),
-    )
-    dicom_cidrs: list[str] = field(
-        default_factory=list,
-        metadata=_meta(
-            "CIDRs allowed to reach DICOM TLS (11112); empty keeps DICOM closed until you name your peers",
-            _cidr_list,
-        ),
-    )
-    instance_type: str = field(
-        default="t4g.small",
-        metadata=_meta("EC2 instance type of the Orthanc host (Graviton by default)", _instance_type),
-    )
-    root_volume_gb: int = field(
-        default=20,
-        metadata=_meta("Size of the host's encrypted gp3 root volume, in GiB", _range(8, 1024)),
-    )
-    db_instance_class: str = field(
-        default="db.t4g.micro",
-        metadata=_meta("RDS instance class", _pattern(_DB_CLASS_RE, "an RDS class such as db.t4g.micro")),
-    )
-    db_storage_gb: int = field(
-        default=20,
-        metadata=_meta("RDS gp3 storage, in GiB", _range(20, 65536)),
-    )
-    db_engine_version: str = field(
-        default="17",
-        metadata=_meta(
-            "RDS PostgreSQL version (a major pins the major; minors upgrade automatically)", _engine_version
-        ),
-    )
-    db_multi_az: bool = field(default=False, metadata=_meta("Run RDS with a standby in a second AZ"))
-    db_backup_days: int = field(
-        default=7,
-        metadata=_meta("Days of automated RDS backups", _range(7, 35)),
-    )
-    deletion_protection: bool = field(
-        default=True,
-        metadata=_meta(
-            "Protect the database from deletion and take a final snapshot on destroy; "
-            "set false only for throwaway proofs of concept"
-        ),
-    )
-    log_retention_days: int = field(
-        default=365,
-        metadata=_meta("Retention of the flow-log and database log groups, in days", _retention),
-    )
-    interface_endpoints: list[str] = field(
-        default_factory=list,
-        metadata=_meta(
-            f"Extra private interface endpoints beside Secrets Manager, from {', '.join(INTERFACE_ENDPOINTS)}",
-            _endpoints,
-        ),
-    )
-    endpoints_in_all_azs: bool = field(
-        default=False,
-        metadata=_meta(
-            "Place interface endpoints in every AZ's private subnet; by default only in the host's AZ "
-            "(one host, one zone: a second endpoint ENI would serve no client and doubles the hourly cost)"
-        ),
-    )
-    ssh_key_name: str | None = field(
-        default=None,
-        metadata=_meta(
-            "EC2 key pair for SSH; SSH stays closed unless this and `ssh_cidr` are both set",
-            _pattern(_KEY_NAME_RE, "the name of an existing EC2 key pair"),
-        ),
-    )
-    ssh_cidr: str | None = field(
-        default=None,
-        metadata=_meta("CIDR allowed to reach SSH (22) when `ssh_key_name` is set", _ssh_cidr),
-    )
-    orthanc_aet: str = field(
-        default="ORTHANC",
-        metadata=_meta("Orthanc's DICOM application entity title", _pattern(_AET_RE, "1-16 of A-Z, 0-9 and _")),
-    )
-    site_name: str | None = field(
-        default=None,
-        metadata=_meta(
-            "Host name for the certificate and URLs; defaults to the instance's public DNS name",
-            _pattern(_HOSTNAME_RE, "a lowercase DNS host name"),
-        ),
-    )
-    orthanc_image: str = field(
-        default="orthancteam/orthanc:25.6.0",
-        metadata=_meta("Orthanc container image, pinned", _pattern(_IMAGE_RE, "IMAGE:TAG, optionally @sha256:DIGEST")),
-    )
-    nginx_image: str = field(
-        default="nginx:1.28.0-alpine",
-        metadata=_meta("nginx container image, pinned", _pattern(_IMAGE_RE, "IMAGE:TAG, optionally @sha256:DIGEST")),
-    )
-    https: bool = field(
-        default=True,
-        metadata=_meta("Serve the web UI over HTTPS; false serves plain HTTP on 80 (never for real data)"),
-    )
-    plain_dicom_in_vpc: bool = field(
-        default=False,
-        metadata=_meta("Also accept plain DICOM on 4242 from inside the VPC"),
-    )
-    dicom_client_ca: str | None = field(
-        default=None,
-        metadata=_meta("PEM CA bundle; when set, DICOM TLS peers must present a certificate it signed"),
-    )
-    state_backend: str = field(
-        default="local",
-        metadata=_meta(
-            "Terraform state backend: `local` or `s3`",
-            _pattern(re.compile(r"^(local|s3)$"), "local or s3"),
-        ),
-    )
-    state_path: str = field(
-        default="terraform.orthweb.tfstate",
-        metadata=_meta("Local state file (relative to the project) when `state_backend` is `local`"),
-    )
-    state_bucket: str | None = field(
-        default=None,
-        metadata=_meta(
-            "S3 bucket for the state when `state_backend` is `s3`",
-            _pattern(_BUCKET_RE, "an S3 bucket name"),
-        ),
-    )
-    state_key: str = field(
-        default="orthweb/terraform.tfstate",
-        metadata=_meta("Object key of the state in `state_bucket`"),
-    )
-    tags: dict[str, str] = field(default_factory=dict, metadata=_meta("Extra tags on every resource", _tags))
 
-    def __post_init__(self) -> None:
-        for f in fields(self):
-            _validate(f, getattr(self, f.name))
+_IMAGE = _pattern(_IMAGE_RE, "IMAGE:TAG, optionally @sha256:DIGEST")
+
+
+class Settings(BaseModel):
+    """One deployment's settings. Each field's description is its row in the README table."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", strict=True)
+
+    name_prefix: Annotated[
+        str, _pattern(_PREFIX_RE, "2-20 characters: lowercase letters, digits and '-', starting with a letter")
+    ] = Field(
+        defaults.NAME_PREFIX,
+        description="Prefix of every resource name and the `Deployment` tag, so several deployments fit in one account",
+    )
+    region: Annotated[str, _pattern(_REGION_RE, "an AWS region name such as eu-west-1")] = Field(
+        defaults.REGION, description="AWS region to deploy to"
+    )
+    vpc_cidr: Annotated[str, _check(_vpc_cidr)] = Field(
+        defaults.VPC_CIDR, description="VPC address range; must not overlap Docker's bridge 172.17.0.0/16"
+    )
+    az_count: Annotated[int, _range(2, 4)] = Field(
+        defaults.AZ_COUNT, description="Availability zones to spread public and private subnets over"
+    )
+    web_cidrs: Annotated[list[str], _check(_cidr_list)] = Field(
+        default_factory=lambda: list(defaults.WEB_CIDRS),
+        description="CIDRs allowed to reach HTTPS (443); the web UI always needs the admin login",
+    )
+    dicom_cidrs: Annotated[list[str], _check(_cidr_list)] = Field(
+        default_factory=lambda: list(defaults.DICOM_CIDRS),
+        description="CIDRs allowed to reach DICOM TLS (11112); empty keeps DICOM closed until you name your peers",
+    )
+    instance_type: Annotated[str, _check(_instance_type)] = Field(
+        defaults.INSTANCE_TYPE, description="EC2 instance type of the Orthanc host (Graviton by default)"
+    )
+    root_volume_gb: Annotated[int, _range(8, 1024)] = Field(
+        defaults.ROOT_VOLUME_GB, description="Size of the host's encrypted gp3 root volume, in GiB"
+    )
+    db_instance_class: Annotated[str, _pattern(_DB_CLASS_RE, "an RDS class such as db.t4g.micro")] = Field(
+        defaults.DB_INSTANCE_CLASS, description="RDS instance class"
+    )
+    db_storage_gb: Annotated[int, _range(20, 65536)] = Field(
+        defaults.DB_STORAGE_GB, description="RDS gp3 storage, in GiB"
+    )
+    db_engine_version: Annotated[str, _check(_engine_version)] = Field(
+        defaults.DB_ENGINE_VERSION,
+        description="RDS PostgreSQL version (a major pins the major; minors upgrade automatically)",
+    )
+    db_multi_az: bool = Field(defaults.DB_MULTI_AZ, description="Run RDS with a standby in a second AZ")
+    db_backup_days: Annotated[int, _range(7, 35)] = Field(
+        defaults.DB_BACKUP_DAYS, description="Days of automated RDS backups"
+    )
+    deletion_protection: bool = Field(
+        defaults.DELETION_PROTECTION,
+        description="Protect the database from deletion and take a final snapshot on destroy; "
+        "set false only for throwaway proofs of concept",
+    )
+    log_retention_days: Annotated[int, _check(_retention)] = Field(
+        defaults.LOG_RETENTION_DAYS, description="Retention of the flow-log and database log groups, in days"
+    )
+    interface_endpoints: Annotated[list[str], _check(_endpoints)] = Field(
+        default_factory=lambda: list(defaults.INTERFACE_ENDPOINTS),
+        description=f"Extra private interface endpoints beside Secrets Manager, from {', '.join(INTERFACE_ENDPOINTS)}",
+    )
+    endpoints_in_all_azs: bool = Field(
+        defaults.ENDPOINTS_IN_ALL_AZS,
+        description="Place interface endpoints in every AZ's private subnet; by default only in the host's AZ "
+        "(one host, one zone: a second endpoint ENI would serve no client and doubles the hourly cost)",
+    )
+    ssh_key_name: Annotated[str | None, _pattern(_KEY_NAME_RE, "the name of an existing EC2 key pair")] = Field(
+        None, description="EC2 key pair for SSH; SSH stays closed unless this and `ssh_cidr` are both set"
+    )
+    ssh_cidr: Annotated[str | None, _check(_ssh_cidr)] = Field(
+        None, description="CIDR allowed to reach SSH (22) when `ssh_key_name` is set"
+    )
+    orthanc_aet: Annotated[str, _pattern(_AET_RE, "1-16 of A-Z, 0-9 and _")] = Field(
+        defaults.ORTHANC_AET, description="Orthanc's DICOM application entity title"
+    )
+    site_name: Annotated[str | None, _pattern(_HOSTNAME_RE, "a lowercase DNS host name")] = Field(
+        None, description="Host name for the certificate and URLs; defaults to the instance's public DNS name"
+    )
+    orthanc_image: Annotated[str, _IMAGE] = Field(defaults.ORTHANC_IMAGE, description="Orthanc container image, pinned")
+    nginx_image: Annotated[str, _IMAGE] = Field(defaults.NGINX_IMAGE, description="nginx container image, pinned")
+    https: bool = Field(
+        defaults.HTTPS, description="Serve the web UI over HTTPS; false serves plain HTTP on 80 (never for real data)"
+    )
+    plain_dicom_in_vpc: bool = Field(
+        defaults.PLAIN_DICOM_IN_VPC, description="Also accept plain DICOM on 4242 from inside the VPC"
+    )
+    dicom_client_ca: Annotated[str | None, _check(_pem_bundle)] = Field(
+        None, description="PEM CA bundle; when set, DICOM TLS peers must present a certificate it signed"
+    )
+    state_backend: Annotated[str, _pattern(re.compile(r"^(local|s3)$"), "local or s3")] = Field(
+        defaults.STATE_BACKEND, description="Terraform state backend: `local` or `s3`"
+    )
+    state_path: str = Field(
+        defaults.STATE_PATH, description="Local state file (relative to the project) when `state_backend` is `local`"
+    )
+    state_bucket: Annotated[str | None, _pattern(_BUCKET_RE, "an S3 bucket name")] = Field(
+        None, description="S3 bucket for the state when `state_backend` is `s3`"
+    )
+    state_key: str = Field(defaults.STATE_KEY, description="Object key of the state in `state_bucket`")
+    tags: Annotated[dict[str, str], _check(_tags)] = Field(
+        default_factory=dict, description="Extra tags on every resource"
+    )
+
+    def __init__(self, **values: Any) -> None:
+        try:
+            super().__init__(**values)
+        except ValidationError as exc:
+            raise SettingsError(_explain(exc, values, _SOURCES.get() or {})) from None
+
+    @model_validator(mode="after")
+    def _combinations(self) -> Settings:
+        """Refusals that involve more than one setting."""
         if (self.ssh_key_name is None) != (self.ssh_cidr is None):
-            raise SettingsError(
+            raise _Refusal(
                 "setting 'ssh_cidr' and 'ssh_key_name' must be set together (SSH opens only with both); "
                 f"got ssh_key_name={self.ssh_key_name!r}, ssh_cidr={self.ssh_cidr!r}"
             )
         if self.state_backend == "s3" and not self.state_bucket:
-            raise SettingsError("setting 'state_bucket' is required when state_backend is 's3'")
-        if self.dicom_client_ca is not None and "-----BEGIN CERTIFICATE-----" not in self.dicom_client_ca:
-            raise SettingsError(_message("dicom_client_ca", "<text>", "a PEM bundle of CA certificates"))
+            raise _Refusal("setting 'state_bucket' is required when state_backend is 's3'")
+        return self
 
     @property
     def architecture(self) -> str:
@@ -321,44 +301,44 @@ class Settings:
     @classmethod
     def load(cls, context: Mapping[str, Any] | None = None, environ: Mapping[str, str] | None = None) -> Settings:
         """Build settings from cdktf.json context values, then ``ORTHWEB_*`` environment variables."""
-        known = {f.name: f for f in fields(cls)}
+        known = cls.model_fields
         values: dict[str, Any] = {}
+        sources: dict[str, str] = {}
         for key, raw in (context or {}).items():
             if key not in known:
                 raise SettingsError(_unknown(key, f"cdktf.json context.{CONTEXT_KEY}", known))
-            source = f"cdktf.json context.{CONTEXT_KEY}.{key}"
-            values[key] = _validate(known[key], _coerce(known[key], raw, source, from_env=False), source)
+            values[key], sources[key] = raw, f"cdktf.json context.{CONTEXT_KEY}.{key}"
         for var, raw in (environ or {}).items():
             if not var.startswith(ENV_PREFIX):
                 continue
             key = var[len(ENV_PREFIX) :].lower()
             if key not in known:
                 raise SettingsError(_unknown(var, "the environment", known, env=True))
-            values[key] = _validate(known[key], _coerce(known[key], raw, var, from_env=True), var)
-        return cls(**values)
+            values[key], sources[key] = _from_env(key, known[key].annotation, raw, var), var
+        token = _SOURCES.set(sources)
+        try:
+            return cls(**values)
+        finally:
+            _SOURCES.reset(token)
 
     @classmethod
     def describe(cls) -> list[tuple[str, str, str]]:
         """(name, default, meaning) for every setting, in declaration order: the README table."""
-        rows = []
-        for f in fields(cls):
-            default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
-            rows.append((f.name, json.dumps(default), f.metadata["help"]))
-        return rows
+        return [
+            (name, json.dumps(f.get_default(call_default_factory=True)), f.description or "")
+            for name, f in cls.model_fields.items()
+        ]
 
 
-def _validate(f: dataclasses.Field[Any], value: Any, source: str | None = None) -> Any:
-    """Return ``value`` if the field's check accepts it; raise naming the setting and source if not."""
-    check = f.metadata.get("check")
-    problem = check(value) if check and value is not None else None
-    if problem:
-        raise SettingsError(_message(f.name, value, problem, source))
-    return value
+# --- messages ------------------------------------------------------------------------------------
 
 
 def _message(name: str, value: Any, allowed: str, source: str | None = None) -> str:
     where = f" (from {source})" if source else ""
-    return f"setting '{name}'{where} has value {value!r}; allowed: {allowed}"
+    shown = repr(value)
+    if len(shown) > 120:  # a PEM bundle or a long list: enough to recognise it, on one line
+        shown = shown[:100] + "…"
+    return f"setting '{name}'{where} has value {shown}; allowed: {allowed}"
 
 
 def _unknown(key: str, where: str, known: Mapping[str, Any], env: bool = False) -> str:
@@ -366,75 +346,72 @@ def _unknown(key: str, where: str, known: Mapping[str, Any], env: bool = False) 
     return f"unknown setting {key!r} in {where}; known settings: {', '.join(names)}"
 
 
+def _explain(exc: ValidationError, values: Mapping[str, Any], sources: Mapping[str, str]) -> str:
+    """The one-line message for the first problem pydantic found."""
+    err = exc.errors()[0]
+    cause = err.get("ctx", {}).get("error")
+    loc = err["loc"]
+    if not loc:  # a refusal that involves several settings carries its whole message
+        return str(cause)
+    name = str(loc[0])
+    if err["type"] == "extra_forbidden" and len(loc) == 1:
+        return _unknown(name, "the settings", Settings.model_fields)
+    field = Settings.model_fields[name]
+    allowed = str(cause) if isinstance(cause, _Refusal) else _kind(field.annotation)
+    return _message(name, values.get(name, err["input"]), allowed, sources.get(name))
+
+
+# --- types: what each accepts, and how an environment variable's text becomes one -----------------
+
+
+def _base(annotation: Any) -> tuple[Any, bool]:
+    """(the type without ``| None``, whether None is allowed)."""
+    if isinstance(annotation, types.UnionType) or typing.get_origin(annotation) is typing.Union:
+        args = [a for a in typing.get_args(annotation) if a is not type(None)]
+        return args[0], True
+    return annotation, False
+
+
+def _kind(annotation: Any) -> str:
+    """What a value of this type looks like, for a message."""
+    base, _ = _base(annotation)
+    origin = typing.get_origin(base) or base
+    if base is bool:
+        return "true or false"
+    if base is int:
+        return "a whole number"
+    if origin is list:
+        return "a list of strings (in the environment: comma-separated or a JSON list)"
+    if origin is dict:
+        return 'a JSON object of strings, such as {"Owner": "radiology"}'
+    return "a string"
+
+
 _TRUE = {"true", "1", "yes", "on"}
 _FALSE = {"false", "0", "no", "off"}
 
 
-def _parse_bool(raw: Any, from_env: bool) -> bool:
-    if isinstance(raw, bool):
-        return raw
-    if from_env and isinstance(raw, str) and raw.lower() in _TRUE | _FALSE:
-        return raw.lower() in _TRUE
-    raise ValueError("true or false")
-
-
-def _parse_int(raw: Any, from_env: bool) -> int:
-    if isinstance(raw, int) and not isinstance(raw, bool):
-        return raw
-    if from_env and isinstance(raw, str) and re.fullmatch(r"[0-9]+", raw.strip()):
-        return int(raw)
-    raise ValueError("a whole number")
-
-
-def _parse_list(raw: Any, from_env: bool) -> list[str]:
-    allowed = "a list of strings (in the environment: comma-separated or a JSON list)"
-    items = raw
-    if from_env and isinstance(raw, str):
-        try:
-            items = json.loads(raw) if raw.strip().startswith("[") else raw.split(",")
-        except json.JSONDecodeError:
-            raise ValueError(allowed) from None
-        items = [i.strip() if isinstance(i, str) else i for i in items if i != ""]
-    if isinstance(items, list) and all(isinstance(i, str) for i in items):
-        return items
-    raise ValueError(allowed)
-
-
-def _parse_map(raw: Any, from_env: bool) -> dict[str, str]:
-    allowed = 'a JSON object of strings, such as {"Owner": "radiology"}'
-    parsed = raw
-    if from_env and isinstance(raw, str):
-        try:
-            parsed = json.loads(raw)
-        except json.JSONDecodeError:
-            raise ValueError(allowed) from None
-    if isinstance(parsed, dict) and all(isinstance(k, str) and isinstance(v, str) for k, v in parsed.items()):
-        return parsed
-    raise ValueError(allowed)
-
-
-def _parse_str(raw: Any, from_env: bool) -> str:
-    if isinstance(raw, str):
-        return raw
-    raise ValueError("a string")
-
-
-_PARSERS: dict[str, Callable[[Any, bool], Any]] = {
-    "bool": _parse_bool,
-    "int": _parse_int,
-    "list[str]": _parse_list,
-    "dict[str,str]": _parse_map,
-    "str": _parse_str,
-}
-
-
-def _coerce(f: dataclasses.Field[Any], raw: Any, source: str, *, from_env: bool) -> Any:
-    """Turn a context (JSON) or environment (string) value into the field's type, or explain why not."""
-    kind = str(f.type).replace(" ", "")
-    optional = kind.endswith("|None")
-    if optional and (raw is None or (from_env and raw == "")):
+def _from_env(name: str, annotation: Any, raw: str, var: str) -> Any:
+    """The typed value an ``ORTHWEB_*`` variable's text stands for (then validated like any other)."""
+    base, optional = _base(annotation)
+    origin = typing.get_origin(base) or base
+    if optional and raw == "":
         return None
+    value: Any = raw
     try:
-        return _PARSERS[kind.removesuffix("|None")](raw, from_env)
-    except ValueError as exc:
-        raise SettingsError(_message(f.name, raw, str(exc), source)) from None
+        if base is bool:
+            if raw.lower() not in _TRUE | _FALSE:
+                raise ValueError
+            value = raw.lower() in _TRUE
+        elif base is int:
+            if not re.fullmatch(r"[0-9]+", raw.strip()):
+                raise ValueError
+            value = int(raw)
+        elif origin is list:
+            items = json.loads(raw) if raw.strip().startswith("[") else raw.split(",")
+            value = [i.strip() if isinstance(i, str) else i for i in items if i != ""]
+        elif origin is dict:
+            value = json.loads(raw)
+    except ValueError:  # json.JSONDecodeError is a ValueError
+        raise SettingsError(_message(name, raw, _kind(annotation), var)) from None
+    return value

@@ -13,7 +13,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-PROJECT_DIR = Path(__file__).resolve().parents[1]
+from orthweb_dev import PROJECT_DIR
+
 DEFAULT_STACK = PROJECT_DIR / "cdktf.out" / "stacks" / "orthweb" / "cdk.tf.json"
 
 CLUSTERS = {

@@ -1,6 +1,6 @@
 """Daily cost of the synthesized stack, summed from a committed, dated us-east-1 price table.
 
-Usage: python scripts/cost.py [path/to/cdk.tf.json]   (default: cdktf.out/stacks/orthweb/cdk.tf.json)
+Usage: python -m orthweb_dev.cost [path/to/cdk.tf.json]   (default: cdktf.out/stacks/orthweb/cdk.tf.json)
 Counts the always-on charges the stack creates; usage-based charges are listed, not guessed.
 """
 
@@ -11,7 +11,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-PROJECT_DIR = Path(__file__).resolve().parents[1]
+from orthweb_dev import PROJECT_DIR
+
 PRICES = PROJECT_DIR / "docs" / "prices-us-east-1.json"
 DEFAULT_STACK = PROJECT_DIR / "cdktf.out" / "stacks" / "orthweb" / "cdk.tf.json"
 TARGET_PER_DAY = 1.50

@@ -11,15 +11,16 @@ import argparse
 import json
 import os
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
 
-PROJECT_DIR = Path(__file__).resolve().parents[1]
+from orthweb_dev import PROJECT_DIR
+from orthweb_dev.emulator_server import MotoServerError, answers, start
+from orthweb_dev.proc import pid_alive, stop_group
+from orthweb_dev.terraform import MirrorMissing, provider_mirror, write_cli_config
+
 DEMO_DIR = PROJECT_DIR / ".orthweb" / "demo"
 PID_FILE = DEMO_DIR / "emulator.pid"
 PORT_FILE = DEMO_DIR / "emulator.port"
@@ -29,8 +30,6 @@ OUT_DIR = DEMO_DIR / "cdktf.out"
 STACK_DIR = OUT_DIR / "stacks" / "orthweb"
 TF_RC = DEMO_DIR / "terraformrc"
 REGION = "us-east-1"
-READY_TIMEOUT_S = 60.0
-MIRROR_ENV = "TF_PROVIDER_MIRROR"
 
 
 class DemoError(RuntimeError):
@@ -41,45 +40,21 @@ def phase(message: str) -> None:
     print(f"\n\033[1m==> {message}\033[0m", flush=True)
 
 
-def _answers(port: int) -> bool:
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/moto-api/", timeout=2):
-            return True
-    except OSError:
-        return False
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def running_emulator() -> int | None:
     """Port of this project's emulator if it is up; cleans up after a crashed run."""
     if not PID_FILE.exists():
         return None
     pid = int(PID_FILE.read_text().strip() or 0)
     port = int(PORT_FILE.read_text().strip() or 0) if PORT_FILE.exists() else 0
-    if pid and _alive(pid) and port and _answers(port):
+    if pid and pid_alive(pid) and port and answers(f"http://127.0.0.1:{port}"):
         return port
     print(
         "A previous demo's emulator is gone (crashed or the machine restarted); its resources went with it.\n"
         "Removing its pid file and the demo state, and starting afresh.",
         flush=True,
     )
-    if pid and _alive(pid):
-        os.kill(pid, signal.SIGTERM)
+    if pid and pid_alive(pid):
+        stop_group(pid)
     for path in (PID_FILE, PORT_FILE, STATE_FILE, STATE_FILE.with_suffix(".tfstate.backup")):
         path.unlink(missing_ok=True)
     return None
@@ -90,37 +65,24 @@ def start_emulator() -> int:
     if port:
         print(f"Reusing the emulator already running on 127.0.0.1:{port}", flush=True)
         return port
-    port = _free_port()
     DEMO_DIR.mkdir(parents=True, exist_ok=True)
-    log = LOG_FILE.open("ab")
-    proc = subprocess.Popen(
-        [sys.executable, str(PROJECT_DIR / "scripts" / "emulator.py"), "--host", "127.0.0.1", "--port", str(port)],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
+    with LOG_FILE.open("ab") as log:
+        try:
+            proc, server = start(log=log, detach=True)
+        except MotoServerError as exc:
+            tail = "\n".join(LOG_FILE.read_text(errors="replace").splitlines()[-20:])
+            raise DemoError(f"the AWS emulator did not start ({exc}); its log ends with:\n{tail}") from None
     PID_FILE.write_text(f"{proc.pid}\n")
-    PORT_FILE.write_text(f"{port}\n")
-    deadline = time.monotonic() + READY_TIMEOUT_S
-    while not _answers(port):
-        if proc.poll() is not None or time.monotonic() > deadline:
-            tail = LOG_FILE.read_text(errors="replace").splitlines()[-20:]
-            stop_emulator()
-            raise DemoError("the AWS emulator did not start; its log ends with:\n" + "\n".join(tail))
-        time.sleep(0.2)
-    print(f"Emulator up on 127.0.0.1:{port} (pid {proc.pid}, log {LOG_FILE.relative_to(PROJECT_DIR)})", flush=True)
-    return port
+    PORT_FILE.write_text(f"{server.port}\n")
+    print(f"Emulator up on 127.0.0.1:{server.port} (pid {proc.pid}, log {LOG_FILE.relative_to(PROJECT_DIR)})")
+    return server.port
 
 
 def stop_emulator() -> None:
     if PID_FILE.exists():
         pid = int(PID_FILE.read_text().strip() or 0)
-        if pid and _alive(pid):
-            os.killpg(pid, signal.SIGTERM)
-            for _ in range(50):
-                if not _alive(pid):
-                    break
-                time.sleep(0.1)
+        if pid:
+            stop_group(pid)
         print(f"Emulator stopped (pid {pid})", flush=True)
     for path in (PID_FILE, PORT_FILE):
         path.unlink(missing_ok=True)
@@ -138,19 +100,10 @@ def refuse_real_state() -> None:
 
 
 def terraform_rc() -> Path:
-    mirror = os.environ.get(MIRROR_ENV, "/opt/tf-plugins")
-    if not (Path(mirror) / "registry.terraform.io/hashicorp/aws/5.100.0").is_dir():
-        raise DemoError(
-            f"{MIRROR_ENV}={mirror} holds no hashicorp/aws 5.100.0; point it at a filesystem mirror with that "
-            "provider, or unset it on a machine that can reach the Terraform registry"
-        )
-    DEMO_DIR.mkdir(parents=True, exist_ok=True)
-    TF_RC.write_text(
-        "provider_installation {\n"
-        f'  filesystem_mirror {{\n    path    = "{mirror}"\n    include = ["registry.terraform.io/hashicorp/*"]\n  }}\n'
-        '  direct {\n    exclude = ["registry.terraform.io/*/*"]\n  }\n}\n'
-    )
-    return TF_RC
+    try:
+        return write_cli_config(TF_RC, provider_mirror())
+    except MirrorMissing as exc:
+        raise DemoError(str(exc)) from None
 
 
 def demo_env(port: int) -> dict[str, str]:

@@ -23,18 +23,15 @@ stopped, and the directory removed, when the block ends.
 from __future__ import annotations
 
 import contextlib
-import io
 import json
 import os
 import pwd
 import re
 import shutil
-import socket
 import ssl
 import subprocess
 import sys
 import tempfile
-import time
 import urllib.error
 import urllib.request
 from base64 import b64encode
@@ -44,20 +41,17 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-import pytest
 import yaml
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))  # moto_server, when imported from scripts/
-
-from moto_server import MotoServer, moto_server
 from orthweb.bootstrap import USERDATA_DIR, render_app
 from orthweb.settings import Settings
+from orthweb_dev.emulator_server import MotoServer, moto_server
+from orthweb_dev.proc import ProcessError, free_port, port_open, run, stop_process, wait_until
 
 PG_BIN = Path("/usr/lib/postgresql/15/bin")
 ORTHANC_PLUGIN_DIR = Path("/usr/lib/orthanc")  # dpkg -L orthanc-postgresql
 ORTHANC_PLUGINS = ("libOrthancPostgreSQLIndex.so.4.0", "libOrthancPostgreSQLStorage.so.4.0")
 NGINX_STREAM_MODULE = Path("/usr/lib/nginx/modules/ngx_stream_module.so")  # libnginx-mod-stream
-START_TIMEOUT_S = 60.0
 DB_NAME = "orthanc"
 DB_USER = "orthweb"
 DB_URI_FILE = "ORTHANC__POSTGRESQL__CONNECTION_URI"
@@ -102,58 +96,8 @@ HOST_DIFFERENCES: dict[str, tuple[str, str, str]] = {
 }
 
 
-class AppHostError(RuntimeError):
+class AppHostError(ProcessError):
     """A component did not start or stop: the message carries its log tail."""
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def log_tail(path: Path, lines: int = 40) -> str:
-    try:
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-    except OSError:
-        return "(no log)"
-
-
-def wait_until(what: str, ready: Any, log: Path, proc: subprocess.Popen[bytes] | None = None) -> None:
-    """Poll ``ready()`` until true; raise with ``log``'s tail on exit of ``proc`` or timeout."""
-    deadline = time.monotonic() + START_TIMEOUT_S
-    while not ready():
-        if proc is not None and proc.poll() is not None:
-            raise AppHostError(f"{what} exited with {proc.returncode}; log tail:\n{log_tail(log)}")
-        if time.monotonic() > deadline:
-            raise AppHostError(f"{what} not ready within {START_TIMEOUT_S:.0f}s; log tail:\n{log_tail(log)}")
-        time.sleep(0.1)
-
-
-def port_open(port: int) -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=1):
-            return True
-    except OSError:
-        return False
-
-
-def run(cmd: list[str], **kw: Any) -> subprocess.CompletedProcess[str]:
-    proc = subprocess.run(cmd, capture_output=True, text=True, check=False, **kw)
-    if proc.returncode != 0:
-        raise AppHostError(f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
-    return proc
-
-
-def stop_process(proc: subprocess.Popen[bytes] | None, timeout: float = 20) -> None:
-    if proc is None or proc.poll() is not None:
-        return
-    proc.terminate()
-    try:
-        proc.wait(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
 
 
 @dataclass
@@ -306,7 +250,7 @@ class AppHost:
         )
         log = self.pg / "postgres.log"
         run([*prefix, str(PG_BIN / "pg_ctl"), "-D", str(self.pg / "data"), "-l", str(log), "-w", "-t", "60", "start"])
-        wait_until("PostgreSQL", self._pg_ready, log)
+        wait_until("PostgreSQL", self._pg_ready, log=log)
 
     def _pg_ready(self) -> bool:
         cmd = [str(PG_BIN / "pg_isready"), "-q", "-h", str(self.pg / "run"), "-p", str(self.ports["postgres"])]
@@ -372,7 +316,7 @@ class AppHost:
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
             )
-        wait_until("Orthanc", self._orthanc_ready, self.orthanc_log, self.orthanc_proc)
+        wait_until("Orthanc", self._orthanc_ready, log=self.orthanc_log, proc=self.orthanc_proc)
 
     def orthanc_environment(self) -> dict[str, str]:
         """The Orthanc service's (non-secret) environment from the rendered compose file, as on the host."""
@@ -440,8 +384,8 @@ class AppHost:
         wait_until(
             "nginx",
             lambda: port_open(self.ports["nginx_dicom"]) and self._rest_ok(self.web_url),
-            log,
-            self.nginx_proc,
+            log=log,
+            proc=self.nginx_proc,
         )
 
     # --- clients -------------------------------------------------------------------------------
@@ -514,123 +458,24 @@ class AppHost:
         self._stop_postgres()
 
 
-# --- DICOM sample data and a DICOM TLS client (tests and bench/ingest.py) -------------------------
-
-
-@dataclass(frozen=True)
-class Sample:
-    """One generated instance: its encoded file and the UIDs that identify it."""
-
-    name: str
-    data: bytes
-    sop_class: str
-    sop_instance: str
-    study: str
-    transfer_syntax: str
-
-
-def make_instance(
-    name: str,
-    *,
-    modality: str = "CT",
-    sop_class: str = "1.2.840.10008.5.1.4.1.1.2",  # CT Image Storage
-    transfer_syntax: str = "1.2.840.10008.1.2.1",  # Explicit VR Little Endian
-    rows: int = 512,
-    columns: int = 512,
-    bits: int = 16,
-    frames: int = 1,
-    study: str | None = None,
-    patient: str = "ORTHWEB^TEST",
-    seed: int = 0,
-) -> Sample:
-    """A DICOM file generated with pydicom: deterministic pixels, smooth enough to compress."""
-    from pydicom.dataset import Dataset, FileMetaDataset
-    from pydicom.uid import ExplicitVRLittleEndian, RLELossless, generate_uid
-
-    ds = Dataset()
-    ds.file_meta = FileMetaDataset()
-    ds.SOPClassUID = sop_class
-    ds.SOPInstanceUID = generate_uid()
-    ds.StudyInstanceUID = study or generate_uid()
-    ds.SeriesInstanceUID = generate_uid(entropy_srcs=[ds.StudyInstanceUID, modality])
-    ds.file_meta.MediaStorageSOPClassUID = sop_class
-    ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
-    ds.file_meta.TransferSyntaxUID = (
-        ExplicitVRLittleEndian if transfer_syntax == RLELossless else transfer_syntax
-    )  # RLE: below
-    ds.PatientName = patient
-    ds.PatientID = patient.replace("^", "")
-    ds.StudyDate = "20240102"
-    ds.StudyTime = "101500"
-    ds.AccessionNumber = name[:16]
-    ds.StudyID = "1"
-    ds.SeriesNumber = 1
-    ds.InstanceNumber = seed + 1
-    ds.Modality = modality
-    ds.StudyDescription = f"Orthweb harness {name}"
-    ds.SamplesPerPixel = 1
-    ds.PhotometricInterpretation = "MONOCHROME2"
-    ds.Rows, ds.Columns = rows, columns
-    ds.BitsAllocated = bits
-    ds.BitsStored = 12 if bits == 16 else 8
-    ds.HighBit = ds.BitsStored - 1
-    ds.PixelRepresentation = 0
-    if frames > 1:
-        ds.NumberOfFrames = frames
-    # A gradient with a per-instance offset and a little noise: realistic size, not all zeros.
-    row = bytes((x * 255 // max(columns - 1, 1) + seed) & 0xFF for x in range(columns))
-    noise = os.urandom(columns)
-    if bits == 16:
-        line = b"".join(bytes((v, (v ^ n) & 0x0F)) for v, n in zip(row, noise, strict=True))
-    else:
-        line = bytes((v + (n & 3)) & 0xFF for v, n in zip(row, noise, strict=True))
-    ds.PixelData = line * rows * frames
-    if transfer_syntax == RLELossless:
-        ds.compress(RLELossless, encoding_plugin="pydicom")
-    buf = io.BytesIO()
-    ds.save_as(buf, enforce_file_format=True)
-    return Sample(name, buf.getvalue(), sop_class, ds.SOPInstanceUID, ds.StudyInstanceUID, transfer_syntax)
-
-
-def dicom_ae(samples: list[Sample] = (), find: bool = False) -> Any:  # type: ignore[assignment]
-    """A pynetdicom SCU proposing Verification, the samples' classes/syntaxes and (optionally) C-FIND."""
-    from pynetdicom import AE
-    from pynetdicom.sop_class import StudyRootQueryRetrieveInformationModelFind, Verification
-
-    ae = AE(ae_title="ORTHWEB-TEST")
-    ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = 60
-    ae.add_requested_context(Verification)
-    pairs = sorted({(s.sop_class, s.transfer_syntax) for s in samples})
-    for sop_class, ts in pairs:
-        ae.add_requested_context(sop_class, [ts])
-    if find:
-        ae.add_requested_context(StudyRootQueryRetrieveInformationModelFind)
-    return ae
-
-
 def dicom_tls(host: AppHost) -> tuple[ssl.SSLContext, str]:
     """pynetdicom's tls_args: verify nginx against the host's certificate, by name."""
     return host.tls_context(), "localhost"
 
 
-def store(assoc: Any, sample: Sample) -> int:
-    """C-STORE one sample on an open association; the DIMSE status."""
-    from pydicom import dcmread
-
-    ds = dcmread(io.BytesIO(sample.data))
-    status = assoc.send_c_store(ds)
-    return int(status.Status) if status else -1
+def missing_prerequisites() -> list[str]:
+    """The programs and files the harness needs that this machine lacks (Debian packages)."""
+    tools = [t for t in ("Orthanc", "nginx", "openssl", "jq", "psql", "storescu") if not shutil.which(t)]
+    files = (PG_BIN / "initdb", NGINX_STREAM_MODULE, *(ORTHANC_PLUGIN_DIR / p for p in ORTHANC_PLUGINS))
+    return tools + [str(f) for f in files if not f.exists()]
 
 
 @contextlib.contextmanager
 def app_host(settings: Settings | None = None, base_dir: str | None = None, keep: bool = False) -> Iterator[AppHost]:
     """Start the whole application; stop it and remove its directory (unless ``keep``) after."""
-    for tool in ("Orthanc", "nginx", "openssl", "jq", "psql"):
-        if not shutil.which(tool):
-            raise AppHostError(f"{tool} is missing: install the Debian packages listed in docs/app-harness.md")
-    for path in (PG_BIN / "initdb", NGINX_STREAM_MODULE, *(ORTHANC_PLUGIN_DIR / p for p in ORTHANC_PLUGINS)):
-        if not path.exists():
-            raise AppHostError(f"{path} is missing: install the Debian packages listed in docs/app-harness.md")
+    missing = missing_prerequisites()
+    if missing:
+        raise AppHostError(f"missing {', '.join(missing)}: install the Debian packages (make debian)")
     root = Path(tempfile.mkdtemp(prefix="orthweb-app-", dir=base_dir))
     try:
         with moto_server() as moto:
@@ -643,11 +488,3 @@ def app_host(settings: Settings | None = None, base_dir: str | None = None, keep
     finally:
         if not keep:
             shutil.rmtree(root, ignore_errors=True)
-
-
-@pytest.fixture(name="app", scope="module")
-def app_fixture() -> Iterator[AppHost]:
-    """``app``: one running application for a test module (default settings). Import
-    ``app_fixture`` into the module to use it."""
-    with app_host() as host:
-        yield host

@@ -1,11 +1,55 @@
-"""Small readers over the synthesized Terraform JSON, so tests say what they mean."""
+"""Synthesizing the stack for tests and tools, and small readers over the synthesized Terraform
+JSON, so tests say what they mean."""
 
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 Synth = dict[str, Any]
+
+# One variant that turns (nearly) every switch away from its default.
+VARIANT_SETTINGS: dict[str, Any] = {
+    "name_prefix": "pacs-test",
+    "region": "eu-west-1",
+    "vpc_cidr": "10.20.0.0/20",
+    "az_count": 3,
+    "web_cidrs": ["198.51.100.0/24"],
+    "dicom_cidrs": ["203.0.113.0/24", "192.0.2.0/28"],
+    "instance_type": "m7i.large",
+    "db_instance_class": "db.m7g.large",
+    "db_storage_gb": 100,
+    "db_engine_version": "16.4",
+    "db_multi_az": True,
+    "db_backup_days": 14,
+    "deletion_protection": False,
+    "log_retention_days": 731,
+    "interface_endpoints": ["ssm", "ssmmessages", "ec2messages"],
+    "endpoints_in_all_azs": True,
+    "ssh_key_name": "ops-key",
+    "ssh_cidr": "192.0.2.0/24",
+    "https": False,
+    "plain_dicom_in_vpc": True,
+    "state_backend": "s3",
+    "state_bucket": "pacs-test-state",
+    "tags": {"Owner": "radiology", "CostCenter": "4711"},
+}
+
+
+def synthesize(settings_values: Mapping[str, Any], outdir: Path) -> tuple[Synth, Path]:
+    """Synthesize the whole stack with ``settings_values`` into ``outdir``; (parsed JSON, stack dir)."""
+    from cdktf import App
+
+    from orthweb.settings import Settings
+    from orthweb.stack import STACK_NAME, OrthwebStack
+
+    app = App(outdir=str(outdir))
+    OrthwebStack(app, STACK_NAME, settings=Settings(**settings_values), project_dir=outdir)
+    app.synth()
+    stack_dir = outdir / "stacks" / STACK_NAME
+    return json.loads((stack_dir / "cdk.tf.json").read_text()), stack_dir
 
 
 def resources(synth: Synth, type_: str) -> dict[str, dict[str, Any]]:

@@ -1,11 +1,11 @@
-"""Run the local application harness (tests/apphost.py) in the background, for people.
+"""Run the local application harness (:mod:`orthweb_dev.harness`) in the background, for people.
 
 ``up`` starts PostgreSQL (TLS), Orthanc and nginx on 127.0.0.1 as the tests do, and writes under
 ``.orthweb/app/``: ``state.json`` (pid, ports, URLs, directory), ``admin-password`` (0600) and
 ``harness.log``. ``down`` stops it and removes those files. Usage::
 
-    .venv/bin/python scripts/app_harness.py up
-    .venv/bin/python scripts/app_harness.py down
+    .venv/bin/python -m orthweb_dev.harness_cli up      # make app-up
+    .venv/bin/python -m orthweb_dev.harness_cli down    # make app-down
 """
 
 from __future__ import annotations
@@ -18,10 +18,11 @@ import subprocess
 import sys
 import threading
 import time
-from pathlib import Path
 
-PROJECT = Path(__file__).resolve().parents[1]
-STATE_DIR = PROJECT / ".orthweb" / "app"
+from orthweb_dev import PROJECT_DIR
+from orthweb_dev.harness import app_host
+
+STATE_DIR = PROJECT_DIR / ".orthweb" / "app"
 STATE = STATE_DIR / "state.json"
 PASSWORD = STATE_DIR / "admin-password"
 LOG = STATE_DIR / "harness.log"
@@ -31,9 +32,6 @@ STOP_TIMEOUT_S = 60.0
 
 def serve() -> int:
     """Foreground: start the harness, publish its state, run until SIGTERM/SIGINT."""
-    sys.path.insert(0, str(PROJECT / "tests"))
-    from apphost import app_host
-
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
@@ -81,8 +79,8 @@ def up() -> int:
         stale.unlink(missing_ok=True)
     with LOG.open("ab") as log:
         proc = subprocess.Popen(
-            [sys.executable, __file__, "serve"],
-            cwd=PROJECT,
+            [sys.executable, "-m", "orthweb_dev.harness_cli", "serve"],
+            cwd=PROJECT_DIR,
             stdin=subprocess.DEVNULL,
             stdout=log,
             stderr=subprocess.STDOUT,

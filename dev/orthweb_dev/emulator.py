@@ -1,6 +1,6 @@
 """Run moto's server with small patches so that ``terraform apply`` then ``plan`` converges.
 
-``python scripts/emulator.py --host 127.0.0.1 --port 5000`` runs moto's own server entry point
+``python -m orthweb_dev.emulator --host 127.0.0.1 --port 5000`` runs moto's own server entry point
 (``moto.server.main``) in the foreground, after :func:`apply_patches` has fixed the fidelity gaps listed in
 :data:`FIDELITY_PATCHES`: attributes that real AWS returns and moto drops, which the AWS provider reads back
 and would otherwise show as drift on the next plan. Each patch wraps one moto method and falls back to moto's

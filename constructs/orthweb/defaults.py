@@ -1,0 +1,37 @@
+"""The default of every deployment setting, in one place.
+
+:class:`orthweb.settings.Settings` and the constructs' keyword defaults both read these, so a
+construct placed alone behaves like the stack with default settings. Each default is the safe
+choice; the README's settings table says what each one means. Nothing here imports the AWS
+bindings, so settings can be checked before they load.
+"""
+
+from __future__ import annotations
+
+NAME_PREFIX = "orthweb"
+REGION = "us-east-1"
+VPC_CIDR = "10.64.0.0/16"
+AZ_COUNT = 2
+# HTTPS from anywhere: clinicians' browsers are everywhere, and every route needs a login.
+WEB_CIDRS: tuple[str, ...] = ("0.0.0.0/0",)
+# DICOM closed until the operator names the peers.
+DICOM_CIDRS: tuple[str, ...] = ()
+INSTANCE_TYPE = "t4g.small"
+ROOT_VOLUME_GB = 20
+DB_INSTANCE_CLASS = "db.t4g.micro"
+DB_STORAGE_GB = 20
+DB_ENGINE_VERSION = "17"
+DB_MULTI_AZ = False
+DB_BACKUP_DAYS = 7
+DELETION_PROTECTION = True
+LOG_RETENTION_DAYS = 365
+INTERFACE_ENDPOINTS: tuple[str, ...] = ()
+ENDPOINTS_IN_ALL_AZS = False
+ORTHANC_AET = "ORTHANC"
+ORTHANC_IMAGE = "orthancteam/orthanc:25.6.0"
+NGINX_IMAGE = "nginx:1.28.0-alpine"
+HTTPS = True
+PLAIN_DICOM_IN_VPC = False
+STATE_BACKEND = "local"
+STATE_PATH = "terraform.orthweb.tfstate"
+STATE_KEY = "orthweb/terraform.tfstate"

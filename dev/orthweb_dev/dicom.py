@@ -1,0 +1,111 @@
+"""DICOM for tests and benchmarks: generated sample instances and a pynetdicom client."""
+
+from __future__ import annotations
+
+import io
+import os
+from dataclasses import dataclass
+from typing import Any
+
+# SOP classes the clients propose (pynetdicom's named constants are generated at run time).
+VERIFICATION = "1.2.840.10008.1.1"
+STUDY_ROOT_FIND = "1.2.840.10008.5.1.4.1.2.2.1"
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One generated instance: its encoded file and the UIDs that identify it."""
+
+    name: str
+    data: bytes
+    sop_class: str
+    sop_instance: str
+    study: str
+    transfer_syntax: str
+
+
+def make_instance(
+    name: str,
+    *,
+    modality: str = "CT",
+    sop_class: str = "1.2.840.10008.5.1.4.1.1.2",  # CT Image Storage
+    transfer_syntax: str = "1.2.840.10008.1.2.1",  # Explicit VR Little Endian
+    rows: int = 512,
+    columns: int = 512,
+    bits: int = 16,
+    frames: int = 1,
+    study: str | None = None,
+    patient: str = "ORTHWEB^TEST",
+    seed: int = 0,
+) -> Sample:
+    """A DICOM file generated with pydicom: deterministic pixels, smooth enough to compress."""
+    from pydicom.dataset import Dataset, FileMetaDataset
+    from pydicom.uid import UID, ExplicitVRLittleEndian, RLELossless, generate_uid
+
+    ds = Dataset()
+    ds.file_meta = FileMetaDataset()
+    ds.SOPClassUID = UID(sop_class)
+    ds.SOPInstanceUID = generate_uid()
+    ds.StudyInstanceUID = study or generate_uid()
+    ds.SeriesInstanceUID = generate_uid(entropy_srcs=[ds.StudyInstanceUID, modality])
+    ds.file_meta.MediaStorageSOPClassUID = UID(sop_class)
+    ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+    ds.file_meta.TransferSyntaxUID = (
+        ExplicitVRLittleEndian if transfer_syntax == RLELossless else UID(transfer_syntax)
+    )  # RLE: below
+    ds.PatientName = patient
+    ds.PatientID = patient.replace("^", "")
+    ds.StudyDate = "20240102"
+    ds.StudyTime = "101500"
+    ds.AccessionNumber = name[:16]
+    ds.StudyID = "1"
+    ds.SeriesNumber = 1
+    ds.InstanceNumber = seed + 1
+    ds.Modality = modality
+    ds.StudyDescription = f"Orthweb harness {name}"
+    ds.SamplesPerPixel = 1
+    ds.PhotometricInterpretation = "MONOCHROME2"
+    ds.Rows, ds.Columns = rows, columns
+    ds.BitsAllocated = bits
+    ds.BitsStored = 12 if bits == 16 else 8
+    ds.HighBit = ds.BitsStored - 1
+    ds.PixelRepresentation = 0
+    if frames > 1:
+        ds.NumberOfFrames = frames
+    # A gradient with a per-instance offset and a little noise: realistic size, not all zeros.
+    row = bytes((x * 255 // max(columns - 1, 1) + seed) & 0xFF for x in range(columns))
+    noise = os.urandom(columns)
+    if bits == 16:
+        line = b"".join(bytes((v, (v ^ n) & 0x0F)) for v, n in zip(row, noise, strict=True))
+    else:
+        line = bytes((v + (n & 3)) & 0xFF for v, n in zip(row, noise, strict=True))
+    ds.PixelData = line * rows * frames
+    if transfer_syntax == RLELossless:
+        ds.compress(RLELossless, encoding_plugin="pydicom")
+    buf = io.BytesIO()
+    ds.save_as(buf, enforce_file_format=True)
+    return Sample(name, buf.getvalue(), sop_class, ds.SOPInstanceUID, ds.StudyInstanceUID, transfer_syntax)
+
+
+def dicom_ae(samples: list[Sample] = (), find: bool = False) -> Any:  # type: ignore[assignment]
+    """A pynetdicom SCU proposing Verification, the samples' classes/syntaxes and (optionally) C-FIND."""
+    from pynetdicom import AE
+
+    ae = AE(ae_title="ORTHWEB-TEST")
+    ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = 60
+    ae.add_requested_context(VERIFICATION)
+    pairs = sorted({(s.sop_class, s.transfer_syntax) for s in samples})
+    for sop_class, ts in pairs:
+        ae.add_requested_context(sop_class, [ts])
+    if find:
+        ae.add_requested_context(STUDY_ROOT_FIND)
+    return ae
+
+
+def store(assoc: Any, sample: Sample) -> int:
+    """C-STORE one sample on an open association; the DIMSE status."""
+    from pydicom import dcmread
+
+    ds = dcmread(io.BytesIO(sample.data))
+    status = assoc.send_c_store(ds)
+    return int(status.Status) if status else -1

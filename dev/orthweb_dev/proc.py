@@ -1,0 +1,105 @@
+"""Processes and ports on loopback: the one copy of each helper the emulator, the harness, the
+demo, the tests and the benchmarks use."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+
+class ProcessError(RuntimeError):
+    """A command or a server did not do what was asked; the message carries its output or log tail."""
+
+
+def free_port() -> int:
+    """A TCP port that is free on 127.0.0.1 right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def port_open(port: int, host: str = "127.0.0.1") -> bool:
+    """Whether something accepts TCP connections on ``host:port``."""
+    try:
+        with socket.create_connection((host, port), timeout=1):
+            return True
+    except OSError:
+        return False
+
+
+def log_tail(path: Path, lines: int = 40) -> str:
+    """The last ``lines`` lines of a log file, or a note that there is none."""
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return "(no log)"
+
+
+def wait_until(
+    what: str,
+    ready: Callable[[], bool],
+    *,
+    log: Path | None = None,
+    proc: subprocess.Popen[Any] | None = None,
+    timeout: float = 60.0,
+    interval: float = 0.1,
+) -> None:
+    """Poll ``ready()`` until true; raise :class:`ProcessError` with ``log``'s tail when ``proc``
+    exits first or ``timeout`` seconds pass. Readiness is polled, never slept for."""
+    deadline = time.monotonic() + timeout
+    while not ready():
+        tail = f"; log tail:\n{log_tail(log)}" if log else ""
+        if proc is not None and proc.poll() is not None:
+            raise ProcessError(f"{what} exited with {proc.returncode}{tail}")
+        if time.monotonic() > deadline:
+            raise ProcessError(f"{what} not ready within {timeout:.0f}s{tail}")
+        time.sleep(interval)
+
+
+def run(cmd: list[str], **kw: Any) -> subprocess.CompletedProcess[str]:
+    """Run ``cmd`` capturing text output; raise :class:`ProcessError` with the output on failure."""
+    proc = subprocess.run(cmd, capture_output=True, text=True, check=False, **kw)
+    if proc.returncode != 0:
+        raise ProcessError(f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
+    return proc
+
+
+def stop_process(proc: subprocess.Popen[Any] | None, timeout: float = 20) -> None:
+    """Terminate ``proc`` (then kill it after ``timeout`` seconds); nothing if it already ended."""
+    if proc is None or proc.poll() is not None:
+        return
+    proc.terminate()
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether a process with ``pid`` exists (one owned by another user counts)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def stop_group(pid: int, timeout: float = 10) -> None:
+    """SIGTERM the process group led by ``pid`` (a background server) and wait for it to go."""
+    if not pid_alive(pid):
+        return
+    os.killpg(pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    while pid_alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    if pid_alive(pid):
+        os.killpg(pid, signal.SIGKILL)

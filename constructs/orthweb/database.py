@@ -7,11 +7,13 @@ from cdktf_cdktf_provider_aws.db_instance import DbInstance
 from cdktf_cdktf_provider_aws.db_parameter_group import DbParameterGroup, DbParameterGroupParameter
 from cdktf_cdktf_provider_aws.db_subnet_group import DbSubnetGroup
 from cdktf_cdktf_provider_aws.iam_role import IamRole
+from cdktf_cdktf_provider_aws.iam_role_policy import IamRolePolicy
 from cdktf_cdktf_provider_aws.iam_role_policy_attachment import IamRolePolicyAttachment
 from cdktf_cdktf_provider_aws.security_group import SecurityGroup
-from cdktf_cdktf_provider_aws.vpc_security_group_ingress_rule import VpcSecurityGroupIngressRule
 from constructs import Construct
 
+from orthweb import defaults
+from orthweb.connections import Connections
 from orthweb.encryption import Encryption
 from orthweb.network import Network
 from orthweb.policy import assume_role_policy, grant
@@ -29,8 +31,8 @@ class Database(Construct):
     Not publicly accessible; gp3 storage encrypted with the deployment key; TLS required by the
     parameter group (``rds.force_ssl=1``); the master password generated and kept by RDS in
     Secrets Manager (encrypted with the key, rotated by RDS), so it never appears in the
-    synthesized JSON or the Terraform state. Reachable on 5432 only from security groups granted
-    with :meth:`allow_from`.
+    synthesized JSON or the Terraform state. Reachable on 5432 only from what is connected to it
+    (``other.connections.allow_to(database.connections)``).
     """
 
     def __init__(
@@ -41,13 +43,13 @@ class Database(Construct):
         name_prefix: str,
         network: Network,
         encryption: Encryption,
-        engine_version: str = "17",
-        instance_class: str = "db.t4g.micro",
-        storage_gb: int = 20,
-        multi_az: bool = False,
-        backup_days: int = 7,
-        deletion_protection: bool = True,
-        log_retention_days: int = 365,
+        engine_version: str = defaults.DB_ENGINE_VERSION,
+        instance_class: str = defaults.DB_INSTANCE_CLASS,
+        storage_gb: int = defaults.DB_STORAGE_GB,
+        multi_az: bool = defaults.DB_MULTI_AZ,
+        backup_days: int = defaults.DB_BACKUP_DAYS,
+        deletion_protection: bool = defaults.DELETION_PROTECTION,
+        log_retention_days: int = defaults.LOG_RETENTION_DAYS,
     ) -> None:
         super().__init__(scope, id_)
         major = engine_version.split(".", maxsplit=1)[0]
@@ -83,6 +85,9 @@ class Database(Construct):
             lifecycle={"create_before_destroy": True},
         )
         self.security_group_id: str = self.security_group.id
+        self.connections = Connections(
+            self, self.security_group.id, "the Orthanc database", default_port=DB_PORT, protocol="PostgreSQL"
+        )
 
         log_groups = [
             CloudwatchLogGroup(
@@ -152,22 +157,9 @@ class Database(Construct):
         self.db_name: str = DB_NAME
         self.master_secret_arn: str = self.instance.master_user_secret.get(0).secret_arn
 
-    def allow_from(self, security_group_id: str, *, description: str) -> None:
-        """Let members of ``security_group_id`` connect to PostgreSQL."""
-        VpcSecurityGroupIngressRule(
-            self,
-            "IngressFromHost",
-            security_group_id=self.security_group.id,
-            description=description,
-            ip_protocol="tcp",
-            from_port=DB_PORT,
-            to_port=DB_PORT,
-            referenced_security_group_id=security_group_id,
-        )
-
-    def grant_read_master_secret(self, role: IamRole) -> None:
-        """Let ``role`` read (only) the RDS-managed master credentials."""
-        grant(
+    def grant_read_master_secret(self, role: IamRole) -> IamRolePolicy:
+        """Let ``role`` read (only) the RDS-managed master credentials; returns the policy."""
+        return grant(
             self,
             "ReadMasterSecret",
             role=role,

@@ -5,6 +5,7 @@ from __future__ import annotations
 from cdktf_cdktf_provider_aws.data_aws_caller_identity import DataAwsCallerIdentity
 from cdktf_cdktf_provider_aws.data_aws_partition import DataAwsPartition
 from cdktf_cdktf_provider_aws.iam_role import IamRole
+from cdktf_cdktf_provider_aws.iam_role_policy import IamRolePolicy
 from cdktf_cdktf_provider_aws.kms_alias import KmsAlias
 from cdktf_cdktf_provider_aws.kms_key import KmsKey
 from constructs import Construct
@@ -83,9 +84,9 @@ class Encryption(Construct):
         self.key_arn: str = self.key.arn
         self.key_id: str = self.key.key_id
 
-    def grant_secrets_use(self, role: IamRole, *, region: str) -> None:
-        """Let ``role`` decrypt and encrypt with the key, but only through Secrets Manager."""
-        grant(
+    def grant_secrets_use(self, role: IamRole, *, region: str) -> IamRolePolicy:
+        """Let ``role`` decrypt and encrypt with the key, but only through Secrets Manager; returns the policy."""
+        return grant(
             self,
             "SecretsUse",
             role=role,

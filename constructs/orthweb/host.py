@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import Protocol
+
 from cdktf import Fn, TerraformLocal, TerraformResourceLifecycle
 from cdktf_cdktf_provider_aws.data_aws_ssm_parameter import DataAwsSsmParameter
 from cdktf_cdktf_provider_aws.iam_instance_profile import IamInstanceProfile
@@ -13,9 +16,16 @@ from cdktf_cdktf_provider_aws.vpc_security_group_egress_rule import VpcSecurityG
 from cdktf_cdktf_provider_aws.vpc_security_group_ingress_rule import VpcSecurityGroupIngressRule
 from constructs import Construct
 
+from orthweb import defaults
+from orthweb.connections import Connections
 from orthweb.encryption import Encryption
 from orthweb.network import Network
 from orthweb.policy import assume_role_policy
+
+
+class HasConnections(Protocol):
+    connections: Connections
+
 
 HTTPS_PORT = 443
 HTTP_PORT = 80
@@ -46,13 +56,13 @@ class Host(Construct):
         network: Network,
         encryption: Encryption,
         user_data: str,
-        instance_type: str = "t4g.small",
+        instance_type: str = defaults.INSTANCE_TYPE,
         architecture: str = "arm64",
-        root_volume_gb: int = 20,
-        web_cidrs: list[str] | tuple[str, ...] = (),
-        dicom_cidrs: list[str] | tuple[str, ...] = (),
-        https: bool = True,
-        plain_dicom_in_vpc: bool = False,
+        root_volume_gb: int = defaults.ROOT_VOLUME_GB,
+        web_cidrs: Sequence[str] = defaults.WEB_CIDRS,
+        dicom_cidrs: Sequence[str] = defaults.DICOM_CIDRS,
+        https: bool = defaults.HTTPS,
+        plain_dicom_in_vpc: bool = defaults.PLAIN_DICOM_IN_VPC,
         ssh_key_name: str | None = None,
         ssh_cidr: str | None = None,
     ) -> None:
@@ -67,6 +77,7 @@ class Host(Construct):
             lifecycle=TerraformResourceLifecycle(create_before_destroy=True),
         )
         self.security_group_id: str = self.security_group.id
+        self.connections = Connections(self, self.security_group.id, "the Orthanc host")
         web_port = HTTPS_PORT if https else HTTP_PORT
         ingress: list[tuple[str, int, str, str]] = [
             *((f"Web{i}", web_port, cidr, "Orthanc web UI and REST API") for i, cidr in enumerate(web_cidrs)),
@@ -88,7 +99,7 @@ class Host(Construct):
                 cidr_ipv4=cidr,
             )
         # Out: HTTPS for packages, images, AWS APIs and the RDS CA bundle. PostgreSQL is added by
-        # allow_to(); DNS and NTP go to the VPC's link-local services, which groups do not filter.
+        # connect_to(); DNS and NTP go to the VPC's link-local services, which groups do not filter.
         VpcSecurityGroupEgressRule(
             self,
             "HttpsOut",
@@ -155,15 +166,8 @@ class Host(Construct):
         self.instance_id: str = self.instance.id
         self.public_dns: str = self.instance.public_dns
 
-    def allow_to(self, security_group_id: str, port: int, *, description: str) -> None:
-        """Let the host open connections to ``security_group_id`` on ``port``."""
-        VpcSecurityGroupEgressRule(
-            self,
-            f"To{port}",
-            security_group_id=self.security_group.id,
-            description=description,
-            ip_protocol="tcp",
-            from_port=port,
-            to_port=port,
-            referenced_security_group_id=security_group_id,
-        )
+    def connect_to(
+        self, other: HasConnections, port: int | None = None
+    ) -> tuple[VpcSecurityGroupEgressRule, VpcSecurityGroupIngressRule]:
+        """Let the host open connections to ``other`` (on its default port): both rules, in one call."""
+        return self.connections.allow_to(other.connections, port)

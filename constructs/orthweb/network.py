@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+from collections.abc import Sequence
 
 from cdktf import Fn
 from cdktf_cdktf_provider_aws.cloudwatch_log_group import CloudwatchLogGroup
@@ -24,6 +25,7 @@ from cdktf_cdktf_provider_aws.vpc_endpoint import VpcEndpoint
 from cdktf_cdktf_provider_aws.vpc_security_group_ingress_rule import VpcSecurityGroupIngressRule
 from constructs import Construct
 
+from orthweb import defaults
 from orthweb.encryption import Encryption
 from orthweb.policy import assume_role_policy, grant
 
@@ -52,11 +54,11 @@ class Network(Construct):
         name_prefix: str,
         region: str,
         encryption: Encryption,
-        vpc_cidr: str = "10.64.0.0/16",
-        az_count: int = 2,
-        interface_endpoints: tuple[str, ...] | list[str] = (),
-        endpoints_in_all_azs: bool = False,
-        log_retention_days: int = 365,
+        vpc_cidr: str = defaults.VPC_CIDR,
+        az_count: int = defaults.AZ_COUNT,
+        interface_endpoints: Sequence[str] = defaults.INTERFACE_ENDPOINTS,
+        endpoints_in_all_azs: bool = defaults.ENDPOINTS_IN_ALL_AZS,
+        log_retention_days: int = defaults.LOG_RETENTION_DAYS,
     ) -> None:
         super().__init__(scope, id_)
         self.vpc_cidr = vpc_cidr

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from cdktf_cdktf_provider_aws.iam_role import IamRole
+from cdktf_cdktf_provider_aws.iam_role_policy import IamRolePolicy
 from cdktf_cdktf_provider_aws.secretsmanager_secret import SecretsmanagerSecret
 from constructs import Construct
 
@@ -32,9 +33,9 @@ class AdminSecret(Construct):
         )
         self.secret_arn: str = self.secret.arn
 
-    def grant_read_write(self, role: IamRole) -> None:
-        """Let ``role`` read this secret and set its value (the host fills it at first boot)."""
-        grant(
+    def grant_read_write(self, role: IamRole) -> IamRolePolicy:
+        """Let ``role`` read this secret and set its value (the host fills it at first boot); returns the policy."""
+        return grant(
             self,
             "ReadWrite",
             role=role,

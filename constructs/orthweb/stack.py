@@ -102,8 +102,7 @@ class OrthwebStack(TerraformStack):
             ssh_key_name=s.ssh_key_name,
             ssh_cidr=s.ssh_cidr,
         )
-        database.allow_from(host.security_group_id, description="PostgreSQL from the Orthanc host")
-        host.allow_to(database.security_group_id, database.port, description="PostgreSQL to the Orthanc database")
+        host.connect_to(database)
         database.grant_read_master_secret(host.role)
         admin.grant_read_write(host.role)
         encryption.grant_secrets_use(host.role, region=s.region)

@@ -38,6 +38,25 @@ VARIANT_SETTINGS: dict[str, Any] = {
 }
 
 
+def construct_stack(region: str = "eu-west-1") -> Any:
+    """An empty stack in a ``Testing.app()`` with the AWS provider: where a construct test places
+    one construct and its smallest collaborators (the way a user extending Orthweb would)."""
+    from cdktf import TerraformStack, Testing
+    from cdktf_cdktf_provider_aws.provider import AwsProvider
+
+    stack = TerraformStack(Testing.app(), "test")
+    AwsProvider(stack, "aws", region=region)
+    return stack
+
+
+def synth_stack(stack: Any) -> Synth:
+    """``Testing.synth(stack)``, parsed."""
+    from cdktf import Testing
+
+    parsed: Synth = json.loads(Testing.synth(stack))
+    return parsed
+
+
 def synthesize(settings_values: Mapping[str, Any], outdir: Path) -> tuple[Synth, Path]:
     """Synthesize the whole stack with ``settings_values`` into ``outdir``; (parsed JSON, stack dir)."""
     from cdktf import App
@@ -62,6 +81,13 @@ def only(synth: Synth, type_: str) -> dict[str, Any]:
     found = resources(synth, type_)
     assert len(found) == 1, f"expected one {type_}, found {sorted(found)}"
     return next(iter(found.values()))
+
+
+def named(synth: Synth, type_: str, name: str) -> dict[str, Any]:
+    """The single resource of ``type_`` whose ``name`` argument is ``name`` (an inline policy, a role…)."""
+    found = [r for r in resources(synth, type_).values() if r.get("name") == name]
+    assert len(found) == 1, f"expected one {type_} named {name!r}, found {len(found)}"
+    return found[0]
 
 
 def data(synth: Synth, type_: str) -> dict[str, dict[str, Any]]:

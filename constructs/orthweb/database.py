@@ -10,8 +10,8 @@ from cdktf_cdktf_provider_aws.iam_role import IamRole
 from cdktf_cdktf_provider_aws.iam_role_policy import IamRolePolicy
 from cdktf_cdktf_provider_aws.iam_role_policy_attachment import IamRolePolicyAttachment
 from cdktf_cdktf_provider_aws.security_group import SecurityGroup
-from constructs import Construct
 
+from constructs import Construct
 from orthweb import defaults
 from orthweb.connections import Connections
 from orthweb.encryption import Encryption

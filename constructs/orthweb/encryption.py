@@ -8,8 +8,8 @@ from cdktf_cdktf_provider_aws.iam_role import IamRole
 from cdktf_cdktf_provider_aws.iam_role_policy import IamRolePolicy
 from cdktf_cdktf_provider_aws.kms_alias import KmsAlias
 from cdktf_cdktf_provider_aws.kms_key import KmsKey
-from constructs import Construct
 
+from constructs import Construct
 from orthweb.policy import grant, policy_document
 
 # Services that encrypt this deployment's data with the key on a caller's behalf.

@@ -14,8 +14,8 @@ from cdktf_cdktf_provider_aws.instance import Instance, InstanceMetadataOptions,
 from cdktf_cdktf_provider_aws.security_group import SecurityGroup
 from cdktf_cdktf_provider_aws.vpc_security_group_egress_rule import VpcSecurityGroupEgressRule
 from cdktf_cdktf_provider_aws.vpc_security_group_ingress_rule import VpcSecurityGroupIngressRule
-from constructs import Construct
 
+from constructs import Construct
 from orthweb import defaults
 from orthweb.connections import Connections
 from orthweb.encryption import Encryption

@@ -23,8 +23,8 @@ from cdktf_cdktf_provider_aws.subnet import Subnet
 from cdktf_cdktf_provider_aws.vpc import Vpc
 from cdktf_cdktf_provider_aws.vpc_endpoint import VpcEndpoint
 from cdktf_cdktf_provider_aws.vpc_security_group_ingress_rule import VpcSecurityGroupIngressRule
-from constructs import Construct
 
+from constructs import Construct
 from orthweb import defaults
 from orthweb.encryption import Encryption
 from orthweb.policy import assume_role_policy, grant

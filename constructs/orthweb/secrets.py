@@ -5,8 +5,8 @@ from __future__ import annotations
 from cdktf_cdktf_provider_aws.iam_role import IamRole
 from cdktf_cdktf_provider_aws.iam_role_policy import IamRolePolicy
 from cdktf_cdktf_provider_aws.secretsmanager_secret import SecretsmanagerSecret
-from constructs import Construct
 
+from constructs import Construct
 from orthweb.encryption import Encryption
 from orthweb.policy import grant
 

@@ -6,8 +6,8 @@ from pathlib import Path
 
 from cdktf import LocalBackend, S3Backend, TerraformOutput, TerraformStack
 from cdktf_cdktf_provider_aws.provider import AwsProvider, AwsProviderDefaultTags
-from constructs import Construct
 
+from constructs import Construct
 from orthweb.bootstrap import HostFacts, render_user_data
 from orthweb.database import Database
 from orthweb.encryption import Encryption

@@ -25,8 +25,9 @@ from orthweb.bootstrap import (
 from orthweb.settings import Settings
 from orthweb_dev.testing import require
 
-# The one environment variable a container gets: DCMTK socket tuning, never a secret.
-NON_SECRET_ENVIRONMENT = {"TCP_NODELAY": "1"}
+# The only environment a container gets: DCMTK socket tuning and the image's host-id switch
+# (a read-only root filesystem), never a secret.
+NON_SECRET_ENVIRONMENT = {"TCP_NODELAY": "1", "GENERATE_HOST_ID_IF_MISSING": "false"}
 
 FACTS = HostFacts(
     region="us-east-1",
@@ -46,6 +47,11 @@ TF_FACTS = HostFacts(
     admin_secret_arn="${aws_secretsmanager_secret.AdminSecret_Secret_5E6F7A8B.arn}",
 )
 CA_PEM = "-----BEGIN CERTIFICATE-----\nMIIBfake\n-----END CERTIFICATE-----\n"
+PEERS = [
+    {"aet": "CT01", "cidr": "203.0.113.0/24", "permissions": ["store"]},
+    {"aet": "WS-2", "cidr": "198.51.100.0/28", "permissions": ["find", "get", "move"], "host": "198.51.100.5", "port": 11112},
+    {"aet": "ARCHIVE", "cidr": "203.0.113.0/24", "permissions": []},
+]
 VARIANTS = {
     "defaults": Settings(),
     "everything-on": Settings(
@@ -53,9 +59,12 @@ VARIANTS = {
         orthanc_aet="PACS_01",
         plain_dicom_in_vpc=True,
         dicom_client_ca=CA_PEM,
+        dicom_peers=PEERS,
+        dicom_cidrs=["192.0.2.0/28"],
+        web_users={"admin": "admin", "ann": "viewer", "upton": "uploader"},
         vpc_cidr="10.20.0.0/20",
     ),
-    "plain-http": Settings(https=False),
+    "plain-http": Settings(https=False, web_cidrs=["10.0.0.0/8"]),
 }
 SCRIPTS = [*sorted((USERDATA_DIR / "bin").glob("*.sh")), USERDATA_DIR / "lib" / "common.sh"]
 
@@ -94,7 +103,7 @@ def test_user_data_needs_gzip_and_fits_ec2_limit_gzipped(variant: tuple[str, Set
     # Plain, the cloud-config is over EC2's limit: that is why Terraform gzips it (host.py).
     assert user_data_size(user_data) > USER_DATA_LIMIT
     # Gzipped (Terraform's output differs by a few bytes from zlib's), with room to grow.
-    assert compressed_size(user_data) <= USER_DATA_LIMIT // 2
+    assert compressed_size(user_data) <= USER_DATA_LIMIT * 3 // 4
 
 
 def test_terraform_rendering_escapes_shell_and_leaves_only_the_facts() -> None:
@@ -124,7 +133,7 @@ def test_user_data_writes_the_host_files_with_tight_modes() -> None:
         f"/usr/local/sbin/orthweb-{n}" for n in ("bootstrap", "cert", "rds-ca", "refresh", "secrets")
     ]
     assert all(files[p]["permissions"] == "0700" for p in scripts)
-    for name in ("docker-compose.yml", "orthanc.json", "nginx.conf"):
+    for name in ("docker-compose.yml", "orthanc.json", "nginx.conf", "orthanc-roles.lua"):
         assert f"/etc/orthweb/{name}" in files
     for unit in ("orthweb.service", "orthweb-refresh.service", "orthweb-refresh.timer"):
         assert f"/etc/systemd/system/{unit}" in files
@@ -214,6 +223,19 @@ def test_compose_file_validates(tmp_path: Path, variant: tuple[str, Settings]) -
     assert run.returncode == 0, run.stdout + run.stderr
 
 
+def test_orthanc_shares_nginx_network_namespace_and_publishes_nothing() -> None:
+    for name, settings in VARIANTS.items():
+        compose = yaml.safe_load(render_app(settings)["docker-compose.yml"])
+        orthanc, nginx = compose["services"]["orthanc"], compose["services"]["nginx"]
+        # One namespace owned by nginx: Orthanc is on no network and publishes no port, so its
+        # ports are reachable only through nginx's loopback (and refused from anywhere else).
+        assert orthanc["network_mode"] == "service:nginx", name
+        assert "ports" not in orthanc and "networks" not in orthanc and "expose" not in orthanc, name
+        assert nginx["networks"] == ["orthweb"], name
+        assert list(compose["networks"]) == ["orthweb"], name
+        assert "depends_on" not in nginx, name  # nginx starts first: it owns the namespace
+
+
 def test_compose_publishes_only_nginx_ports_and_passes_secrets_as_files() -> None:
     default = yaml.safe_load(render_app(Settings())["docker-compose.yml"])
     everything = yaml.safe_load(render_app(VARIANTS["everything-on"])["docker-compose.yml"])
@@ -221,9 +243,8 @@ def test_compose_publishes_only_nginx_ports_and_passes_secrets_as_files() -> Non
     orthanc, nginx = default["services"]["orthanc"], default["services"]["nginx"]
     assert orthanc["image"] == "orthancteam/orthanc:25.6.0"
     assert nginx["image"] == "nginx:1.28.0-alpine"
-    assert "ports" not in orthanc
     assert nginx["ports"] == ["443:443", "11112:11112"]
-    assert everything["services"]["nginx"]["ports"] == ["443:443", "11112:11112", "4242:4242"]
+    assert everything["services"]["nginx"]["ports"] == ["443:443", "11112:11112", "4242:11113"]
     assert plain_http["services"]["nginx"]["ports"] == ["80:80", "11112:11112"]
     assert sorted(orthanc["secrets"]) == ["ORTHANC__POSTGRESQL__CONNECTION_URI", "ORTHANC__REGISTERED_USERS"]
     for name, secret in default["secrets"].items():
@@ -231,11 +252,47 @@ def test_compose_publishes_only_nginx_ports_and_passes_secrets_as_files() -> Non
     for svc in (orthanc, nginx):
         assert svc["restart"] == "unless-stopped"
         assert svc["healthcheck"]["test"][0] == "CMD"
-        assert svc["networks"] == ["orthweb"]
         assert svc.get("environment", {}) == (NON_SECRET_ENVIRONMENT if svc is orthanc else {})
-    assert list(default["networks"]) == ["orthweb"]
-    assert any("dicom-client-ca.pem" in v for v in everything["services"]["nginx"]["volumes"])
-    assert not any("dicom-client-ca.pem" in v for v in nginx["volumes"])
+    # nginx gets the TLS and login-hash directories, never the secrets directory.
+    assert "/etc/orthweb/tls:/etc/nginx/tls:ro" in nginx["volumes"]
+    assert "/etc/orthweb/nginx-auth:/etc/nginx/auth:ro" in nginx["volumes"]
+    assert not any("/etc/orthweb/secrets" in v for v in nginx["volumes"])
+
+
+def _mounts(svc: dict[str, Any]) -> dict[str, set[str]]:
+    """tmpfs mount point -> its options."""
+    return {m.split(":")[0]: set(m.split(":")[1].split(",")) if ":" in m else set() for m in svc["tmpfs"]}
+
+
+def test_containers_drop_capabilities_and_run_read_only_with_limits() -> None:
+    compose = yaml.safe_load(render_app(VARIANTS["everything-on"])["docker-compose.yml"])
+    orthanc, nginx = compose["services"]["orthanc"], compose["services"]["nginx"]
+    for svc in (orthanc, nginx):
+        assert svc["cap_drop"] == ["ALL"]
+        assert svc["read_only"] is True
+        assert svc["security_opt"] == ["no-new-privileges:true"]
+        assert "privileged" not in svc
+        assert svc["pids_limit"] <= 512
+        assert svc["mem_limit"].endswith("m")
+        # Every host file or directory is mounted read-only.
+        assert all(v.endswith(":ro") for v in svc["volumes"] if v.startswith("/"))
+    # nginx: bind 443/80, then drop its workers to the nginx user; nothing else.
+    assert sorted(nginx["cap_add"]) == ["NET_BIND_SERVICE", "SETGID", "SETUID"]
+    assert "cap_add" not in orthanc
+    assert int(orthanc["mem_limit"][:-1]) + int(nginx["mem_limit"][:-1]) <= 2048  # fits a t4g.small
+    nginx_tmpfs, orthanc_tmpfs = _mounts(nginx), _mounts(orthanc)
+    assert set(nginx_tmpfs) == {"/run", "/tmp", "/var/cache/nginx"}
+    assert {"uid=101", "gid=101", "mode=0700"} <= nginx_tmpfs["/var/cache/nginx"]
+    assert not any("exec" in opts for opts in nginx_tmpfs.values())
+    # The image copies plugins to /run/orthanc/plugins and Orthanc loads them: exec there only.
+    assert set(orthanc_tmpfs) == {"/tmp", "/run/orthanc/plugins"}
+    assert "exec" in orthanc_tmpfs["/run/orthanc/plugins"]
+    assert "exec" not in orthanc_tmpfs["/tmp"]
+    # Big temporary files (ZIP downloads) go to a disk volume, not to memory.
+    assert "orthanc-tmp:/var/lib/orthanc/tmp" in orthanc["volumes"]
+    config = json.loads(render_app(VARIANTS["everything-on"])["orthanc.json"])
+    assert config["TemporaryDirectory"] == "/var/lib/orthanc/tmp"
+    assert "user nginx;" in render_app(Settings())["nginx.conf"].splitlines()
 
 
 # --- orthanc.json ------------------------------------------------------------------------------
@@ -245,9 +302,6 @@ def test_orthanc_json_parses_and_holds_the_required_settings() -> None:
     config = json.loads(render_app(VARIANTS["everything-on"])["orthanc.json"])
     assert config["DicomAet"] == "PACS_01"
     assert config["DicomPort"] == 4242
-    assert config["AuthenticationEnabled"] is True
-    assert config["RemoteAccessAllowed"] is True
-    assert config["SslEnabled"] is False  # nginx terminates TLS
     assert config["StorageCompression"] is False
     assert config["KeepAlive"] is True
     assert config["TcpNoDelay"] is True
@@ -261,6 +315,71 @@ def test_orthanc_json_parses_and_holds_the_required_settings() -> None:
     assert not {"ConnectionUri", "Password", "Username", "Host", "EnableSsl"} & pg.keys()
     assert "RegisteredUsers" not in config
     assert json.loads(render_app(Settings())["orthanc.json"])["DicomAet"] == "ORTHANC"
+
+
+@pytest.mark.parametrize("name", sorted(VARIANTS))
+def test_orthanc_serves_http_only_to_loopback_with_logins_and_the_role_filter(name: str) -> None:
+    config = json.loads(render_app(VARIANTS[name])["orthanc.json"])
+    # Orthanc treats exactly 127.0.0.1 as local: nginx in the same namespace, nothing else.
+    assert config["RemoteAccessAllowed"] is False
+    assert config["AuthenticationEnabled"] is True
+    assert config["LuaScripts"] == ["/etc/orthweb/orthanc-roles.lua"]
+    assert config["ExecuteLuaEnabled"] is False
+    assert config["HttpDescribeErrors"] is False
+    assert config["WebDavEnabled"] is False
+    compose = yaml.safe_load(render_app(VARIANTS[name])["docker-compose.yml"])
+    assert "/etc/orthweb/orthanc-roles.lua:/etc/orthweb/orthanc-roles.lua:ro" in (
+        compose["services"]["orthanc"]["volumes"]
+    )
+
+
+ALWAYS_ALLOW = [f"DicomAlwaysAllow{k}" for k in ("Echo", "Store", "Find", "FindWorklist", "Get", "Move")]
+
+
+@pytest.mark.parametrize("name", sorted(VARIANTS))
+def test_orthanc_dicom_accepts_only_listed_peers_each_with_its_permissions(name: str) -> None:
+    settings = VARIANTS[name]
+    config = json.loads(render_app(settings)["orthanc.json"])
+    # Any DicomAlwaysAllow* true would let every calling AET associate.
+    assert all(config[key] is False for key in ALWAYS_ALLOW)
+    assert config["DicomCheckCalledAet"] is True
+    assert config["DicomCheckModalityHost"] is True
+    modalities = config["DicomModalities"]
+    assert set(modalities) == {p.aet for p in settings.dicom_peers}
+    for peer in settings.dicom_peers:
+        m = modalities[peer.aet]
+        assert m["AET"] == peer.aet
+        assert m["Host"] == "127.0.0.1"  # nginx, the only address any peer reaches Orthanc from
+        assert m["AllowEcho"] is True
+        for permission in ("store", "find", "get", "move"):
+            assert m[f"Allow{permission.capitalize()}"] is (permission in peer.permissions), (peer.aet, permission)
+        assert m["AllowFindWorklist"] is False
+        assert m["AllowStorageCommitment"] is False
+
+
+def test_c_move_goes_to_the_peer_through_a_loopback_tls_relay() -> None:
+    rendered = render_app(VARIANTS["everything-on"])
+    modalities = json.loads(rendered["orthanc.json"])["DicomModalities"]
+    relay = modalities["WS-2"]["Port"]
+    nginx = rendered["nginx.conf"]
+    block = nginx[nginx.index(f"listen 127.0.0.1:{relay};") :].split("}")[0]
+    assert "proxy_pass 198.51.100.5:11112;" in block
+    assert "proxy_ssl on;" in block
+    assert "proxy_ssl_verify on;" in block
+    assert "proxy_ssl_trusted_certificate /etc/nginx/tls/dicom-client-ca.pem;" in block
+    # Peers without move have no destination: a port nothing listens on in the namespace.
+    assert modalities["CT01"]["Port"] == modalities["ARCHIVE"]["Port"] == 9
+    assert nginx.count("proxy_ssl on;") == 1
+
+
+def test_the_role_filter_holds_exactly_the_configured_users() -> None:
+    lua = render_app(VARIANTS["everything-on"])["orthanc-roles.lua"]
+    roles = dict(re.findall(r'^\s*\["([^"]+)"\] = "([^"]+)",$', lua, flags=re.M))
+    assert roles == {"admin": "admin", "ann": "viewer", "upton": "uploader"}
+    assert "function IncomingHttpRequestFilter(method, uri, ip, username, httpHeaders)" in lua
+    # Default deny: the function's last word refuses whatever no rule allowed.
+    body = lua[lua.index("function IncomingHttpRequestFilter") :]
+    assert body.rstrip().endswith("return false -- PUT, DELETE\nend")
 
 
 # --- nginx -------------------------------------------------------------------------------------
@@ -288,20 +407,34 @@ def test_nginx_accepts_the_rendered_configuration(tmp_path: Path, variant: tuple
         pytest.fail(f"{STREAM_MODULE} is missing: install the Debian package libnginx-mod-stream")
     tls = tmp_path / "tls"
     _test_certificate(tls)
+    auth = tmp_path / "auth"
+    auth.mkdir()
+    (auth / "logins.map").write_text('"admin" "AAAAAAAAAAAAAAAAAAAAAA";\n')
     conf = render_app(variant[1])["nginx.conf"].replace("/etc/nginx/tls/", f"{tls}/")
+    conf = conf.replace("/etc/nginx/auth/", f"{auth}/").replace("pid /run/nginx.pid;", f"pid {tmp_path}/nginx.pid;")
+    # The image's worker user is nginx; Debian has none, and -t only checks that it exists.
+    conf = conf.replace("user nginx;", "user nobody nogroup;")
     # The official nginx image has the stream module built in; Debian's nginx loads it.
     (tmp_path / "nginx.conf").write_text(f"load_module {STREAM_MODULE};\n{conf}")
     run = subprocess.run(
-        [
-            nginx, "-t", "-p", str(tmp_path), "-c", str(tmp_path / "nginx.conf"),
-            "-e", str(tmp_path / "error.log"), "-g", f"pid {tmp_path / 'nginx.pid'};",
-        ],
+        [nginx, "-t", "-p", str(tmp_path), "-c", str(tmp_path / "nginx.conf"), "-e", str(tmp_path / "error.log")],
         capture_output=True,
         text=True,
         check=False,
-    )  # fmt: skip
+    )
     assert run.returncode == 0, run.stdout + run.stderr
     assert "test is successful" in run.stderr
+
+
+def _block(conf: str, start: str) -> str:
+    """The text of the block that begins at the first line holding ``start``, up to its closing brace."""
+    i = conf.index(start)
+    depth, j = 0, conf.index("{", i)
+    for j in range(conf.index("{", i), len(conf)):
+        depth += {"{": 1, "}": -1}.get(conf[j], 0)
+        if depth == 0:
+            break
+    return conf[i : j + 1]
 
 
 def test_nginx_serves_tls_12_13_with_hsts_and_streams_dicom_tls() -> None:
@@ -313,14 +446,59 @@ def test_nginx_serves_tls_12_13_with_hsts_and_streams_dicom_tls() -> None:
     assert "client_max_body_size 0;" in https
     assert "proxy_request_buffering off;" in https
     assert "listen 11112 ssl;" in https
-    assert "listen 4242;" not in https
+    assert "listen 11113;" not in https
     assert "ssl_verify_client" not in https
     everything = render_app(VARIANTS["everything-on"])["nginx.conf"]
-    assert "listen 4242;" in everything
-    assert "allow 10.20.0.0/20;" in everything
-    assert "ssl_verify_client on;" in everything
+    plain_dicom = _block(everything, "listen 11113;")
+    assert "allow 10.20.0.0/20;" in plain_dicom and "deny all;" in plain_dicom
+    assert "ssl_verify_client on;" in _block(everything, "server {\n    listen 11112 ssl;")
     plain = render_app(VARIANTS["plain-http"])["nginx.conf"]
     assert "listen 80;" in plain
     assert "listen 443" not in plain
     assert "Strict-Transport-Security" not in plain
     assert "listen 11112 ssl;" in plain  # DICOM stays encrypted even when the web UI is not
+
+
+@pytest.mark.parametrize("name", sorted(VARIANTS))
+def test_nginx_reaches_orthanc_only_on_loopback(name: str) -> None:
+    conf = render_app(VARIANTS[name])["nginx.conf"]
+    upstreams = re.findall(r"proxy_pass (\S+);", conf)
+    to_orthanc = [u for u in upstreams if u.endswith((":8042", ":4242"))]
+    assert set(to_orthanc) == {"http://127.0.0.1:8042", "127.0.0.1:4242"}
+    # Anything else is a C-MOVE relay to a peer, over TLS (test above).
+    assert len(upstreams) - len(to_orthanc) == conf.count("proxy_ssl on;")
+    assert "resolver" not in conf  # no Docker DNS name: nothing to resolve
+
+
+@pytest.mark.parametrize("name", sorted(VARIANTS))
+def test_nginx_dicom_listener_admits_only_the_peers_networks(name: str) -> None:
+    settings = VARIANTS[name]
+    listener = _block(render_app(settings)["nginx.conf"], "server {\n    listen 11112 ssl;")
+    rules = re.findall(r"^\s*(allow|deny) (\S+);", listener, flags=re.M)
+    assert rules == [*(("allow", c) for c in settings.dicom_ingress_cidrs), ("deny", "all")]
+
+
+def test_nginx_throttles_every_request_without_a_valid_login() -> None:
+    conf = render_app(Settings())["nginx.conf"]
+    location = _block(conf, "location / {")
+    assert "secure_link $orthweb_login_md5;" in location
+    assert 'secure_link_md5 "$http_authorization";' in location
+    assert re.search(r"limit_req zone=orthweb_logins burst=\d+ nodelay;", location)
+    # A valid login maps to the empty key, which limit_req does not count; anything else to the address.
+    assert re.search(r'map \$secure_link \$orthweb_throttle_key \{\s*"1" "";\s*default \$binary_remote_addr;', conf)
+    assert re.search(r"limit_req_zone \$orthweb_throttle_key zone=orthweb_logins:\S+ rate=\d+r/m;", conf)
+    assert "limit_req_status 429;" in conf
+    assert "include /etc/nginx/auth/logins.map;" in conf
+
+
+def test_nginx_logs_the_user_of_every_request_and_each_dicom_connection() -> None:
+    conf = render_app(VARIANTS["everything-on"])["nginx.conf"]
+    http_format = conf[conf.index("log_format orthweb") : conf.index("access_log /dev/stdout orthweb;")]
+    for variable in ("$remote_user", "$remote_addr", "$status", "$uri", "$request_method"):
+        assert variable in http_format
+    assert "$request_uri" not in http_format and "$args" not in http_format  # queries can hold names
+    stream_format = conf[conf.index("log_format dicom") : conf.index("access_log /dev/stdout dicom;")]
+    for variable in ("$remote_addr", "$ssl_protocol", "$ssl_client_verify", "$bytes_received", "$bytes_sent"):
+        assert variable in stream_format
+    for variable in ("$session_time", "$status"):
+        assert variable in stream_format

@@ -35,7 +35,16 @@ USER_DATA_LIMIT = 16 * 1024
 # Version of Docker's compose plugin the host installs (from Docker's signed RPM repository).
 COMPOSE_PLUGIN_VERSION = "2.36.2"
 # The application files the host runs, in userdata/app/, by the name they have on the host.
-APP_FILES = ("docker-compose.yml", "orthanc.json", "nginx.conf")
+APP_FILES = ("docker-compose.yml", "orthanc.json", "nginx.conf", "orthanc-roles.lua")
+# Inside nginx's network namespace (which Orthanc shares): Orthanc's ports, on loopback only.
+ORTHANC_HTTP_PORT = 8042
+ORTHANC_DICOM_PORT = 4242
+# C-MOVE relays: nginx listens on 127.0.0.1:(base + n) for the n-th peer granted move, and opens
+# DICOM TLS to that peer's host and port. Orthanc's modality entry for the peer points there.
+MOVE_RELAY_BASE_PORT = 11200
+# A peer without move has no destination; Orthanc requires a port, and nothing listens on this
+# one in the namespace (the discard port), so Orthanc can send nothing to such a peer.
+NO_DESTINATION_PORT = 9
 
 _VALUE_RE = re.compile(r"\{\{ ([a-z_]+) \}\}")
 _DIRECTIVE_RE = re.compile(
@@ -61,6 +70,62 @@ class HostFacts:
     admin_secret_arn: str
 
 
+def dicom_modalities(settings: Settings) -> dict[str, dict[str, object]]:
+    """Orthanc's ``DicomModalities``: one entry per peer, keyed by AET, with exactly its permissions.
+
+    Every peer reaches Orthanc through nginx, so its address as Orthanc sees it is 127.0.0.1;
+    with ``DicomCheckModalityHost`` that refuses any association arriving from elsewhere."""
+    out: dict[str, dict[str, object]] = {}
+    relay = MOVE_RELAY_BASE_PORT
+    for peer in settings.dicom_peers:
+        port = NO_DESTINATION_PORT
+        if "move" in peer.permissions:
+            port, relay = relay, relay + 1
+        out[peer.aet] = {
+            "AET": peer.aet,
+            "Host": "127.0.0.1",
+            "Port": port,
+            "AllowEcho": True,
+            "AllowStore": "store" in peer.permissions,
+            "AllowFind": "find" in peer.permissions,
+            "AllowFindWorklist": False,
+            "AllowGet": "get" in peer.permissions,
+            "AllowMove": "move" in peer.permissions,
+            "AllowStorageCommitment": False,
+        }
+    return out
+
+
+def _nginx_dicom_allow(settings: Settings) -> str:
+    """The DICOM TLS listener's address filter: the peers' networks (and ``dicom_cidrs``), nothing else."""
+    return "\n".join([*(f"allow {cidr};" for cidr in settings.dicom_ingress_cidrs), "deny all;"])
+
+
+def _nginx_move_relays(settings: Settings) -> str:
+    """One loopback-only stream server per peer granted move (see ``MOVE_RELAY_BASE_PORT``)."""
+    blocks = []
+    peers = [p for p in settings.dicom_peers if "move" in p.permissions]
+    for n, peer in enumerate(peers):
+        blocks.append(
+            f"# C-MOVE to {peer.aet}: Orthanc connects here; nginx opens DICOM TLS to the peer.\n"
+            "server {\n"
+            f"  listen 127.0.0.1:{MOVE_RELAY_BASE_PORT + n};\n"
+            f"  proxy_pass {peer.host}:{peer.port};\n"
+            "  proxy_ssl on;\n"
+            "  proxy_ssl_protocols TLSv1.2 TLSv1.3;\n"
+            "  proxy_ssl_verify on;\n"
+            "  proxy_ssl_trusted_certificate /etc/nginx/tls/dicom-client-ca.pem;\n"
+            f"  proxy_ssl_name {peer.host};\n"
+            "  proxy_timeout 3600s;\n"
+            "}"
+        )
+    return "\n".join(blocks) or "# No peer is granted move: no C-MOVE relay."
+
+
+def _lua_roles(settings: Settings) -> str:
+    return "\n".join(f'["{name}"] = "{role}",' for name, role in settings.web_users.items())
+
+
 def settings_values(settings: Settings) -> dict[str, str]:
     """The values that come from settings alone: enough for the application files."""
     return {
@@ -76,6 +141,11 @@ def settings_values(settings: Settings) -> dict[str, str]:
         "dicom_client_ca": json.dumps(settings.dicom_client_ca is not None),
         "dicom_client_ca_pem": (settings.dicom_client_ca or "").strip(),
         "compose_plugin_version": COMPOSE_PLUGIN_VERSION,
+        "dicom_modalities": json.dumps(dicom_modalities(settings)),
+        "dicom_allow": _nginx_dicom_allow(settings),
+        "move_relays": _nginx_move_relays(settings),
+        "web_user_roles": _lua_roles(settings),
+        "web_user_names": " ".join(settings.web_users),
     }
 
 

@@ -14,6 +14,8 @@ VPC_CIDR = "10.64.0.0/16"
 AZ_COUNT = 2
 # HTTPS from anywhere: clinicians' browsers are everywhere, and every route needs a login.
 WEB_CIDRS: tuple[str, ...] = ("0.0.0.0/0",)
+# One web user: the administrator (more users and roles in the `web_users` setting).
+WEB_USERS: dict[str, str] = {"admin": "admin"}
 # DICOM closed until the operator names the peers.
 DICOM_CIDRS: tuple[str, ...] = ()
 INSTANCE_TYPE = "t4g.small"

@@ -48,6 +48,15 @@ LOG_RETENTION_DAYS: tuple[int, ...] = (1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180
 LOG_RETENTION_DAYS += (1096, 1827, 2192, 2557, 2922, 3288, 3653)
 
 INTERFACE_ENDPOINTS = ("ssm", "ssmmessages", "ec2messages", "kms", "logs")
+# What a DICOM peer may be granted besides C-ECHO (always allowed to a listed peer).
+DICOM_PERMISSIONS = ("store", "find", "get", "move")
+# Web roles, from most to least powerful (the Lua filter in userdata/app/orthanc-roles.lua).
+WEB_ROLES = ("admin", "uploader", "viewer")
+# Address ranges plain HTTP may be opened to (https=false): RFC 1918 and carrier-grade NAT
+# (RFC 6598, used by many VPNs). Not ipaddress's is_private: it calls 0.0.0.0/0 private.
+PRIVATE_RANGES = tuple(
+    ipaddress.IPv4Network(n) for n in ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "100.64.0.0/10")
+)
 STATE_BACKENDS = ("local", "s3")
 
 _PREFIX_RE = re.compile(r"^[a-z][a-z0-9-]{0,18}[a-z0-9]$")
@@ -57,6 +66,11 @@ _DB_CLASS_RE = re.compile(r"^db\.[a-z][a-z0-9-]*\.[a-z0-9]+$")
 _ENGINE_RE = re.compile(r"^(?P<major>[0-9]{2})(\.[0-9]{1,2})?$")
 _KEY_NAME_RE = re.compile(r"^[\x20-\x7e]{1,255}$")
 _AET_RE = re.compile(r"^[A-Z0-9_]{1,16}$")
+# A peer's AE title: what modalities use (DICOM allows any printable text but backslash), kept to
+# characters that are safe in JSON, nginx and log lines. Orthanc compares AETs case-insensitively.
+_PEER_AET_RE = re.compile(r"^[A-Za-z0-9_.-]{1,16}$")
+# A web user name: safe in a Basic login (no ':'), a file name, nginx and Lua.
+_USER_RE = re.compile(r"^[a-z][a-z0-9_.-]{0,31}$")
 _IMAGE_RE = re.compile(r"^[a-z0-9./_-]+:[A-Za-z0-9._-]+(@sha256:[0-9a-f]{64})?$")
 _TAG_KEY_RE = re.compile(r"^[\w .:/=+@-]{1,128}$")
 _BUCKET_RE = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
@@ -95,6 +109,11 @@ def _range(lo: int, hi: int) -> AfterValidator:
 
 def _pattern(rx: re.Pattern[str], allowed: str) -> AfterValidator:
     return _check(lambda v: None if rx.match(v) else allowed)
+
+
+def _private(cidr: str) -> bool:
+    net = _ipv4_cidr(cidr)
+    return net is not None and any(net.subnet_of(r) for r in PRIVATE_RANGES)
 
 
 def _ipv4_cidr(value: str) -> ipaddress.IPv4Network | None:
@@ -151,6 +170,79 @@ def _tags(v: dict[str, str]) -> str | None:
     return None
 
 
+_PEERS_ALLOWED = (
+    'a JSON list of peers {"aet": "CT01", "cidr": "203.0.113.0/24", "permissions": ["store", "find"]} '
+    f"(permissions from {', '.join(DICOM_PERMISSIONS)}; a peer with move also gives host and port)"
+)
+
+
+class DicomPeer(BaseModel):
+    """One DICOM peer: the AE title it calls from, its network, what it may do."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", strict=True)
+
+    aet: str
+    cidr: str
+    permissions: list[str] = Field(default_factory=list)
+    # Where Orthanc sends what this peer C-MOVEs (its own SCP); required with "move".
+    host: str | None = None
+    port: int | None = None
+
+    @property
+    def network(self) -> ipaddress.IPv4Network:
+        net = _ipv4_cidr(self.cidr)
+        assert net is not None  # validated
+        return net
+
+
+def _peers(v: list[DicomPeer]) -> str | None:
+    seen: set[str] = set()
+    for p in v:
+        problem = None
+        if not _PEER_AET_RE.match(p.aet):
+            problem = f"AET {p.aet!r} is not 1-16 of A-Z, a-z, 0-9, '_', '.', '-'"
+        elif p.aet.upper() in seen:
+            problem = f"AET {p.aet!r} is listed twice (Orthanc compares AETs case-insensitively)"
+        elif _ipv4_cidr(p.cidr) is None:
+            problem = f"peer {p.aet!r} has cidr {p.cidr!r}, not an IPv4 CIDR block with no host bits set"
+        elif bad := [x for x in p.permissions if x not in DICOM_PERMISSIONS]:
+            problem = f"peer {p.aet!r} has unknown permission {bad[0]!r}"
+        elif len(set(p.permissions)) != len(p.permissions):
+            problem = f"peer {p.aet!r} lists a permission twice"
+        elif ("move" in p.permissions) != (p.host is not None and p.port is not None):
+            problem = f"peer {p.aet!r}: host and port (where C-MOVE sends) are given exactly when move is granted"
+        elif p.host is not None and not _host_in(p.host, p.network):
+            problem = f"peer {p.aet!r} has host {p.host!r}, not an IPv4 address inside its cidr {p.cidr}"
+        elif p.port is not None and not 1 <= p.port <= 65535:
+            problem = f"peer {p.aet!r} has port {p.port}, not from 1 to 65535"
+        if problem:
+            return f"{_PEERS_ALLOWED}; {problem}"
+        seen.add(p.aet.upper())
+    return None
+
+
+def _host_in(host: str, net: ipaddress.IPv4Network) -> bool:
+    try:
+        return ipaddress.IPv4Address(host) in net
+    except ValueError:
+        return False
+
+
+def _web_users(v: dict[str, str]) -> str | None:
+    allowed = (
+        f"a JSON object of user name to role ({', '.join(WEB_ROLES)}), names 1-32 of a-z, 0-9, '_', '.', '-' "
+        'starting with a letter, at least one admin, such as {"admin": "admin", "ann": "viewer"}'
+    )
+    for name, role in v.items():
+        if not _USER_RE.match(name):
+            return f"{allowed}; {name!r} is not a valid user name"
+        if role not in WEB_ROLES:
+            return f"{allowed}; user {name!r} has unknown role {role!r}"
+    if "admin" not in v.values():
+        return f"{allowed}; no user has the admin role"
+    return None
+
+
 def _ssh_cidr(v: str) -> str | None:
     net = _ipv4_cidr(v)
     if net is None or net.prefixlen < 8:
@@ -187,11 +279,22 @@ class Settings(BaseModel):
     )
     web_cidrs: Annotated[list[str], _check(_cidr_list)] = Field(
         default_factory=lambda: list(defaults.WEB_CIDRS),
-        description="CIDRs allowed to reach HTTPS (443); the web UI always needs the admin login",
+        description="CIDRs allowed to reach HTTPS (443); every route needs a login",
+    )
+    web_users: Annotated[dict[str, str], _check(_web_users)] = Field(
+        default_factory=lambda: dict(defaults.WEB_USERS),
+        description="Web users and their roles (admin, uploader, viewer); each password is generated "
+        "on the host and kept in the admin secret",
+    )
+    dicom_peers: Annotated[list[DicomPeer], _check(_peers)] = Field(
+        default_factory=list,
+        description="DICOM peers: AET, network and permissions (store, find, get, move) of each; "
+        "11112 opens to their networks only, and Orthanc serves only these AETs",
     )
     dicom_cidrs: Annotated[list[str], _check(_cidr_list)] = Field(
         default_factory=lambda: list(defaults.DICOM_CIDRS),
-        description="CIDRs allowed to reach DICOM TLS (11112); empty keeps DICOM closed until you name your peers",
+        description="Deprecated (use `dicom_peers`): extra CIDRs allowed to reach DICOM TLS (11112); "
+        "needs at least one peer in `dicom_peers`",
     )
     instance_type: Annotated[str, _check(_instance_type)] = Field(
         defaults.INSTANCE_TYPE, description="EC2 instance type of the Orthanc host (Graviton by default)"
@@ -283,6 +386,22 @@ class Settings(BaseModel):
             )
         if self.state_backend == "s3" and not self.state_bucket:
             raise _Refusal("setting 'state_bucket' is required when state_backend is 's3'")
+        if not self.https and (public := [c for c in self.web_cidrs if not _private(c)]):
+            raise _Refusal(
+                f"setting 'https' is false while 'web_cidrs' holds the public range {public[0]!r}; plain HTTP "
+                "is for a private network only: set https true, or web_cidrs to ranges inside "
+                + ", ".join(map(str, PRIVATE_RANGES))
+            )
+        if any("move" in p.permissions for p in self.dicom_peers) and self.dicom_client_ca is None:
+            raise _Refusal(
+                "setting 'dicom_peers' grants move, and C-MOVE sends images back to the peer over DICOM TLS, "
+                "verified against 'dicom_client_ca': set dicom_client_ca to the CA that signs your peers' certificates"
+            )
+        if self.dicom_cidrs and not self.dicom_peers:
+            raise _Refusal(
+                f"setting 'dicom_cidrs' ({self.dicom_cidrs!r}) opens the network but no AET may associate: "
+                "name each peer in 'dicom_peers' with its AET, cidr and permissions (dicom_cidrs is deprecated)"
+            )
         return self
 
     @property
@@ -293,6 +412,15 @@ class Settings(BaseModel):
     @property
     def db_engine_major(self) -> str:
         return self.db_engine_version.split(".")[0]
+
+    @property
+    def dicom_ingress_cidrs(self) -> list[str]:
+        """Where DICOM TLS may come from: ``dicom_cidrs`` (deprecated) first, then each peer's cidr."""
+        out = list(self.dicom_cidrs)
+        for peer in self.dicom_peers:
+            if peer.cidr not in out:
+                out.append(peer.cidr)
+        return out
 
     @property
     def ssh_enabled(self) -> bool:
@@ -358,6 +486,9 @@ def _explain(exc: ValidationError, values: Mapping[str, Any], sources: Mapping[s
         return _unknown(name, "the settings", Settings.model_fields)
     field = Settings.model_fields[name]
     allowed = str(cause) if isinstance(cause, _Refusal) else _kind(field.annotation)
+    if len(loc) > 1 and not isinstance(cause, _Refusal):  # inside a list or object: say where
+        where = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in loc[1:])
+        allowed += f"; at {name}{where}: {err['msg'].lower()}"
     return _message(name, values.get(name, err["input"]), allowed, sources.get(name))
 
 
@@ -380,6 +511,8 @@ def _kind(annotation: Any) -> str:
         return "true or false"
     if base is int:
         return "a whole number"
+    if origin is list and typing.get_args(base) == (DicomPeer,):
+        return _PEERS_ALLOWED
     if origin is list:
         return "a list of strings (in the environment: comma-separated or a JSON list)"
     if origin is dict:

@@ -1,8 +1,8 @@
 #!/bin/bash
 # Reads Orthanc's secrets from Secrets Manager into root-only files (dir 0700, files 0400) that
 # compose hands to the Orthanc container as /run/secrets/<name>; never into any environment.
-# On first use it generates the admin password and stores it in the (empty) admin secret.
-# Prints the name of each secret file whose content changed, one a line.
+# It generates each web user's password once and keeps it in the admin secret, and writes nginx's
+# login map (hashes only). Prints the name of each file whose content changed, one a line.
 set -euo pipefail
 # shellcheck source=../lib/common.sh
 . "${ORTHWEB_LIB:-/usr/local/lib/orthweb}/common.sh"
@@ -39,19 +39,52 @@ if printf '%s' "$db_json" | jq -j --arg host "$ORTHWEB_DB_ADDRESS" --arg port "$
   echo "$DB_URI"
 fi
 
-# Admin login: generated here once, so it never passes through Terraform, and read back by any
-# replacement host. After writing, read again: if two hosts raced, both use the value that won.
-admin_json=$(secret_value "$ORTHWEB_ADMIN_SECRET_ARN")
-if [ -z "$admin_json" ]; then
-  log "admin secret is empty: generating the Orthanc admin password"
-  new=$(mktemp "$ORTHWEB_SECRETS_DIR/.admin.XXXXXX")
-  openssl rand -base64 36 | tr '+/' '-_' | tr -d '\n' |
-    jq -R '{username: "admin", password: .}' >"$new"
+# Web users: each configured user (ORTHWEB_WEB_USERS, from the web_users setting) gets a password
+# generated here, so none ever passes through Terraform. The admin secret keeps them all as
+# {"users": {"NAME": "PASSWORD"}}; only missing ones are generated, so adding a user and running
+# orthweb-refresh leaves the others' passwords alone, and a replacement host reads them back.
+# After writing, read again: if two hosts raced, both use the value that won.
+read -r -a web_users <<<"${ORTHWEB_WEB_USERS:-admin}"
+names=$(printf '%s\n' "${web_users[@]}" | jq -R . | jq -sc .)
+stored=$(secret_value "$ORTHWEB_ADMIN_SECRET_ARN")
+# The shape before named users (one username and its password) becomes one user.
+users=$(printf '%s' "${stored:-"{}"}" | jq -ce '
+  if (.users | type) == "object" then .users
+  elif (.username | type) == "string" and (.password | type) == "string" then {(.username): .password}
+  else {} end') || die "the admin secret is not JSON"
+missing=$(jq -nr --argjson users "$users" --argjson names "$names" '$names[] | select($users[.] == null)')
+if [ -n "$missing" ] || ! printf '%s' "$stored" | jq -e '(.users | type) == "object"' >/dev/null 2>&1; then
+  for name in $missing; do
+    log "generating the password of web user $name"
+    password=$(openssl rand -base64 36 | tr '+/' '-_' | tr -d '\n')
+    users=$(jq -c --arg name "$name" --arg password "$password" '. + {($name): $password}' <<<"$users")
+  done
+  new=$(mktemp "$ORTHWEB_SECRETS_DIR/.users.XXXXXX")
+  jq -c '{users: .}' <<<"$users" >"$new"
   aws secretsmanager put-secret-value --secret-id "$ORTHWEB_ADMIN_SECRET_ARN" \
     --secret-string "file://$new" >/dev/null
   rm -f "$new"
-  admin_json=$(secret_value "$ORTHWEB_ADMIN_SECRET_ARN")
+  users=$(secret_value "$ORTHWEB_ADMIN_SECRET_ARN" | jq -ce '.users | objects') ||
+    die "the admin secret does not hold the users just written"
 fi
-if printf '%s' "$admin_json" | jq -ce '{(.username): .password}' | replace_file "$ORTHWEB_SECRETS_DIR/$USERS" 0400; then
+
+# Orthanc's logins: the configured users only (a user removed from web_users keeps its password
+# in the secret, in case it comes back, but can no longer log in).
+configured=$(jq -c --argjson names "$names" 'with_entries(select(.key as $k | $names | index($k)))' <<<"$users")
+if replace_file "$ORTHWEB_SECRETS_DIR/$USERS" 0400 <<<"$configured"; then
   echo "$USERS"
+fi
+
+# nginx's login map: for each user the base64url MD5 of the exact header a browser sends,
+# "Basic base64(NAME:PASSWORD)". nginx's secure_link compares it with the request's header, so
+# requests with the right login are never throttled (nginx.conf). nginx never holds a password.
+install -d -m 0700 "$ORTHWEB_NGINX_AUTH_DIR"
+map=""
+while IFS=$'\t' read -r name password; do
+  header="Basic $(printf '%s:%s' "$name" "$password" | base64 -w0)"
+  md5=$(printf '%s' "$header" | openssl md5 -binary | base64 | tr '+/' '-_' | tr -d '=')
+  map+="\"$name\" \"$md5\";"$'\n'
+done < <(jq -r 'to_entries[] | [.key, .value] | @tsv' <<<"$configured")
+if replace_file "$ORTHWEB_NGINX_AUTH_DIR/logins.map" 0400 <<<"$map"; then
+  echo logins.map
 fi

@@ -1,0 +1,62 @@
+-- Orthweb web roles, enforced inside Orthanc for every HTTP route (core REST, the UIs and every
+-- plugin route), after Orthanc checked the login; false answers 403. Default deny. The roles:
+-- admin everything; uploader a viewer's routes plus uploads; viewer reading, searches and
+-- downloads. Neither deletes, modifies, configures, reaches other nodes, or touches jobs or
+-- /changes. See docs/host.md ("Web users and roles").
+
+-- User name -> role, rendered from the `web_users` setting (no secret here).
+local ROLES = {
+  {{ web_user_roles }}
+}
+
+-- GET (and HEAD, OPTIONS) routes a viewer may read. Each entry is a Lua pattern on the path.
+local READ = {
+  "^/$", "^/favicon%.ico$", "^/app/", -- Orthanc Explorer
+  "^/system$", "^/statistics$", "^/plugins$", "^/plugins/[^/]+$", -- what the UIs ask first
+  "^/patients$", "^/patients/", "^/studies$", "^/studies/", "^/series$", "^/series/", -- resources
+  "^/instances$", "^/instances/",
+  "^/tools/now$", "^/tools/now%-local$", "^/tools/generate%-uid$", -- harmless tools
+  "^/dicom%-web/studies$", "^/dicom%-web/studies/", "^/dicom%-web/series$", -- QIDO-RS, WADO-RS
+  "^/dicom%-web/series/", "^/dicom%-web/instances$", "^/dicom%-web/instances/", "^/wado$", -- WADO-URI
+  "^/web%-viewer/", "^/ui/", "^/stone%-webviewer/", "^/ohif/", -- viewers
+}
+
+-- POST routes a viewer may use: searches and downloads, which change nothing stored.
+local SEARCH = {
+  "^/tools/find$", "^/tools/lookup$",
+  "^/patients/[^/]+/archive$", "^/studies/[^/]+/archive$", "^/series/[^/]+/archive$",
+  "^/patients/[^/]+/media$", "^/studies/[^/]+/media$", "^/series/[^/]+/media$",
+  "^/tools/create%-archive$", "^/tools/create%-media$", "^/tools/create%-media%-extended$",
+}
+
+-- POST routes an uploader may use besides SEARCH: storing new instances.
+local UPLOAD = {
+  "^/instances$", -- REST upload (also Orthanc Explorer's upload page)
+  "^/dicom%-web/studies$", "^/dicom%-web/studies/[^/]+$", -- DICOMweb STOW-RS
+}
+
+local function listed(uri, patterns)
+  for _, pattern in ipairs(patterns) do
+    if string.find(uri, pattern) then
+      return true
+    end
+  end
+  return false
+end
+
+function IncomingHttpRequestFilter(method, uri, ip, username, httpHeaders)
+  local role = ROLES[username]
+  if role == "admin" then
+    return true
+  end
+  if role ~= "uploader" and role ~= "viewer" then
+    return false
+  end
+  if method == "GET" then
+    return listed(uri, READ)
+  end
+  if method == "POST" then
+    return listed(uri, SEARCH) or (role == "uploader" and listed(uri, UPLOAD))
+  end
+  return false -- PUT, DELETE
+end

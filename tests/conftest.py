@@ -15,6 +15,8 @@ from typing import Any
 
 import pytest
 
+from orthweb.settings import Settings
+from orthweb_dev.dicom import TEST_AET
 from orthweb_dev.harness import AppHost, app_host, missing_prerequisites
 from orthweb_dev.synth import VARIANT_SETTINGS, synthesize
 from orthweb_dev.terraform import MirrorMissing, provider_mirror, write_cli_config
@@ -114,11 +116,16 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.fast)
 
 
+# The application the `app` fixture runs: default settings, plus the one DICOM peer the tests
+# call from (orthweb_dev.dicom's AE title), allowed to store and find from loopback.
+APP_SETTINGS = Settings(dicom_peers=[{"aet": TEST_AET, "cidr": "127.0.0.0/8", "permissions": ["store", "find"]}])
+
+
 @pytest.fixture(scope="module")
 def app() -> Iterator[AppHost]:
-    """One running application (default settings) for a test module."""
+    """One running application (APP_SETTINGS) for a test module."""
     missing = missing_prerequisites()
     if missing:
         not_run(f"the application harness needs {', '.join(missing)} ({INSTALL_HINT})")
-    with app_host() as host:
+    with app_host(APP_SETTINGS) as host:
         yield host

@@ -24,6 +24,8 @@ def test_defaults_are_the_secure_ones() -> None:
     assert s.https is True
     assert s.plain_dicom_in_vpc is False
     assert s.dicom_cidrs == []
+    assert s.dicom_peers == []
+    assert s.web_users == {"admin": "admin"}
     assert s.ssh_enabled is False
     assert s.architecture == "arm64"
     assert s.db_engine_major == "17"
@@ -46,12 +48,34 @@ def test_environment_wins_over_context() -> None:
         ("ORTHWEB_TAGS", '{"Owner": "radiology"}', {"Owner": "radiology"}),
         ("ORTHWEB_SITE_NAME", "", None),
         ("ORTHWEB_LOG_RETENTION_DAYS", "731", 731),
+        ("ORTHWEB_WEB_USERS", '{"admin": "admin", "ann": "viewer"}', {"admin": "admin", "ann": "viewer"}),
     ],
 )
 def test_environment_values_are_parsed_to_their_types(var: str, raw: str, expected: Any) -> None:
     s = Settings.load({}, {var: raw})
     assert getattr(s, var.removeprefix("ORTHWEB_").lower()) == expected
 
+
+def test_dicom_peers_from_the_environment_open_their_networks() -> None:
+    s = Settings.load(
+        {"dicom_cidrs": ["192.0.2.0/24"]},
+        {"ORTHWEB_DICOM_PEERS": '[{"aet":"CT01","cidr":"127.0.0.0/8","permissions":["store","find"]},'
+         '{"aet":"ws.2","cidr":"192.0.2.0/24"}]'},
+    )  # fmt: skip
+    assert [(p.aet, p.cidr, p.permissions) for p in s.dicom_peers] == [
+        ("CT01", "127.0.0.0/8", ["store", "find"]),
+        ("ws.2", "192.0.2.0/24", []),
+    ]
+    # dicom_cidrs (deprecated) first, so existing rules keep their addresses; no duplicates.
+    assert s.dicom_ingress_cidrs == ["192.0.2.0/24", "127.0.0.0/8"]
+
+
+def test_plain_http_is_allowed_on_private_networks_only() -> None:
+    assert Settings(https=False, web_cidrs=["10.1.0.0/16", "192.168.0.0/24", "100.64.0.0/10"]).https is False
+
+
+PEER = {"aet": "CT01", "cidr": "203.0.113.0/24", "permissions": ["store"]}
+MOVER = {"aet": "WS1", "cidr": "203.0.113.0/24", "permissions": ["move"], "host": "203.0.113.9", "port": 104}
 
 BAD_INPUTS = [
     # (context, environment, words the message must contain)
@@ -85,6 +109,32 @@ BAD_INPUTS = [
     ({"state_backend": "s3"}, {}, ["state_bucket", "s3"]),
     ({"orthanc_aet": "orthanc"}, {}, ["orthanc_aet", "A-Z"]),
     ({"instance_typo": "t4g.small"}, {}, ["unknown setting", "instance_typo", "instance_type"]),
+    ({"https": False}, {}, ["https", "web_cidrs", "0.0.0.0/0", "private network"]),
+    ({"https": False, "web_cidrs": ["10.0.0.0/8", "198.51.100.0/24"]}, {}, ["https", "198.51.100.0/24"]),
+    ({"https": False, "web_cidrs": ["0.0.0.0/1"]}, {}, ["https", "0.0.0.0/1"]),
+    ({"dicom_cidrs": ["203.0.113.0/24"]}, {}, ["dicom_cidrs", "dicom_peers", "deprecated"]),
+    ({"dicom_peers": [{**PEER, "permissions": ["store", "delete"]}]}, {}, ["dicom_peers", "unknown permission 'delete'"]),
+    ({"dicom_peers": [{**PEER, "aet": "CT 01"}]}, {}, ["dicom_peers", "'CT 01'", "1-16"]),
+    ({"dicom_peers": [{**PEER, "aet": "A" * 17}]}, {}, ["dicom_peers", "1-16"]),
+    ({"dicom_peers": [{**PEER, "cidr": "203.0.113.1/24"}]}, {}, ["dicom_peers", "203.0.113.1/24", "host bits"]),
+    ({"dicom_peers": [{**PEER, "cidr": "2001:db8::/32"}]}, {}, ["dicom_peers", "IPv4"]),
+    ({"dicom_peers": [PEER, {**PEER, "aet": "ct01"}]}, {}, ["dicom_peers", "'ct01'", "twice"]),
+    ({"dicom_peers": [{**PEER, "permissions": ["find", "find"]}]}, {}, ["dicom_peers", "twice"]),
+    ({"dicom_peers": [{**PEER, "permisions": ["find"]}]}, {}, ["dicom_peers", "permisions", "extra"]),
+    ({"dicom_peers": [{"cidr": "203.0.113.0/24"}]}, {}, ["dicom_peers", "aet", "required"]),
+    ({"dicom_peers": [{**MOVER, "host": None}], "dicom_client_ca": "-----BEGIN CERTIFICATE-----"}, {},
+     ["dicom_peers", "host and port", "move"]),
+    ({"dicom_peers": [{**MOVER, "host": "192.0.2.1"}], "dicom_client_ca": "-----BEGIN CERTIFICATE-----"}, {},
+     ["dicom_peers", "192.0.2.1", "inside its cidr"]),
+    ({"dicom_peers": [{**MOVER, "port": 70000}], "dicom_client_ca": "-----BEGIN CERTIFICATE-----"}, {},
+     ["dicom_peers", "70000"]),
+    ({"dicom_peers": [MOVER]}, {}, ["dicom_peers", "move", "dicom_client_ca"]),
+    ({}, {"ORTHWEB_DICOM_PEERS": "CT01"}, ["dicom_peers", "ORTHWEB_DICOM_PEERS", "JSON list of peers"]),
+    ({}, {"ORTHWEB_DICOM_PEERS": "[{]"}, ["dicom_peers", "JSON list of peers"]),
+    ({"web_users": {"ann": "viewer"}}, {}, ["web_users", "no user has the admin role"]),
+    ({"web_users": {"admin": "admin", "ann": "root"}}, {}, ["web_users", "unknown role 'root'", "viewer"]),
+    ({"web_users": {"admin": "admin", "Ann:x": "viewer"}}, {}, ["web_users", "'Ann:x'", "user name"]),
+    ({}, {"ORTHWEB_WEB_USERS": "admin=admin"}, ["web_users", "ORTHWEB_WEB_USERS", "JSON object"]),
     ({}, {"ORTHWEB_INSTANCE_TYPO": "t4g.small"}, ["unknown setting", "ORTHWEB_INSTANCE_TYPO", "ORTHWEB_INSTANCE_TYPE"]),
 ]
 

@@ -41,7 +41,7 @@ def test_extra_interface_endpoints_are_added_in_the_private_subnets(variant: Syn
 def test_host_ports_follow_cidrs_https_plain_dicom_and_ssh(variant: Synth) -> None:
     assert _host_ingress(variant) == [
         (22, "192.0.2.0/24"),
-        (80, "198.51.100.0/24"),
+        (80, "192.168.10.0/24"),
         (4242, "10.20.0.0/20"),
         (11112, "192.0.2.0/28"),
         (11112, "203.0.113.0/24"),
@@ -56,6 +56,11 @@ def test_host_ports_follow_cidrs_https_plain_dicom_and_ssh(variant: Synth) -> No
 
 def test_dicom_port_is_closed_until_cidrs_are_given(synth: Synth) -> None:
     assert all(port != 11112 for port, _ in _host_ingress(synth))
+
+
+def test_dicom_egress_goes_only_to_the_move_destinations(variant: Synth) -> None:
+    egress = [r for r in resources(variant, "aws_vpc_security_group_egress_rule").values() if r["from_port"] == 11112]
+    assert [(r["cidr_ipv4"], r["to_port"]) for r in egress] == [("192.0.2.5/32", 11112)]
 
 
 def test_database_follows_class_storage_version_multi_az_and_backups(variant: Synth) -> None:

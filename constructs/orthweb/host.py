@@ -63,6 +63,7 @@ class Host(Construct):
         dicom_cidrs: Sequence[str] = defaults.DICOM_CIDRS,
         https: bool = defaults.HTTPS,
         plain_dicom_in_vpc: bool = defaults.PLAIN_DICOM_IN_VPC,
+        move_destinations: Sequence[tuple[str, int]] = (),
         ssh_key_name: str | None = None,
         ssh_cidr: str | None = None,
     ) -> None:
@@ -110,6 +111,19 @@ class Host(Construct):
             to_port=HTTPS_PORT,
             cidr_ipv4="0.0.0.0/0",
         )
+        # C-MOVE: Orthanc sends the images to each peer granted move, at its host and port, over
+        # DICOM TLS (nginx's relay); only there.
+        for i, (address, port) in enumerate(move_destinations):
+            VpcSecurityGroupEgressRule(
+                self,
+                f"DicomMove{i}",
+                security_group_id=self.security_group.id,
+                description="DICOM TLS to a peer's C-MOVE destination",
+                ip_protocol="tcp",
+                from_port=port,
+                to_port=port,
+                cidr_ipv4=f"{address}/32",
+            )
 
         self.role = IamRole(
             self,

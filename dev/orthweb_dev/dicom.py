@@ -10,6 +10,8 @@ from typing import Any
 # SOP classes the clients propose (pynetdicom's named constants are generated at run time).
 VERIFICATION = "1.2.840.10008.1.1"
 STUDY_ROOT_FIND = "1.2.840.10008.5.1.4.1.2.2.1"
+# The AE title the tests' client calls from (a DICOM peer must list it to be served).
+TEST_AET = "ORTHWEB-TEST"
 
 
 @dataclass(frozen=True)
@@ -87,11 +89,12 @@ def make_instance(
     return Sample(name, buf.getvalue(), sop_class, ds.SOPInstanceUID, ds.StudyInstanceUID, transfer_syntax)
 
 
-def dicom_ae(samples: list[Sample] = (), find: bool = False) -> Any:  # type: ignore[assignment]
-    """A pynetdicom SCU proposing Verification, the samples' classes/syntaxes and (optionally) C-FIND."""
+def dicom_ae(samples: list[Sample] = (), find: bool = False, aet: str = TEST_AET) -> Any:  # type: ignore[assignment]
+    """A pynetdicom SCU calling as ``aet``, proposing Verification, the samples' classes/syntaxes
+    and (optionally) C-FIND."""
     from pynetdicom import AE
 
-    ae = AE(ae_title="ORTHWEB-TEST")
+    ae = AE(ae_title=aet)
     ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = 60
     ae.add_requested_context(VERIFICATION)
     pairs = sorted({(s.sop_class, s.transfer_syntax) for s in samples})

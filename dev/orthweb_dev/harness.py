@@ -28,6 +28,7 @@ import os
 import pwd
 import re
 import shutil
+import signal
 import ssl
 import subprocess
 import sys
@@ -35,7 +36,7 @@ import tempfile
 import urllib.error
 import urllib.request
 from base64 import b64encode
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -43,8 +44,10 @@ from urllib.parse import quote
 
 import yaml
 
-from orthweb.bootstrap import USERDATA_DIR, render_app
+from orthweb.app import read_context
+from orthweb.bootstrap import MOVE_RELAY_BASE_PORT, ORTHANC_DICOM_PORT, ORTHANC_HTTP_PORT, USERDATA_DIR, render_app
 from orthweb.settings import Settings
+from orthweb_dev import PROJECT_DIR
 from orthweb_dev.emulator_server import MotoServer, moto_server
 from orthweb_dev.proc import ProcessError, free_port, port_open, run, stop_process, wait_until
 
@@ -56,6 +59,10 @@ DB_NAME = "orthanc"
 DB_USER = "orthweb"
 DB_URI_FILE = "ORTHANC__POSTGRESQL__CONNECTION_URI"
 USERS_FILE = "ORTHANC__REGISTERED_USERS"
+# The capabilities compose gives the nginx container (the rest are dropped), and the user its
+# workers run as; the harness runs nginx the same way when it runs as root.
+NGINX_CAPABILITIES = ("net_bind_service", "setuid", "setgid")
+NGINX_USER = "nginx"
 # The RDS CA path inside the Orthanc container, as written into the URI by orthweb-secrets.
 HOST_RDS_CA = "/etc/orthweb/rds-ca.pem"
 
@@ -75,18 +82,40 @@ HOST_DIFFERENCES: dict[str, tuple[str, str, str]] = {
         "image default (unused: index and storage are in PostgreSQL)",
         "<tmp>/orthanc-storage",
     ),
+    "orthanc_lua": (
+        "orthanc.json LuaScripts",
+        "/etc/orthweb/orthanc-roles.lua (bind-mounted)",
+        "<tmp>/etc/orthanc-roles.lua (the same rendered file)",
+    ),
+    "orthanc_temporary_dir": ("orthanc.json TemporaryDirectory", "/var/lib/orthanc/tmp (volume)", "<tmp>/orthanc-tmp"),
+    "move_relays": (
+        "orthanc.json DicomModalities Port of peers with move; nginx.conf listen 127.0.0.1:112xx",
+        f"{MOVE_RELAY_BASE_PORT}+n in the shared namespace",
+        "127.0.0.1:<free port>",
+    ),
     "db_endpoint": ("DB URI host:port (from orthweb.env)", "RDS endpoint:5432", "127.0.0.1:<free port>"),
     "db_ca": ("DB URI sslrootcert", HOST_RDS_CA + " (RDS CA bundle)", "<tmp>/etc/tls/rds-ca.pem (test CA)"),
     "nginx_stream_module": ("nginx.conf load_module", "built into the nginx image", str(NGINX_STREAM_MODULE)),
     "nginx_web_listen": ("nginx.conf listen 443", "443 on all addresses", "127.0.0.1:<free port>"),
     "nginx_dicom_listen": ("nginx.conf listen 11112", "11112 on all addresses", "127.0.0.1:<free port>"),
     "nginx_health_listen": ("nginx.conf listen 127.0.0.1:8080", "8080 inside the container", "127.0.0.1:<free port>"),
-    "nginx_upstreams": ("nginx.conf orthanc:8042, orthanc:4242", "Docker DNS names", "127.0.0.1:<Orthanc ports>"),
+    "nginx_plain_dicom_listen": ("nginx.conf listen 11113 (plain DICOM)", "11113, published as 4242", "127.0.0.1:<free port>"),
+    "nginx_upstreams": (
+        "nginx.conf 127.0.0.1:8042, 127.0.0.1:4242",
+        "Orthanc's ports on the shared loopback",
+        "127.0.0.1:<Orthanc's free ports>",
+    ),
     "nginx_tls_files": ("nginx.conf /etc/nginx/tls/", "bind-mounted /etc/orthweb/tls", "<tmp>/etc/tls/"),
+    "nginx_auth_files": ("nginx.conf /etc/nginx/auth/", "bind-mounted /etc/orthweb/nginx-auth", "<tmp>/etc/nginx-auth/"),
     "nginx_files": (
-        "nginx.conf access_log, pid, temp paths",
-        "/dev/stdout (journald), image defaults",
+        "nginx.conf access_log (both), pid, temp paths",
+        "/dev/stdout (journald), /run/nginx.pid, /var/cache/nginx (tmpfs)",
         "<tmp>/nginx/",
+    ),
+    "nginx_user": (
+        "nginx.conf user nginx",
+        "the image's nginx user (101), capabilities NET_BIND_SERVICE, SETUID, SETGID",
+        "a system user nginx, same capabilities (setpriv) when run as root; as another user, that user",
     ),
     "host_names": (
         "certificate names (orthweb-cert)",
@@ -102,13 +131,13 @@ class AppHostError(ProcessError):
 
 @dataclass
 class AppHost:
-    """A running application. Ports are on 127.0.0.1; ``admin_password`` is the generated one."""
+    """A running application. Ports are on 127.0.0.1; ``passwords`` are the generated ones."""
 
     root: Path
     settings: Settings
     moto: MotoServer
     ports: dict[str, int] = field(default_factory=dict)
-    admin_password: str = ""
+    passwords: dict[str, str] = field(default_factory=dict)
     db_secret_arn: str = ""
     admin_secret_arn: str = ""
     orthanc_proc: subprocess.Popen[bytes] | None = None
@@ -137,6 +166,23 @@ class AppHost:
     def server_cert(self) -> Path:
         """The certificate the host's certificate step made (nginx presents it)."""
         return self.tls / "server.crt"
+
+    @property
+    def admin_user(self) -> str:
+        """The first user with the admin role (the harness's own requests use it)."""
+        return next(name for name, role in self.settings.web_users.items() if role == "admin")
+
+    @property
+    def admin_password(self) -> str:
+        return self.passwords.get(self.admin_user, "")
+
+    @property
+    def nginx_access_log(self) -> Path:
+        return self.root / "nginx" / "access.log"
+
+    @property
+    def nginx_dicom_log(self) -> Path:
+        return self.root / "nginx" / "dicom.log"
 
     @property
     def orthanc_log(self) -> Path:
@@ -242,7 +288,7 @@ class AppHost:
             conf.write(
                 f"listen_addresses = '127.0.0.1'\nport = {port}\nunix_socket_directories = '{self.pg / 'run'}'\n"
                 f"ssl = on\nssl_cert_file = '{self.pg / 'server.crt'}'\nssl_key_file = '{self.pg / 'server.key'}'\n"
-                "ssl_min_protocol_version = 'TLSv1.2'\npassword_encryption = 'scram-sha-256'\nfsync = off\n"
+                "ssl_min_protocol_version = 'TLSv1.2'\npassword_encryption = 'scram-sha-256'\n"
             )
         # Like RDS with rds.force_ssl: TCP only over TLS, with SCRAM; the local socket is for the harness.
         (self.pg / "data" / "pg_hba.conf").write_text(
@@ -285,7 +331,12 @@ class AppHost:
             Plugins=[str(ORTHANC_PLUGIN_DIR / p) for p in ORTHANC_PLUGINS],
             StorageDirectory=str(self.root / "orthanc-storage"),
             IndexDirectory=str(self.root / "orthanc-storage"),
+            LuaScripts=[str(self.etc / "orthanc-roles.lua")],
+            TemporaryDirectory=str(self.root / "orthanc-tmp"),
         )
+        for modality in config["DicomModalities"].values():
+            if modality["Port"] >= MOVE_RELAY_BASE_PORT:
+                modality["Port"] = self.ports[f"move_relay_{modality['Port'] - MOVE_RELAY_BASE_PORT}"]
         uri = (self.secrets / DB_URI_FILE).read_text()
         uri = uri.replace(f"sslrootcert={HOST_RDS_CA}", f"sslrootcert={quote(str(self.tls / 'rds-ca.pem'))}")
         # Orthanc refuses a section defined in two files, so the fragment carries the whole
@@ -293,6 +344,14 @@ class AppHost:
         postgres = {**config.pop("PostgreSQL"), "ConnectionUri": uri}
         users = json.loads((self.secrets / USERS_FILE).read_text())
         return config, {"PostgreSQL": postgres, "RegisteredUsers": users}
+
+    def _capabilities(self, keep: tuple[str, ...]) -> list[str]:
+        """A prefix that runs a program (as root) with only the capabilities ``keep``, and no
+        privilege gain, like the container's cap_drop/cap_add and no-new-privileges; none when not root."""
+        if os.geteuid() != 0:
+            return []
+        caps = ",".join(["-all", *(f"+{c}" for c in keep)])
+        return ["setpriv", f"--bounding-set={caps}", "--inh-caps=-all", "--no-new-privs", "--"]
 
     def start_orthanc(self) -> None:
         """Start Orthanc on the secret files as they are now (a fresh process, as a new container)."""
@@ -304,12 +363,14 @@ class AppHost:
         fragment = conf_dir / "secrets.json"
         fragment.touch(mode=0o600)
         fragment.write_text(json.dumps(secrets, indent=2))
-        self.admin_password = secrets["RegisteredUsers"]["admin"]
+        self.passwords = dict(secrets["RegisteredUsers"])
+        (self.root / "orthanc-tmp").mkdir(exist_ok=True)
         self.orthanc_starts += 1
         with self.orthanc_log.open("ab") as log:
             log.write(f"--- orthweb harness: Orthanc start {self.orthanc_starts}\n".encode())
+            # No capability at all, as the container (cap_drop: ALL, cap_add: none).
             self.orthanc_proc = subprocess.Popen(
-                ["Orthanc", str(conf_dir)],
+                [*self._capabilities(()), "Orthanc", str(conf_dir)],
                 cwd=self.root,
                 env={**os.environ, **self.orthanc_environment()},
                 stdout=log,
@@ -347,11 +408,23 @@ class AppHost:
             (rf"^(\s*)listen {web}( ssl)?;", rf"\1listen 127.0.0.1:{p['nginx_web']}\2;"),
             (r"^(\s*)listen 11112 ssl;", rf"\1listen 127.0.0.1:{p['nginx_dicom']} ssl;"),
             (r"^(\s*)listen 127\.0\.0\.1:8080;", rf"\1listen 127.0.0.1:{p['nginx_health']};"),
-            (r"orthanc:8042", f"127.0.0.1:{p['orthanc_http']}"),
-            (r"orthanc:4242", f"127.0.0.1:{dicom_upstream or p['orthanc_dicom']}"),
+            (rf"proxy_pass http://127\.0\.0\.1:{ORTHANC_HTTP_PORT};", f"proxy_pass http://127.0.0.1:{p['orthanc_http']};"),
+            (
+                rf"proxy_pass 127\.0\.0\.1:{ORTHANC_DICOM_PORT};",
+                f"proxy_pass 127.0.0.1:{dicom_upstream or p['orthanc_dicom']};",
+            ),
             (r"/etc/nginx/tls/", f"{self.tls}/"),
-            (r"access_log /dev/stdout;", f"access_log {nginx}/access.log;"),
+            (r"/etc/nginx/auth/", f"{self.etc / 'nginx-auth'}/"),
+            (r"access_log /dev/stdout orthweb;", f"access_log {self.nginx_access_log} orthweb;"),
+            (r"access_log /dev/stdout dicom;", f"access_log {self.nginx_dicom_log} dicom;"),
+            (r"^pid /run/nginx\.pid;", f"pid {nginx}/nginx.pid;"),
         ]
+        if self.settings.plain_dicom_in_vpc:
+            subs.append((r"^(\s*)listen 11113;", rf"\1listen 127.0.0.1:{p['nginx_plain_dicom']};"))
+        for n in range(self._move_peers()):
+            subs.append((rf"listen 127\.0\.0\.1:{MOVE_RELAY_BASE_PORT + n};", f"listen 127.0.0.1:{p[f'move_relay_{n}']};"))
+        if os.geteuid() != 0:  # only root can switch the workers to another user
+            subs.append((r"^user nginx;\n", ""))
         for pattern, repl in subs:
             text, n = re.subn(pattern, repl, text, flags=re.M)
             if n == 0:
@@ -360,33 +433,58 @@ class AppHost:
             f"  {kind}_temp_path {nginx}/{kind};\n" for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
         )
         text = text.replace("http {\n", "http {\n" + temp, 1)
-        return f"load_module {NGINX_STREAM_MODULE};\npid {nginx}/nginx.pid;\n{text}"
+        return f"load_module {NGINX_STREAM_MODULE};\n{text}"
+
+    def _move_peers(self) -> int:
+        return sum("move" in p.permissions for p in self.settings.dicom_peers)
 
     def restart_nginx(self, dicom_upstream: int | None = None) -> None:
         """Stop nginx and start it again, its DICOM TLS listener proxying to ``dicom_upstream``."""
         stop_process(self.nginx_proc)
         self._start_nginx(dicom_upstream)
 
+    def _nginx_user(self) -> None:
+        """The nginx system user the workers run as (as the image's), created if missing; it
+        owns nginx's temporary directories, as the tmpfs owned by uid 101 in the container."""
+        nginx = self.root / "nginx"
+        if os.geteuid() != 0:
+            return
+        try:
+            pwd.getpwnam(NGINX_USER)
+        except KeyError:
+            run(["useradd", "--system", "--no-create-home", "--user-group", "--shell", "/usr/sbin/nologin", NGINX_USER])
+        for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"):
+            (nginx / kind).mkdir(mode=0o700, exist_ok=True)
+            shutil.chown(nginx / kind, NGINX_USER, NGINX_USER)
+
     def _start_nginx(self, dicom_upstream: int | None = None) -> None:
         nginx = self.root / "nginx"
         nginx.mkdir(exist_ok=True)
+        self._nginx_user()
         conf = nginx / "nginx.conf"
         conf.write_text(self.nginx_conf(dicom_upstream))
         log = self.nginx_error_log
         with log.open("ab") as out:
             run(["nginx", "-t", "-q", "-p", str(nginx), "-e", str(log), "-c", str(conf)])
             self.nginx_proc = subprocess.Popen(
-                ["nginx", "-p", str(nginx), "-e", str(log), "-c", str(conf), "-g", "daemon off;"],
+                [*self._capabilities(NGINX_CAPABILITIES), "nginx", "-p", str(nginx), "-e", str(log),
+                 "-c", str(conf), "-g", "daemon off;"],
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
-            )
+            )  # fmt: skip
         wait_until(
             "nginx",
             lambda: port_open(self.ports["nginx_dicom"]) and self._rest_ok(self.web_url),
             log=log,
             proc=self.nginx_proc,
         )
+
+    def reload_nginx(self) -> None:
+        """SIGHUP, as ``docker compose kill --signal HUP nginx`` does: new configuration, files and
+        certificate, without dropping the listeners."""
+        assert self.nginx_proc is not None
+        self.nginx_proc.send_signal(signal.SIGHUP)
 
     # --- clients -------------------------------------------------------------------------------
     @property
@@ -398,11 +496,27 @@ class AppHost:
         """A client context that trusts only the certificate the host's certificate step made."""
         return ssl.create_default_context(cafile=str(self.server_cert))
 
-    def rest(self, method: str, path: str, body: bytes | None = None, auth: bool = True, timeout: float = 120) -> Any:
-        """A request through nginx; returns (status, body bytes). HTTP errors are returned, not raised."""
+    def rest(
+        self,
+        method: str,
+        path: str,
+        body: bytes | None = None,
+        auth: bool = True,
+        timeout: float = 120,
+        user: str | None = None,
+        password: str | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> Any:
+        """A request through nginx as ``user`` (default: the admin), with that user's generated
+        password unless ``password`` is given; returns (status, body bytes). HTTP errors are
+        returned, not raised."""
         req = urllib.request.Request(self.web_url + path, data=body, method=method)  # noqa: S310 - loopback
+        for name, value in (headers or {}).items():
+            req.add_header(name, value)
         if auth:
-            token = b64encode(f"admin:{self.admin_password}".encode()).decode()
+            user = user or self.admin_user
+            secret = self.passwords[user] if password is None else password
+            token = b64encode(f"{user}:{secret}".encode()).decode()
             req.add_header("Authorization", f"Basic {token}")
         try:
             with urllib.request.urlopen(req, context=self.tls_context(), timeout=timeout) as resp:  # noqa: S310
@@ -416,7 +530,7 @@ class AppHost:
         return json.loads(body)
 
     def _rest_ok(self, base: str) -> bool:
-        token = b64encode(f"admin:{self.admin_password}".encode()).decode()
+        token = b64encode(f"{self.admin_user}:{self.admin_password}".encode()).decode()
         req = urllib.request.Request(base + "/system", headers={"Authorization": f"Basic {token}"})  # noqa: S310
         ctx = self.tls_context() if base.startswith("https") else None
         try:
@@ -427,9 +541,17 @@ class AppHost:
 
     # --- lifecycle -----------------------------------------------------------------------------
     def start(self) -> None:
-        for name in ("orthanc_http", "orthanc_dicom", "nginx_web", "nginx_dicom", "nginx_health"):
+        names = ["orthanc_http", "orthanc_dicom", "nginx_web", "nginx_dicom", "nginx_health"]
+        names += [f"move_relay_{n}" for n in range(self._move_peers())]
+        names += ["nginx_plain_dicom"] if self.settings.plain_dicom_in_vpc else []
+        for name in names:
             self.ports[name] = free_port()
         self.rendered = render_app(self.settings)
+        self.etc.mkdir(parents=True, exist_ok=True)
+        (self.etc / "orthanc-roles.lua").write_text(self.rendered["orthanc-roles.lua"])
+        if self.settings.dicom_client_ca:  # what cloud-init writes (userdata/cloud/dicom-client-ca.yaml)
+            self.tls.mkdir(parents=True, exist_ok=True)
+            (self.tls / "dicom-client-ca.pem").write_text(self.settings.dicom_client_ca)
         self._install_host_scripts()
         self._start_postgres()
         db_password = b64encode(os.urandom(18)).decode() + "@:/?%"  # characters the URI must escape
@@ -445,6 +567,7 @@ class AppHost:
             f"ORTHWEB_REGION={self.moto.region}\nORTHWEB_DB_ADDRESS=127.0.0.1\n"
             f"ORTHWEB_DB_PORT={self.ports['postgres']}\nORTHWEB_DB_NAME={DB_NAME}\nORTHWEB_SITE_NAME=localhost\n"
             f"ORTHWEB_DB_SECRET_ARN={self.db_secret_arn}\nORTHWEB_ADMIN_SECRET_ARN={self.admin_secret_arn}\n"
+            f'ORTHWEB_WEB_USERS="{" ".join(self.settings.web_users)}"\n'
         )
         # The host's boot steps, for real: secrets (generating the admin password), then the certificate.
         self.host_step("orthweb-secrets")
@@ -470,16 +593,22 @@ def missing_prerequisites() -> list[str]:
     return tools + [str(f) for f in files if not f.exists()]
 
 
+def deployment_settings(environ: Mapping[str, str] | None = None) -> Settings:
+    """The settings a deployment from this checkout would use: cdktf.json context, then ``ORTHWEB_*``."""
+    return Settings.load(read_context(PROJECT_DIR / "cdktf.json"), os.environ if environ is None else environ)
+
+
 @contextlib.contextmanager
 def app_host(settings: Settings | None = None, base_dir: str | None = None, keep: bool = False) -> Iterator[AppHost]:
-    """Start the whole application; stop it and remove its directory (unless ``keep``) after."""
+    """Start the whole application for ``settings`` (default: :func:`deployment_settings`); stop
+    it and remove its directory (unless ``keep``) after."""
     missing = missing_prerequisites()
     if missing:
         raise AppHostError(f"missing {', '.join(missing)}: install the Debian packages (make debian)")
     root = Path(tempfile.mkdtemp(prefix="orthweb-app-", dir=base_dir))
     try:
         with moto_server() as moto:
-            host = AppHost(root=root, settings=settings or Settings(), moto=moto)
+            host = AppHost(root=root, settings=settings or deployment_settings(), moto=moto)
             try:
                 host.start()
                 yield host

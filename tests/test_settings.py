@@ -75,7 +75,8 @@ def test_plain_http_is_allowed_on_private_networks_only() -> None:
 
 
 PEER = {"aet": "CT01", "cidr": "203.0.113.0/24", "permissions": ["store"]}
-MOVER = {"aet": "WS1", "cidr": "203.0.113.0/24", "permissions": ["move"], "host": "203.0.113.9", "port": 104}
+MOVER = {"aet": "WS1", "cidr": "203.0.113.0/24", "permissions": ["move"], "host": "203.0.113.9", "port": 104,
+         "tls_name": "ws1.example.org"}  # fmt: skip
 
 BAD_INPUTS = [
     # (context, environment, words the message must contain)
@@ -113,7 +114,11 @@ BAD_INPUTS = [
     ({"https": False, "web_cidrs": ["10.0.0.0/8", "198.51.100.0/24"]}, {}, ["https", "198.51.100.0/24"]),
     ({"https": False, "web_cidrs": ["0.0.0.0/1"]}, {}, ["https", "0.0.0.0/1"]),
     ({"dicom_cidrs": ["203.0.113.0/24"]}, {}, ["dicom_cidrs", "dicom_peers", "deprecated"]),
-    ({"dicom_peers": [{**PEER, "permissions": ["store", "delete"]}]}, {}, ["dicom_peers", "unknown permission 'delete'"]),
+    (
+        {"dicom_peers": [{**PEER, "permissions": ["store", "delete"]}]},
+        {},
+        ["dicom_peers", "unknown permission 'delete'"],
+    ),
     ({"dicom_peers": [{**PEER, "aet": "CT 01"}]}, {}, ["dicom_peers", "'CT 01'", "1-16"]),
     ({"dicom_peers": [{**PEER, "aet": "A" * 17}]}, {}, ["dicom_peers", "1-16"]),
     ({"dicom_peers": [{**PEER, "cidr": "203.0.113.1/24"}]}, {}, ["dicom_peers", "203.0.113.1/24", "host bits"]),
@@ -122,12 +127,26 @@ BAD_INPUTS = [
     ({"dicom_peers": [{**PEER, "permissions": ["find", "find"]}]}, {}, ["dicom_peers", "twice"]),
     ({"dicom_peers": [{**PEER, "permisions": ["find"]}]}, {}, ["dicom_peers", "permisions", "extra"]),
     ({"dicom_peers": [{"cidr": "203.0.113.0/24"}]}, {}, ["dicom_peers", "aet", "required"]),
-    ({"dicom_peers": [{**MOVER, "host": None}], "dicom_client_ca": "-----BEGIN CERTIFICATE-----"}, {},
-     ["dicom_peers", "host and port", "move"]),
-    ({"dicom_peers": [{**MOVER, "host": "192.0.2.1"}], "dicom_client_ca": "-----BEGIN CERTIFICATE-----"}, {},
-     ["dicom_peers", "192.0.2.1", "inside its cidr"]),
-    ({"dicom_peers": [{**MOVER, "port": 70000}], "dicom_client_ca": "-----BEGIN CERTIFICATE-----"}, {},
-     ["dicom_peers", "70000"]),
+    (
+        {"dicom_peers": [{**MOVER, "host": None}], "dicom_client_ca": "-----BEGIN CERTIFICATE-----"},
+        {},
+        ["dicom_peers", "host, port and tls_name", "move"],
+    ),
+    (
+        {"dicom_peers": [{**MOVER, "tls_name": "WS 1"}], "dicom_client_ca": "-----BEGIN CERTIFICATE-----"},
+        {},
+        ["dicom_peers", "'WS 1'", "DNS name"],
+    ),
+    (
+        {"dicom_peers": [{**MOVER, "host": "192.0.2.1"}], "dicom_client_ca": "-----BEGIN CERTIFICATE-----"},
+        {},
+        ["dicom_peers", "192.0.2.1", "inside its cidr"],
+    ),
+    (
+        {"dicom_peers": [{**MOVER, "port": 70000}], "dicom_client_ca": "-----BEGIN CERTIFICATE-----"},
+        {},
+        ["dicom_peers", "70000"],
+    ),
     ({"dicom_peers": [MOVER]}, {}, ["dicom_peers", "move", "dicom_client_ca"]),
     ({}, {"ORTHWEB_DICOM_PEERS": "CT01"}, ["dicom_peers", "ORTHWEB_DICOM_PEERS", "JSON list of peers"]),
     ({}, {"ORTHWEB_DICOM_PEERS": "[{]"}, ["dicom_peers", "JSON list of peers"]),

@@ -49,7 +49,14 @@ TF_FACTS = HostFacts(
 CA_PEM = "-----BEGIN CERTIFICATE-----\nMIIBfake\n-----END CERTIFICATE-----\n"
 PEERS = [
     {"aet": "CT01", "cidr": "203.0.113.0/24", "permissions": ["store"]},
-    {"aet": "WS-2", "cidr": "198.51.100.0/28", "permissions": ["find", "get", "move"], "host": "198.51.100.5", "port": 11112},
+    {
+        "aet": "WS-2",
+        "cidr": "198.51.100.0/28",
+        "permissions": ["find", "get", "move"],
+        "host": "198.51.100.5",
+        "port": 11112,
+        "tls_name": "ws-2.example.org",
+    },
     {"aet": "ARCHIVE", "cidr": "203.0.113.0/24", "permissions": []},
 ]
 VARIANTS = {
@@ -328,8 +335,9 @@ def test_orthanc_serves_http_only_to_loopback_with_logins_and_the_role_filter(na
     assert config["HttpDescribeErrors"] is False
     assert config["WebDavEnabled"] is False
     compose = yaml.safe_load(render_app(VARIANTS[name])["docker-compose.yml"])
-    assert "/etc/orthweb/orthanc-roles.lua:/etc/orthweb/orthanc-roles.lua:ro" in (
-        compose["services"]["orthanc"]["volumes"]
+    assert (
+        "/etc/orthweb/orthanc-roles.lua:/etc/orthweb/orthanc-roles.lua:ro"
+        in (compose["services"]["orthanc"]["volumes"])
     )
 
 
@@ -366,6 +374,7 @@ def test_c_move_goes_to_the_peer_through_a_loopback_tls_relay() -> None:
     assert "proxy_pass 198.51.100.5:11112;" in block
     assert "proxy_ssl on;" in block
     assert "proxy_ssl_verify on;" in block
+    assert "proxy_ssl_name ws-2.example.org;" in block
     assert "proxy_ssl_trusted_certificate /etc/nginx/tls/dicom-client-ca.pem;" in block
     # Peers without move have no destination: a port nothing listens on in the namespace.
     assert modalities["CT01"]["Port"] == modalities["ARCHIVE"]["Port"] == 9

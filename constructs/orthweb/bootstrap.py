@@ -115,7 +115,8 @@ def _nginx_move_relays(settings: Settings) -> str:
             "  proxy_ssl_protocols TLSv1.2 TLSv1.3;\n"
             "  proxy_ssl_verify on;\n"
             "  proxy_ssl_trusted_certificate /etc/nginx/tls/dicom-client-ca.pem;\n"
-            f"  proxy_ssl_name {peer.host};\n"
+            f"  proxy_ssl_name {peer.tls_name};\n"
+            "  proxy_ssl_server_name on;\n"
             "  proxy_timeout 3600s;\n"
             "}"
         )

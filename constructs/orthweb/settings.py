@@ -172,7 +172,7 @@ def _tags(v: dict[str, str]) -> str | None:
 
 _PEERS_ALLOWED = (
     'a JSON list of peers {"aet": "CT01", "cidr": "203.0.113.0/24", "permissions": ["store", "find"]} '
-    f"(permissions from {', '.join(DICOM_PERMISSIONS)}; a peer with move also gives host and port)"
+    f"(permissions from {', '.join(DICOM_PERMISSIONS)}; a peer with move also gives host, port and tls_name)"
 )
 
 
@@ -184,9 +184,11 @@ class DicomPeer(BaseModel):
     aet: str
     cidr: str
     permissions: list[str] = Field(default_factory=list)
-    # Where Orthanc sends what this peer C-MOVEs (its own SCP); required with "move".
+    # Where Orthanc sends what this peer C-MOVEs (its own DICOM TLS SCP), and the DNS name its
+    # certificate carries (nginx verifies it); all three are required with "move", and only then.
     host: str | None = None
     port: int | None = None
+    tls_name: str | None = None
 
     @property
     def network(self) -> ipaddress.IPv4Network:
@@ -209,8 +211,13 @@ def _peers(v: list[DicomPeer]) -> str | None:
             problem = f"peer {p.aet!r} has unknown permission {bad[0]!r}"
         elif len(set(p.permissions)) != len(p.permissions):
             problem = f"peer {p.aet!r} lists a permission twice"
-        elif ("move" in p.permissions) != (p.host is not None and p.port is not None):
-            problem = f"peer {p.aet!r}: host and port (where C-MOVE sends) are given exactly when move is granted"
+        elif ("move" in p.permissions) != (p.host is not None and p.port is not None and p.tls_name is not None):
+            problem = (
+                f"peer {p.aet!r}: host, port and tls_name (where C-MOVE sends, and the name in its "
+                "certificate) are given exactly when move is granted"
+            )
+        elif p.tls_name is not None and not _HOSTNAME_RE.match(p.tls_name):
+            problem = f"peer {p.aet!r} has tls_name {p.tls_name!r}, not a lowercase DNS name"
         elif p.host is not None and not _host_in(p.host, p.network):
             problem = f"peer {p.aet!r} has host {p.host!r}, not an IPv4 address inside its cidr {p.cidr}"
         elif p.port is not None and not 1 <= p.port <= 65535:

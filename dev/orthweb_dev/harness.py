@@ -99,14 +99,22 @@ HOST_DIFFERENCES: dict[str, tuple[str, str, str]] = {
     "nginx_web_listen": ("nginx.conf listen 443", "443 on all addresses", "127.0.0.1:<free port>"),
     "nginx_dicom_listen": ("nginx.conf listen 11112", "11112 on all addresses", "127.0.0.1:<free port>"),
     "nginx_health_listen": ("nginx.conf listen 127.0.0.1:8080", "8080 inside the container", "127.0.0.1:<free port>"),
-    "nginx_plain_dicom_listen": ("nginx.conf listen 11113 (plain DICOM)", "11113, published as 4242", "127.0.0.1:<free port>"),
+    "nginx_plain_dicom_listen": (
+        "nginx.conf listen 11113 (plain DICOM)",
+        "11113, published as 4242",
+        "127.0.0.1:<free port>",
+    ),
     "nginx_upstreams": (
         "nginx.conf 127.0.0.1:8042, 127.0.0.1:4242",
         "Orthanc's ports on the shared loopback",
         "127.0.0.1:<Orthanc's free ports>",
     ),
     "nginx_tls_files": ("nginx.conf /etc/nginx/tls/", "bind-mounted /etc/orthweb/tls", "<tmp>/etc/tls/"),
-    "nginx_auth_files": ("nginx.conf /etc/nginx/auth/", "bind-mounted /etc/orthweb/nginx-auth", "<tmp>/etc/nginx-auth/"),
+    "nginx_auth_files": (
+        "nginx.conf /etc/nginx/auth/",
+        "bind-mounted /etc/orthweb/nginx-auth",
+        "<tmp>/etc/nginx-auth/",
+    ),
     "nginx_files": (
         "nginx.conf access_log (both), pid, temp paths",
         "/dev/stdout (journald), /run/nginx.pid, /var/cache/nginx (tmpfs)",
@@ -408,7 +416,10 @@ class AppHost:
             (rf"^(\s*)listen {web}( ssl)?;", rf"\1listen 127.0.0.1:{p['nginx_web']}\2;"),
             (r"^(\s*)listen 11112 ssl;", rf"\1listen 127.0.0.1:{p['nginx_dicom']} ssl;"),
             (r"^(\s*)listen 127\.0\.0\.1:8080;", rf"\1listen 127.0.0.1:{p['nginx_health']};"),
-            (rf"proxy_pass http://127\.0\.0\.1:{ORTHANC_HTTP_PORT};", f"proxy_pass http://127.0.0.1:{p['orthanc_http']};"),
+            (
+                rf"proxy_pass http://127\.0\.0\.1:{ORTHANC_HTTP_PORT};",
+                f"proxy_pass http://127.0.0.1:{p['orthanc_http']};",
+            ),
             (
                 rf"proxy_pass 127\.0\.0\.1:{ORTHANC_DICOM_PORT};",
                 f"proxy_pass 127.0.0.1:{dicom_upstream or p['orthanc_dicom']};",
@@ -422,7 +433,9 @@ class AppHost:
         if self.settings.plain_dicom_in_vpc:
             subs.append((r"^(\s*)listen 11113;", rf"\1listen 127.0.0.1:{p['nginx_plain_dicom']};"))
         for n in range(self._move_peers()):
-            subs.append((rf"listen 127\.0\.0\.1:{MOVE_RELAY_BASE_PORT + n};", f"listen 127.0.0.1:{p[f'move_relay_{n}']};"))
+            subs.append(
+                (rf"listen 127\.0\.0\.1:{MOVE_RELAY_BASE_PORT + n};", f"listen 127.0.0.1:{p[f'move_relay_{n}']};")
+            )
         if os.geteuid() != 0:  # only root can switch the workers to another user
             subs.append((r"^user nginx;\n", ""))
         for pattern, repl in subs:

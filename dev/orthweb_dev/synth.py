@@ -21,7 +21,14 @@ VARIANT_SETTINGS: dict[str, Any] = {
     "dicom_cidrs": ["203.0.113.0/24"],
     "dicom_peers": [
         {"aet": "CT01", "cidr": "203.0.113.0/24", "permissions": ["store"]},
-        {"aet": "WS01", "cidr": "192.0.2.0/28", "permissions": ["find", "move"], "host": "192.0.2.5", "port": 11112},
+        {
+            "aet": "WS01",
+            "cidr": "192.0.2.0/28",
+            "permissions": ["find", "move"],
+            "host": "192.0.2.5",
+            "port": 11112,
+            "tls_name": "ws01.example.org",
+        },
     ],
     "dicom_client_ca": "-----BEGIN CERTIFICATE-----\nMIIBvariant\n-----END CERTIFICATE-----\n",
     "instance_type": "m7i.large",

@@ -1,0 +1,476 @@
+"""Who may reach the images, and as whom, proven through the real nginx and Orthanc of the
+harness: DICOM peers by AET, network and permission; client certificates; web users by role;
+password guessing throttled; the hop to Orthanc on loopback only; the containers' capabilities.
+
+One application runs for the module with web users of each role, DICOM peers of different
+permissions (all on 127.0.0.1/32) and ``dicom_client_ca`` set to a test CA. Tests only talk to
+127.0.0.x; 127.0.0.2 and 127.0.0.3 stand for "another address" (still loopback)."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import pwd
+import ssl
+import subprocess
+import time
+from base64 import b64encode
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from pydicom.dataset import Dataset
+
+from orthweb.settings import Settings
+from orthweb_dev.dicom import STUDY_ROOT_FIND, Sample, dicom_ae, make_instance, store
+from orthweb_dev.harness import NGINX_CAPABILITIES, NGINX_USER, AppHost, app_host, missing_prerequisites
+from orthweb_dev.pki import Issued, issue, make_ca
+from orthweb_dev.proc import free_port
+from orthweb_dev.testing import INSTALL_HINT, not_run
+
+pytestmark = pytest.mark.app
+
+STUDY_ROOT_MOVE = "1.2.840.10008.5.1.4.1.2.2.2"
+USERS = {"admin": "admin", "ann": "viewer", "upton": "uploader"}
+
+
+class Pki:
+    """The peers' CA with a client certificate per peer, and another CA with one of its own."""
+
+    def __init__(self, directory: Path) -> None:
+        self.ca = make_ca(directory, "peers")
+        self.client = issue(self.ca, "ct01", cn="CT01", usage="clientAuth")
+        # The C-MOVE destination's own DICOM TLS server (nginx verifies it against the same CA).
+        self.destination = issue(self.ca, "mover-scp", cn="mover.test", usage="serverAuth", san="DNS:mover.test")
+        self.other_ca = make_ca(directory / "other", "other")
+        self.stranger = issue(self.other_ca, "stranger", cn="CT01", usage="clientAuth")
+
+
+@pytest.fixture(scope="module")
+def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
+    return Pki(tmp_path_factory.mktemp("pki"))
+
+
+@pytest.fixture(scope="module")
+def move_port() -> int:
+    return free_port()
+
+
+@pytest.fixture(scope="module")
+def app(pki: Pki, move_port: int) -> Iterator[AppHost]:
+    missing = missing_prerequisites()
+    if missing:
+        not_run(f"the application harness needs {', '.join(missing)} ({INSTALL_HINT})")
+    settings = Settings(
+        web_users=USERS,
+        dicom_client_ca=pki.ca.pem,
+        dicom_peers=[
+            {"aet": "CT01", "cidr": "127.0.0.1/32", "permissions": ["store", "find"]},
+            {"aet": "STORE1", "cidr": "127.0.0.1/32", "permissions": ["store"]},
+            {"aet": "MOVER", "cidr": "127.0.0.1/32", "permissions": ["find", "move"],
+             "host": "127.0.0.1", "port": move_port, "tls_name": "mover.test"},
+        ],
+    )  # fmt: skip
+    with app_host(settings) as host:
+        yield host
+
+
+def tls(app: AppHost, client: Issued | None) -> tuple[ssl.SSLContext, str]:
+    """pynetdicom tls_args: verify nginx by name, present ``client``'s certificate if given."""
+    ctx = app.tls_context()
+    if client is not None:
+        ctx.load_cert_chain(client.cert, client.key)
+    return ctx, "localhost"
+
+
+def associate(
+    app: AppHost,
+    aet: str,
+    *,
+    pki: Pki,
+    samples: list[Sample] = (),  # type: ignore[assignment]
+    find: bool = False,
+    called: str = "ORTHANC",
+    client: Issued | None | str = "default",
+) -> Any:
+    ae = dicom_ae(samples, find=find, aet=aet)
+    cert = pki.client if client == "default" else client
+    assert not isinstance(cert, str)
+    return ae.associate("127.0.0.1", app.ports["nginx_dicom"], ae_title=called, tls_args=tls(app, cert))
+
+
+def study_find(assoc: Any) -> tuple[list[int], set[str]]:
+    query = Dataset()
+    query.QueryRetrieveLevel = "STUDY"
+    query.StudyInstanceUID = ""
+    statuses, found = [], set()
+    for status, identifier in assoc.send_c_find(query, STUDY_ROOT_FIND):
+        statuses.append(int(status.Status) if status else -1)
+        if identifier is not None:
+            found.add(str(identifier.StudyInstanceUID))
+    return statuses, found
+
+
+@pytest.fixture(scope="module")
+def stored(app: AppHost, pki: Pki) -> Sample:
+    """One instance C-STOREd by the listed peer CT01 (asserted in the first test)."""
+    sample = make_instance("access-ct01", rows=64, columns=64)
+    assoc = associate(app, "CT01", pki=pki, samples=[sample])
+    assert assoc.is_established
+    status = store(assoc, sample)
+    assoc.release()
+    assert status == 0
+    return sample
+
+
+# --- DICOM peers ---------------------------------------------------------------------------------
+
+
+def test_a_listed_peer_stores_and_finds(app: AppHost, pki: Pki, stored: Sample) -> None:
+    assoc = associate(app, "CT01", pki=pki, find=True)
+    assert assoc.is_established
+    statuses, found = study_find(assoc)
+    assoc.release()
+    assert statuses[-1] == 0
+    assert stored.study in found
+
+
+@pytest.mark.parametrize("find", [False, True], ids=["store", "find"])
+def test_an_unlisted_aet_is_refused_at_association(app: AppHost, pki: Pki, find: bool) -> None:
+    sample = make_instance("unlisted", rows=16, columns=16)
+    assoc = associate(app, "INTRUDER", pki=pki, samples=[] if find else [sample], find=find)
+    assert not assoc.is_established
+    assert assoc.is_rejected  # A-ASSOCIATE-RJ: calling AE title not recognised
+
+
+def test_a_peer_with_only_store_stores_but_cannot_find(app: AppHost, pki: Pki) -> None:
+    sample = make_instance("store-only", rows=16, columns=16)
+    assoc = associate(app, "STORE1", pki=pki, samples=[sample], find=True)
+    assert assoc.is_established
+    assert store(assoc, sample) == 0
+    statuses, found = study_find(assoc)
+    # Orthanc refuses the command by aborting the association: no status, nothing found.
+    assert found == set()
+    assert statuses == [-1], statuses
+    assert 'Rejected Find request from remote DICOM modality with AET "STORE1"' in app.orthanc_log.read_text()
+
+
+def test_a_wrong_called_aet_is_refused(app: AppHost, pki: Pki) -> None:
+    assoc = associate(app, "CT01", pki=pki, called="NOT-ORTHANC")
+    assert not assoc.is_established
+    assert assoc.is_rejected
+
+
+def test_c_move_sends_to_the_peer_over_verified_tls(app: AppHost, pki: Pki, stored: Sample, move_port: int) -> None:
+    from pynetdicom import AE, AllStoragePresentationContexts, evt
+
+    received: list[str] = []
+
+    def on_store(event: Any) -> int:
+        received.append(str(event.dataset.SOPInstanceUID))
+        return 0
+
+    scp = AE(ae_title="MOVER")
+    scp.supported_contexts = AllStoragePresentationContexts
+    server_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server_ctx.load_cert_chain(pki.destination.cert, pki.destination.key)
+    server = scp.start_server(
+        ("127.0.0.1", move_port), block=False, ssl_context=server_ctx, evt_handlers=[(evt.EVT_C_STORE, on_store)]
+    )
+    try:
+        ae = dicom_ae(aet="MOVER")
+        ae.add_requested_context(STUDY_ROOT_MOVE)
+        assoc = ae.associate("127.0.0.1", app.ports["nginx_dicom"], ae_title="ORTHANC", tls_args=tls(app, pki.client))
+        assert assoc.is_established
+        query = Dataset()
+        query.QueryRetrieveLevel = "STUDY"
+        query.StudyInstanceUID = stored.study
+        statuses = [int(s.Status) for s, _ in assoc.send_c_move(query, "MOVER", STUDY_ROOT_MOVE) if s]
+        assoc.release()
+    finally:
+        server.shutdown()
+    assert statuses[-1] == 0, [hex(s) for s in statuses]
+    assert received == [stored.sop_instance]
+    # nginx made the outgoing connection (Orthanc reached it on its loopback relay).
+    relay = json.loads(app.rendered["orthanc.json"])["DicomModalities"]["MOVER"]["Port"]
+    assert f"listen 127.0.0.1:{relay};" in app.rendered["nginx.conf"]
+
+
+# --- client certificates (dcmtk through the real nginx) -----------------------------------------
+
+
+def echoscu(app: AppHost, client: Issued | None) -> subprocess.CompletedProcess[str]:
+    tls_args = ["--enable-tls", str(client.key), str(client.cert)] if client else ["--anonymous-tls"]
+    return subprocess.run(
+        ["echoscu", "-v", *tls_args, "--add-cert-file", str(app.server_cert), "-aet", "CT01", "-aec", "ORTHANC",
+         "127.0.0.1", str(app.ports["nginx_dicom"])],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+
+
+def dicom_log(app: AppHost) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in app.nginx_dicom_log.read_text().splitlines()]
+
+
+def test_a_peer_with_a_certificate_from_the_configured_ca_is_served(app: AppHost, pki: Pki) -> None:
+    run = echoscu(app, pki.client)
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert "Received Echo Response (Success)" in run.stdout + run.stderr
+    assert dicom_log(app)[-1]["client_cert"] == "SUCCESS"
+
+
+@pytest.mark.parametrize("who", ["no certificate", "another CA"])
+def test_a_peer_without_a_valid_certificate_is_refused_at_the_tls_handshake(app: AppHost, pki: Pki, who: str) -> None:
+    client = None if who == "no certificate" else pki.stranger
+    run = echoscu(app, client)
+    out = run.stdout + run.stderr
+    assert run.returncode != 0
+    assert "Association Request Failed" in out or "TLS" in out, out
+    assert "Received Echo Response" not in out
+    # nginx refused before any DICOM byte reached Orthanc.
+    entry = dicom_log(app)[-1]
+    assert entry["client_cert"] in ("NONE", "FAILED") or entry["client_cert"].startswith("FAILED")
+    assert entry["status"] != 200 or entry["bytes_out"] == 0
+
+
+# --- the hop to Orthanc: loopback only -----------------------------------------------------------
+
+
+def test_orthanc_http_refuses_any_address_but_loopback_even_with_the_right_login(app: AppHost) -> None:
+    token = b64encode(f"admin:{app.passwords['admin']}".encode()).decode()
+    statuses = {}
+    for source in ("127.0.0.1", "127.0.0.2"):
+        conn = http.client.HTTPConnection(
+            "127.0.0.1", app.ports["orthanc_http"], source_address=(source, 0), timeout=10
+        )
+        conn.request("GET", "/system", headers={"Authorization": f"Basic {token}"})
+        statuses[source] = conn.getresponse().status
+        conn.close()
+    assert statuses == {"127.0.0.1": 200, "127.0.0.2": 401}
+
+
+def test_orthanc_dicom_refuses_a_listed_aet_from_any_address_but_loopback(app: AppHost) -> None:
+    ae = dicom_ae(aet="CT01")
+    direct = app.ports["orthanc_dicom"]
+    from_loopback = ae.associate("127.0.0.1", direct, ae_title="ORTHANC")
+    assert from_loopback.is_established  # the refusal below is the address, not the AET
+    from_loopback.release()
+    from_elsewhere = ae.associate("127.0.0.1", direct, ae_title="ORTHANC", bind_address=("127.0.0.2", 0))
+    assert not from_elsewhere.is_established
+    assert from_elsewhere.is_rejected
+
+
+def test_nginx_admits_dicom_only_from_the_peers_networks(app: AppHost, pki: Pki) -> None:
+    ae = dicom_ae(aet="CT01")
+    assoc = ae.associate(
+        "127.0.0.1", app.ports["nginx_dicom"], ae_title="ORTHANC", tls_args=tls(app, pki.client),
+        bind_address=("127.0.0.2", 0),
+    )  # fmt: skip
+    assert not assoc.is_established
+    entry = dicom_log(app)[-1]
+    assert (entry["client"], entry["status"]) == ("127.0.0.2", 403)
+
+
+def test_every_connection_orthanc_holds_is_on_loopback(app: AppHost, stored: Sample) -> None:
+    assert app.orthanc_proc is not None
+    out = subprocess.run(["ss", "-Htnp"], capture_output=True, text=True, check=True).stdout
+    mine = [line.split() for line in out.splitlines() if f"pid={app.orthanc_proc.pid}," in line]
+    assert mine, "Orthanc holds no TCP connection"
+    # Local and peer addresses: nginx (and PostgreSQL in the harness) on 127.0.0.1.
+    assert all(cols[3].startswith("127.0.0.1:") and cols[4].startswith("127.0.0.1:") for cols in mine), mine
+
+
+# --- web users and roles -------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def resources(app: AppHost, stored: Sample) -> dict[str, str]:
+    """IDs the route table uses: the stored instance, its study, and a throwaway instance."""
+    (found,) = json.loads(app.rest("POST", "/tools/lookup", stored.sop_instance.encode())[1])
+    instance = found["ID"]
+    study = app.rest_json(f"/instances/{instance}/study")["ID"]
+    return {"instance": instance, "study": study}
+
+
+def throwaway(app: AppHost) -> str:
+    status, body = app.rest("POST", "/instances", make_instance("throwaway", rows=8, columns=8).data)
+    assert status == 200
+    return str(json.loads(body)["ID"])
+
+
+FIND = json.dumps({"Level": "Study", "Query": {}}).encode()
+A = "admin"
+U = "uploader"
+V = "viewer"
+# (method, path, body, roles allowed). Refused = 403 from the role filter.
+ROUTES: list[tuple[str, str, bytes | None, set[str]]] = [
+    ("GET", "/system", None, {A, U, V}),
+    ("GET", "/app/explorer.html", None, {A, U, V}),
+    ("GET", "/studies", None, {A, U, V}),
+    ("GET", "/studies/{study}", None, {A, U, V}),
+    ("GET", "/instances/{instance}/file", None, {A, U, V}),
+    ("GET", "/instances/{instance}/simplified-tags", None, {A, U, V}),
+    ("POST", "/tools/find", FIND, {A, U, V}),
+    ("POST", "/studies/{study}/archive", b"{}", {A, U, V}),
+    ("POST", "/instances", "upload", {A, U}),
+    ("POST", "/dicom-web/studies", b"", {A, U}),
+    ("POST", "/studies/{study}/anonymize", b"{}", {A}),
+    ("PUT", "/instances/{instance}/metadata/1024", b"x", {A}),
+    ("DELETE", "/instances/{throwaway}", None, {A}),
+    ("GET", "/patients/{study}?_method=DELETE", None, {A}),  # a DELETE in disguise
+    ("GET", "/modalities", None, {A}),
+    ("PUT", "/modalities/TEMP", json.dumps({"AET": "TEMP", "Host": "127.0.0.1", "Port": 9}).encode(), {A}),
+    ("DELETE", "/modalities/TEMP", None, {A}),
+    ("POST", "/modalities/CT01/echo", b"{}", {A}),
+    ("GET", "/peers", None, {A}),
+    ("GET", "/jobs", None, {A}),
+    ("GET", "/changes", None, {A}),
+    ("DELETE", "/changes", None, {A}),
+    ("GET", "/tools/log-level", None, {A}),
+    ("PUT", "/tools/log-level", b"default", {A}),
+    ("GET", "/dicom-web/servers", None, {A}),
+]
+
+
+@pytest.mark.parametrize("user", list(USERS))
+@pytest.mark.parametrize(("method", "path", "body", "allowed"), ROUTES, ids=[f"{m} {p}" for m, p, _, _ in ROUTES])
+def test_each_role_gets_exactly_its_routes(
+    app: AppHost,
+    resources: dict[str, str],
+    user: str,
+    method: str,
+    path: str,
+    body: bytes | str | None,
+    allowed: set[str],
+) -> None:
+    ids = {**resources, "throwaway": throwaway(app) if "{throwaway}" in path else ""}
+    data = make_instance("upload", rows=8, columns=8).data if body == "upload" else body
+    assert not isinstance(data, str)
+    status, answer = app.rest(method, path.format(**ids), data, user=user)
+    if USERS[user] in allowed:
+        # Allowed by the filter: whatever Orthanc answers, not the filter's 403 (nor a login refusal).
+        assert status not in (401, 403, 429), (user, method, path, status, answer[:200])
+    else:
+        assert status == 403, (user, method, path, status, answer[:200])
+
+
+def test_a_wrong_password_never_reaches_the_role_filter(app: AppHost) -> None:
+    assert app.rest("GET", "/system", user="ann", password="wrong")[0] == 401
+    assert app.rest("GET", "/system", auth=False)[0] == 401
+
+
+def test_nginx_logs_the_user_of_every_request(app: AppHost, resources: dict[str, str]) -> None:
+    for user in USERS:
+        assert app.rest("GET", "/system", user=user)[0] == 200
+    entries = [json.loads(line) for line in app.nginx_access_log.read_text().splitlines()]
+    last = entries[-len(USERS) :]
+    assert [(e["user"], e["method"], e["path"], e["status"]) for e in last] == [
+        (user, "GET", "/system", 200) for user in USERS
+    ]
+    assert all(e["login"] == "ok" for e in last)
+    assert all(e["client"] == "127.0.0.1" for e in last)
+
+
+def https_from(app: AppHost, source: str, user: str, password: str) -> int:
+    """GET /system through nginx from ``source`` (a loopback address) with that login; the status."""
+    conn = http.client.HTTPSConnection(
+        "localhost", app.ports["nginx_web"], context=app.tls_context(), source_address=(source, 0), timeout=30
+    )
+    token = b64encode(f"{user}:{password}".encode()).decode()
+    try:
+        conn.request("GET", "/system", headers={"Authorization": f"Basic {token}"})
+        return conn.getresponse().status
+    finally:
+        conn.close()
+
+
+def test_a_burst_of_wrong_passwords_is_throttled_while_the_right_user_gets_in(app: AppHost) -> None:
+    guesser = "127.0.0.3"
+    statuses = []
+    right_during_burst = []
+    for i in range(60):
+        statuses.append(https_from(app, guesser, "ann", f"guess-{i}"))
+        if i % 10 == 9:  # the real user, from the same address, in the middle of the burst
+            right_during_burst.append(https_from(app, guesser, "ann", app.passwords["ann"]))
+    assert set(statuses) == {401, 429}
+    assert statuses.index(429) <= 25  # the burst allowance, then refused
+    assert statuses[-10:] == [429] * 10  # and it stays refused while the guessing goes on
+    assert right_during_burst == [200] * 6
+    # Refused guesses never reached Orthanc: nginx answered them (429 is not Orthanc's).
+    log = [json.loads(line) for line in app.nginx_access_log.read_text().splitlines()]
+    throttled = [e for e in log if e["client"] == guesser and e["status"] == 429]
+    assert len(throttled) == statuses.count(429)
+    assert all(e["user"] == "ann" and e["login"] == "none-or-wrong" for e in throttled)
+    # Per address: the harness's own address is not throttled by someone else's guessing.
+    assert app.rest("GET", "/system", auth=False)[0] == 401
+
+
+# --- reloads and capabilities --------------------------------------------------------------------
+
+
+def test_a_renewed_certificate_reloads_nginx_without_a_restart(app: AppHost, pki: Pki) -> None:
+    assert app.nginx_proc is not None
+    pid = app.nginx_proc.pid
+    app.server_cert.unlink()  # orthweb-cert makes a new one, as when the old one expires
+    calls_before = len(app.docker_calls())
+    app.host_step("orthweb-refresh")
+    calls = [c for c in app.docker_calls()[calls_before:] if " up " in c or " kill " in c]
+    compose = f"compose --project-name orthweb --file {app.etc}/docker-compose.yml"
+    assert calls == [f"{compose} kill --signal HUP nginx"]
+    app.reload_nginx()  # what that asks Docker to do
+    new = ssl.PEM_cert_to_DER_cert(app.server_cert.read_text())
+
+    def presented() -> bytes | None:
+        import socket
+
+        any_cert = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)  # only looking: old or new certificate
+        any_cert.check_hostname = False
+        any_cert.verify_mode = ssl.CERT_NONE
+        any_cert.load_cert_chain(pki.client.cert, pki.client.key)
+        with (
+            socket.create_connection(("127.0.0.1", app.ports["nginx_dicom"]), timeout=10) as raw,
+            any_cert.wrap_socket(raw, server_hostname="localhost") as conn,
+        ):
+            return conn.getpeercert(binary_form=True)
+
+    deadline = time.monotonic() + 30
+    while presented() != new:
+        assert time.monotonic() < deadline, "nginx still presents the old certificate"
+        time.sleep(0.2)
+    assert app.nginx_proc.pid == pid and app.nginx_proc.poll() is None  # reloaded, not restarted
+
+
+def _status(pid: int) -> dict[str, str]:
+    lines = Path(f"/proc/{pid}/status").read_text().splitlines()
+    return {k: v.strip() for k, _, v in (line.partition(":") for line in lines)}
+
+
+CAP_BITS = {"chown": 0, "dac_override": 1, "setgid": 6, "setuid": 7, "net_bind_service": 10}
+
+
+def test_nginx_runs_with_three_capabilities_and_unprivileged_workers(app: AppHost) -> None:
+    if os.geteuid() != 0:
+        not_run("dropping capabilities and switching users needs root")
+    assert app.nginx_proc is not None
+    master = _status(app.nginx_proc.pid)
+    expected = sum(1 << CAP_BITS[c] for c in NGINX_CAPABILITIES)
+    assert int(master["CapBnd"], 16) == expected
+    assert int(master["CapEff"], 16) & ~expected == 0
+    assert master["NoNewPrivs"] == "1"
+    nginx_uid = pwd.getpwnam(NGINX_USER).pw_uid
+    procs = [_status(int(p.name)) for p in Path("/proc").iterdir() if p.name.isdigit() and (p / "status").exists()]
+    workers = [s for s in procs if s.get("PPid") == str(app.nginx_proc.pid)]
+    assert workers
+    assert all(w["Uid"].split()[0] == str(nginx_uid) and int(w["CapEff"], 16) == 0 for w in workers)
+
+
+def test_orthanc_runs_with_no_capability(app: AppHost) -> None:
+    if os.geteuid() != 0:
+        not_run("dropping capabilities needs root")
+    assert app.orthanc_proc is not None
+    status = _status(app.orthanc_proc.pid)
+    assert int(status["CapBnd"], 16) == 0
+    assert int(status["CapEff"], 16) == 0
+    assert status["NoNewPrivs"] == "1"

@@ -93,7 +93,7 @@ def associate(
     samples: list[Sample] = (),  # type: ignore[assignment]
     find: bool = False,
     called: str = "ORTHANC",
-    client: Issued | None | str = "default",
+    client: Issued | str | None = "default",
 ) -> Any:
     ae = dicom_ae(samples, find=find, aet=aet)
     cert = pki.client if client == "default" else client
@@ -179,6 +179,7 @@ def test_c_move_sends_to_the_peer_over_verified_tls(app: AppHost, pki: Pki, stor
     server = scp.start_server(
         ("127.0.0.1", move_port), block=False, ssl_context=server_ctx, evt_handlers=[(evt.EVT_C_STORE, on_store)]
     )
+    assert server is not None
     try:
         ae = dicom_ae(aet="MOVER")
         ae.add_requested_context(STUDY_ROOT_MOVE)
@@ -305,7 +306,7 @@ A = "admin"
 U = "uploader"
 V = "viewer"
 # (method, path, body, roles allowed). Refused = 403 from the role filter.
-ROUTES: list[tuple[str, str, bytes | None, set[str]]] = [
+ROUTES: list[tuple[str, str, bytes | str | None, set[str]]] = [
     ("GET", "/system", None, {A, U, V}),
     ("GET", "/app/explorer.html", None, {A, U, V}),
     ("GET", "/studies", None, {A, U, V}),
@@ -335,16 +336,11 @@ ROUTES: list[tuple[str, str, bytes | None, set[str]]] = [
 
 
 @pytest.mark.parametrize("user", list(USERS))
-@pytest.mark.parametrize(("method", "path", "body", "allowed"), ROUTES, ids=[f"{m} {p}" for m, p, _, _ in ROUTES])
+@pytest.mark.parametrize("route", ROUTES, ids=[f"{m} {p}" for m, p, _, _ in ROUTES])
 def test_each_role_gets_exactly_its_routes(
-    app: AppHost,
-    resources: dict[str, str],
-    user: str,
-    method: str,
-    path: str,
-    body: bytes | str | None,
-    allowed: set[str],
+    app: AppHost, resources: dict[str, str], user: str, route: tuple[str, str, bytes | str | None, set[str]]
 ) -> None:
+    method, path, body, allowed = route
     ids = {**resources, "throwaway": throwaway(app) if "{throwaway}" in path else ""}
     data = make_instance("upload", rows=8, columns=8).data if body == "upload" else body
     assert not isinstance(data, str)
@@ -439,7 +435,9 @@ def test_a_renewed_certificate_reloads_nginx_without_a_restart(app: AppHost, pki
     while presented() != new:
         assert time.monotonic() < deadline, "nginx still presents the old certificate"
         time.sleep(0.2)
-    assert app.nginx_proc.pid == pid and app.nginx_proc.poll() is None  # reloaded, not restarted
+    # Reloaded, not restarted.
+    assert app.nginx_proc.pid == pid
+    assert app.nginx_proc.poll() is None
 
 
 def _status(pid: int) -> dict[str, str]:

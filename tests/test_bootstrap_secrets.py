@@ -4,6 +4,8 @@ connection URI, and a rotated DB password makes the refresh step recreate Orthan
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
 import os
 import stat
@@ -19,13 +21,15 @@ import pytest
 
 from orthweb.bootstrap import USERDATA_DIR
 from orthweb_dev.emulator_server import MotoServer, moto_server
-from orthweb_dev.testing import require
+from orthweb_dev.proc import wait_until
+from orthweb_dev.testing import not_run, require
 
 pytestmark = pytest.mark.emulator
 
 BIN = USERDATA_DIR / "bin"
 DB_URI = "ORTHANC__POSTGRESQL__CONNECTION_URI"
 USERS = "ORTHANC__REGISTERED_USERS"
+LOGINS = "logins.map"
 # Characters a generated RDS password may hold that a URI must escape.
 DB_PASSWORD = "p@ss:w/rd?#%&$x"
 
@@ -119,19 +123,27 @@ def host(tmp_path: Path, emulator: MotoServer) -> Host:
     return host
 
 
-def admin_secret(host: Host) -> dict[str, str]:
+def admin_secret(host: Host) -> dict[str, Any]:
     value = host.aws("secretsmanager", "get-secret-value", "--secret-id", host.admin_arn)["SecretString"]
     return dict(json.loads(value))
 
 
+def login_hash(user: str, password: str) -> str:
+    """What nginx's secure_link computes from a right login: base64url MD5 of the Basic header."""
+    header = "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
+    return base64.urlsafe_b64encode(hashlib.md5(header.encode()).digest()).decode().rstrip("=")  # noqa: S324
+
+
 def test_first_run_creates_the_admin_password_and_the_second_keeps_it(host: Host) -> None:
-    assert host.run("orthweb-secrets") == [DB_URI, USERS]
+    assert host.run("orthweb-secrets") == [DB_URI, USERS, LOGINS]
     first = admin_secret(host)
-    assert first["username"] == "admin"
-    assert len(first["password"]) >= 32
-    assert first["password"].isascii()
+    assert list(first) == ["users"]
+    assert list(first["users"]) == ["admin"]
+    password = first["users"]["admin"]
+    assert len(password) >= 32
+    assert password.isascii()
     users = json.loads((host.secrets / USERS).read_text())
-    assert users == {"admin": first["password"]}
+    assert users == {"admin": password}
 
     assert host.run("orthweb-secrets") == []  # nothing changed
     assert admin_secret(host) == first
@@ -139,11 +151,42 @@ def test_first_run_creates_the_admin_password_and_the_second_keeps_it(host: Host
     assert len(versions) == 1
 
 
-def test_an_existing_admin_password_is_read_not_replaced(host: Host) -> None:
+def test_an_existing_admin_password_of_the_old_shape_is_kept_and_migrated(host: Host) -> None:
     host.put_secret(host.admin_arn, {"username": "admin", "password": "kept-from-old-host"})
     host.run("orthweb-secrets")
     assert json.loads((host.secrets / USERS).read_text()) == {"admin": "kept-from-old-host"}
-    assert admin_secret(host)["password"] == "kept-from-old-host"
+    assert admin_secret(host) == {"users": {"admin": "kept-from-old-host"}}
+
+
+def test_adding_a_user_generates_only_its_password_and_removing_one_disables_its_login(host: Host) -> None:
+    host.run("orthweb-secrets")
+    admin = admin_secret(host)["users"]["admin"]
+    host.env["ORTHWEB_WEB_USERS"] = "admin ann upton"
+    assert host.run("orthweb-secrets") == [USERS, LOGINS]
+    users = admin_secret(host)["users"]
+    assert users["admin"] == admin
+    assert set(users) == {"admin", "ann", "upton"}
+    assert len({users["ann"], users["upton"], admin}) == 3
+    assert json.loads((host.secrets / USERS).read_text()) == users
+    # ann leaves: her password stays in the secret (if she comes back), but Orthanc and nginx drop her.
+    host.env["ORTHWEB_WEB_USERS"] = "admin upton"
+    host.run("orthweb-secrets")
+    assert set(admin_secret(host)["users"]) == {"admin", "ann", "upton"}
+    assert set(json.loads((host.secrets / USERS).read_text())) == {"admin", "upton"}
+    assert '"ann"' not in (host.root / "etc" / "nginx-auth" / LOGINS).read_text()
+
+
+def test_nginx_gets_a_hash_of_each_login_never_a_password(host: Host) -> None:
+    host.env["ORTHWEB_WEB_USERS"] = "admin ann"
+    host.run("orthweb-secrets")
+    users = admin_secret(host)["users"]
+    auth = host.root / "etc" / "nginx-auth"
+    assert stat.S_IMODE(auth.stat().st_mode) == 0o700
+    assert stat.S_IMODE((auth / LOGINS).stat().st_mode) == 0o400
+    assert sorted(p.name for p in auth.iterdir()) == [LOGINS]
+    text = (auth / LOGINS).read_text()
+    assert text.splitlines() == [f'"{name}" "{login_hash(name, password)}";' for name, password in users.items()]
+    assert all(password not in text for password in users.values())
 
 
 def test_db_secret_becomes_a_root_only_verify_full_connection_uri(host: Host) -> None:
@@ -167,14 +210,54 @@ def test_rotated_db_secret_is_detected_and_only_orthanc_is_recreated(host: Host)
     calls_after_start = len(host.docker_calls())
 
     host.run("orthweb-refresh")  # the timer, nothing rotated
-    assert len(host.docker_calls()) == calls_after_start
+    assert actions(host.docker_calls()[calls_after_start:]) == []
 
     host.put_secret(host.db_arn, {"username": "orthweb", "password": "rotated-by-rds"})
     host.run("orthweb-refresh")
-    assert host.docker_calls()[calls_after_start:] == [f"{compose} up --detach --no-deps --force-recreate orthanc"]
+    assert actions(host.docker_calls()[calls_after_start:]) == [
+        f"{compose} up --detach --no-deps --force-recreate orthanc"
+    ]
     uri = urlsplit((host.secrets / DB_URI).read_text())
     assert uri.password == "rotated-by-rds"
     assert stat.S_IMODE((host.secrets / DB_URI).stat().st_mode) == 0o400
+
+
+def actions(calls: list[str]) -> list[str]:
+    """The Docker calls that change something (not the ps/inspect look-ups)."""
+    return [c for c in calls if " up " in c or " kill " in c]
+
+
+def test_orthanc_is_recreated_when_nginx_was_restarted_under_it(host: Host) -> None:
+    if os.geteuid() != 0:
+        not_run("making a second network namespace (unshare --net) needs root")
+    host.run("orthweb-refresh")  # secrets, certificate: made once, so only the namespace changes below
+    # A Docker that answers the refresh step's look-ups: each service's container and its pid.
+    (host.root / "docker").write_text(
+        f'#!/bin/sh\necho "$*" >> {host.root / "docker.log"}\n'
+        'case "$*" in\n'
+        '  *"ps --quiet nginx") echo nginx-container ;;\n'
+        '  *"ps --quiet orthanc") echo orthanc-container ;;\n'
+        f'  "inspect --format {{{{.State.Pid}}}} nginx-container") cat {host.root / "nginx.pid"} ;;\n'
+        f'  "inspect --format {{{{.State.Pid}}}} orthanc-container") cat {host.root / "orthanc.pid"} ;;\n'
+        "esac\n"
+    )
+    (host.root / "nginx.pid").write_text(str(os.getpid()))
+    (host.root / "orthanc.pid").write_text(str(os.getpid()))  # same namespace: as after compose up
+    calls_before = len(host.docker_calls())
+    assert host.run("orthweb-refresh") == []
+    assert actions(host.docker_calls()[calls_before:]) == []
+    # nginx restarted: a new namespace, Orthanc still in the old one.
+    other = subprocess.Popen(["unshare", "--net", "sleep", "60"])
+    try:
+        wait_until("unshare", lambda: os.readlink(f"/proc/{other.pid}/ns/net") != os.readlink("/proc/self/ns/net"))
+        (host.root / "nginx.pid").write_text(str(other.pid))
+        calls_before = len(host.docker_calls())
+        host.run("orthweb-refresh")
+    finally:
+        other.kill()
+        other.wait()
+    compose = f"compose --project-name orthweb --file {host.root / 'etc' / 'docker-compose.yml'}"
+    assert actions(host.docker_calls()[calls_before:]) == [f"{compose} up --detach --no-deps --force-recreate orthanc"]
 
 
 def test_a_db_secret_without_a_password_stops_the_step(host: Host) -> None:

@@ -514,6 +514,7 @@ class AppHost:
         method: str,
         path: str,
         body: bytes | None = None,
+        *,
         auth: bool = True,
         timeout: float = 120,
         user: str | None = None,

@@ -56,8 +56,8 @@ missing=$(jq -nr --argjson users "$users" --argjson names "$names" '$names[] | s
 if [ -n "$missing" ] || ! printf '%s' "$stored" | jq -e '(.users | type) == "object"' >/dev/null 2>&1; then
   for name in $missing; do
     log "generating the password of web user $name"
-    password=$(openssl rand -base64 36 | tr '+/' '-_' | tr -d '\n')
-    users=$(jq -c --arg name "$name" --arg password "$password" '. + {($name): $password}' <<<"$users")
+    new_password=$(openssl rand -base64 36 | tr '+/' '-_' | tr -d '\n')
+    users=$(jq -c --arg name "$name" --arg secret "$new_password" '. + {($name): $secret}' <<<"$users")
   done
   new=$(mktemp "$ORTHWEB_SECRETS_DIR/.users.XXXXXX")
   jq -c '{users: .}' <<<"$users" >"$new"
@@ -85,6 +85,6 @@ while IFS=$'\t' read -r name password; do
   md5=$(printf '%s' "$header" | openssl md5 -binary | base64 | tr '+/' '-_' | tr -d '=')
   map+="\"$name\" \"$md5\";"$'\n'
 done < <(jq -r 'to_entries[] | [.key, .value] | @tsv' <<<"$configured")
-if replace_file "$ORTHWEB_NGINX_AUTH_DIR/logins.map" 0400 <<<"$map"; then
+if printf "%s" "$map" | replace_file "$ORTHWEB_NGINX_AUTH_DIR/logins.map" 0400; then
   echo logins.map
 fi

@@ -133,6 +133,24 @@ HOST_DIFFERENCES: dict[str, tuple[str, str, str]] = {
 }
 
 
+@dataclass(frozen=True)
+class UpstreamTls:
+    """nginx's side of a TLS hop to its DICOM upstream: the client certificate it presents, the CA
+    it verifies the upstream with, and the name the upstream's certificate must carry."""
+
+    cert: Path
+    key: Path
+    ca: Path
+    name: str
+
+    def directives(self) -> str:
+        return (
+            f" proxy_ssl on; proxy_ssl_certificate {self.cert}; proxy_ssl_certificate_key {self.key};"
+            f" proxy_ssl_trusted_certificate {self.ca}; proxy_ssl_verify on; proxy_ssl_name {self.name};"
+            " proxy_ssl_session_reuse on;"
+        )
+
+
 class AppHostError(ProcessError):
     """A component did not start or stop: the message carries its log tail."""
 
@@ -152,6 +170,8 @@ class AppHost:
     nginx_proc: subprocess.Popen[bytes] | None = None
     orthanc_starts: int = 0
     rendered: dict[str, str] = field(default_factory=dict)
+    # Benchmarks only: settings laid over the rendered orthanc.json at the next Orthanc start.
+    orthanc_overrides: dict[str, Any] = field(default_factory=dict)
 
     # --- paths ---------------------------------------------------------------------------------
     @property
@@ -364,6 +384,7 @@ class AppHost:
     def start_orthanc(self) -> None:
         """Start Orthanc on the secret files as they are now (a fresh process, as a new container)."""
         config, secrets = self.orthanc_config()
+        config.update(self.orthanc_overrides)
         conf_dir = self.root / "orthanc-config"
         shutil.rmtree(conf_dir, ignore_errors=True)
         conf_dir.mkdir(mode=0o700)
@@ -406,9 +427,11 @@ class AppHost:
         self.start_orthanc()
 
     # --- nginx ---------------------------------------------------------------------------------
-    def nginx_conf(self, dicom_upstream: int | None = None) -> str:
+    def nginx_conf(self, dicom_upstream: int | None = None, upstream_tls: UpstreamTls | None = None) -> str:
         """The rendered nginx.conf with the host differences applied. ``dicom_upstream`` points
-        the DICOM TLS listener at another local port (the benchmark's other receivers)."""
+        the DICOM TLS listener at another local port (the benchmark's other receivers);
+        ``upstream_tls`` makes it speak verified TLS to that upstream (the benchmark's
+        internal-hop variant)."""
         p, nginx = self.ports, self.root / "nginx"
         text = self.rendered["nginx.conf"]
         web = "443" if self.settings.https else "80"
@@ -442,6 +465,9 @@ class AppHost:
             text, n = re.subn(pattern, repl, text, flags=re.M)
             if n == 0:
                 raise AppHostError(f"nginx.conf: no line matches {pattern!r}; update HOST_DIFFERENCES")
+        if upstream_tls is not None:
+            upstream = f"proxy_pass 127.0.0.1:{dicom_upstream or p['orthanc_dicom']};"
+            text = text.replace(upstream, upstream + upstream_tls.directives(), 1)
         temp = "".join(
             f"  {kind}_temp_path {nginx}/{kind};\n" for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
         )
@@ -451,10 +477,10 @@ class AppHost:
     def _move_peers(self) -> int:
         return sum("move" in p.permissions for p in self.settings.dicom_peers)
 
-    def restart_nginx(self, dicom_upstream: int | None = None) -> None:
+    def restart_nginx(self, dicom_upstream: int | None = None, upstream_tls: UpstreamTls | None = None) -> None:
         """Stop nginx and start it again, its DICOM TLS listener proxying to ``dicom_upstream``."""
         stop_process(self.nginx_proc)
-        self._start_nginx(dicom_upstream)
+        self._start_nginx(dicom_upstream, upstream_tls)
 
     def _nginx_user(self) -> None:
         """The nginx system user the workers run as (as the image's), created if missing; it
@@ -470,12 +496,12 @@ class AppHost:
             (nginx / kind).mkdir(mode=0o700, exist_ok=True)
             shutil.chown(nginx / kind, NGINX_USER, NGINX_USER)
 
-    def _start_nginx(self, dicom_upstream: int | None = None) -> None:
+    def _start_nginx(self, dicom_upstream: int | None = None, upstream_tls: UpstreamTls | None = None) -> None:
         nginx = self.root / "nginx"
         nginx.mkdir(exist_ok=True)
         self._nginx_user()
         conf = nginx / "nginx.conf"
-        conf.write_text(self.nginx_conf(dicom_upstream))
+        conf.write_text(self.nginx_conf(dicom_upstream, upstream_tls))
         log = self.nginx_error_log
         with log.open("ab") as out:
             run(["nginx", "-t", "-q", "-p", str(nginx), "-e", str(log), "-c", str(conf)])

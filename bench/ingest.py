@@ -108,6 +108,8 @@ def start_storescp(root: Path) -> tuple[subprocess.Popen[bytes], int]:
             ["storescp", "--ignore", "--fork", "+xa", "-aet", "ORTHANC", str(port)],
             stdout=out,
             stderr=subprocess.STDOUT,
+            # DCMTK leaves Nagle on otherwise, and the limit would measure delayed ACKs (RESULTS.md).
+            env={**os.environ, "TCP_NODELAY": "1"},
         )
     wait_until("storescp", lambda: port_open(port), log=log, proc=proc)
     return proc, port

@@ -151,6 +151,32 @@ def start_stock_orthanc(root: Path) -> tuple[subprocess.Popen[bytes], int]:
     return proc, dicom
 
 
+# Processes whose CPU time the profile reports, by the name in /proc/PID/stat.
+PROFILED = ("Orthanc", "postgres", "nginx", "storescu", "storescp", "python")
+
+
+def cpu_seconds() -> tuple[dict[str, float], float, float]:
+    """(CPU seconds so far of the PROFILED processes by name, busy and total seconds of the
+    whole machine from /proc/stat). Processes that ended are missing: compare short intervals."""
+    tick = os.sysconf("SC_CLK_TCK")
+    by_name: dict[str, float] = {}
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            stat = (proc / "stat").read_text()
+        except OSError:
+            continue
+        name = stat[stat.index("(") + 1 : stat.rindex(")")]
+        fields = stat[stat.rindex(")") + 2 :].split()
+        key = next((p for p in PROFILED if name.startswith(p)), None)
+        if key:
+            by_name[key] = by_name.get(key, 0.0) + (int(fields[11]) + int(fields[12])) / tick
+    cpu = [int(v) for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+    idle = cpu[3] + cpu[4]
+    return by_name, (sum(cpu) - idle) / tick, sum(cpu) / tick
+
+
 def count_orthweb_instances(app: AppHost) -> int:
     return int(app.psql("SELECT count(*) FROM storagearea WHERE type = 1"))
 
@@ -177,6 +203,7 @@ def main() -> int:
 
     work = Path(tempfile.mkdtemp(prefix="orthweb-bench-"))
     results: dict[str, list[float]] = {}
+    profiles: dict[str, tuple[dict[str, float], float, float]] = {}
     try:
         files, total = write_instances(work / "instances", args.instances)
         mb = total / 1e6
@@ -193,7 +220,12 @@ def main() -> int:
                 for _ in range(args.runs):
                     batch = fresh() if store else files
                     before = count() if count else 0
+                    cpu_before, busy_before, total_before = cpu_seconds()
                     results.setdefault(name, []).append(send(app, batch, args.associations))
+                    cpu_after, busy_after, total_after = cpu_seconds()
+                    if name not in profiles:  # the first run of each leg
+                        used = {k: cpu_after[k] - cpu_before.get(k, 0.0) for k in cpu_after}
+                        profiles[name] = (used, busy_after - busy_before, total_after - total_before)
                     if count and count() - before != args.instances:
                         raise AppHostError(f"{name}: stored {count() - before} of {args.instances} instances")
                     if batch is not files:
@@ -240,6 +272,13 @@ def main() -> int:
     print(f"Orthweb / transport limit (Python): {py_limit / orthweb:.2f}x")
     print(f"Orthweb / stock Orthanc:            {stock / orthweb:.2f}x (target >= 1.0x)")
     print(f"Internal hop in TLS / on loopback:  {orthweb / tls_variant:.2f}x")
+    print("\nWhere the time goes (first run of each leg): CPU seconds by process, and how busy the")
+    print("whole machine was (other users' work included; 100% = every CPU busy)\n")
+    print("| receiver | wall s | " + " | ".join(PROFILED) + " | machine busy |")
+    print("| --- | ---: | " + " | ".join("---:" for _ in PROFILED) + " | ---: |")
+    for name, (used, busy, span) in profiles.items():
+        cells = " | ".join(f"{used.get(p, 0.0):.1f}" for p in PROFILED)
+        print(f"| {name} | {results[name][0]:.1f} | {cells} | {100 * busy / span:.0f}% |")
     return 0
 
 

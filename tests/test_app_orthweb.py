@@ -80,6 +80,9 @@ def test_orthanc_runs_the_rendered_configuration_with_only_host_values_changed(a
         "HttpPort", "DicomPort", "Plugins", "StorageDirectory", "IndexDirectory", "LuaScripts", "TemporaryDirectory"
     }  # fmt: skip
     assert (app.etc / "orthanc-roles.lua").read_text() == app.rendered["orthanc-roles.lua"]
+    # Every key the harness changes is a listed host difference.
+    listed = " ".join(where for where, _, _ in HOST_DIFFERENCES.values() if where.startswith("orthanc.json"))
+    assert all(key in listed for key in changed), changed
     assert {k: v for k, v in secrets["PostgreSQL"].items() if k != "ConnectionUri"} == rendered["PostgreSQL"]
     assert "sslmode=verify-full" in secrets["PostgreSQL"]["ConnectionUri"]
     assert set(secrets["RegisteredUsers"]) == {"admin"}

@@ -149,6 +149,14 @@ def test_user_data_writes_the_host_files_with_tight_modes() -> None:
     assert doc["runcmd"] == [["/usr/local/sbin/orthweb-bootstrap"]]
 
 
+def test_the_host_learns_its_web_users_admins_first() -> None:
+    # The image's health probe logs in as the first registered user and asks GET /changes,
+    # which only admins may: orthweb-secrets keeps this order.
+    settings = Settings(web_users={"ann": "viewer", "root": "admin", "upton": "uploader"})
+    env = written_files(render_user_data(settings, FACTS))["/etc/orthweb/orthweb.env"]["text"]
+    assert 'ORTHWEB_WEB_USERS="root ann upton"' in env.splitlines()
+
+
 def test_dicom_client_ca_reaches_the_host_only_when_set() -> None:
     files = written_files(render_user_data(VARIANTS["everything-on"], FACTS))
     assert files["/etc/orthweb/tls/dicom-client-ca.pem"]["text"] == CA_PEM

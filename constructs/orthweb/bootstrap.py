@@ -146,7 +146,9 @@ def settings_values(settings: Settings) -> dict[str, str]:
         "dicom_allow": _nginx_dicom_allow(settings),
         "move_relays": _nginx_move_relays(settings),
         "web_user_roles": _lua_roles(settings),
-        "web_user_names": " ".join(settings.web_users),
+        # Admins first: orthweb-secrets writes Orthanc's users in this order, and the image's
+        # health probe (GET /changes, admin-only) logs in as the first one.
+        "web_user_names": " ".join(sorted(settings.web_users, key=lambda u: settings.web_users[u] != "admin")),
     }
 
 

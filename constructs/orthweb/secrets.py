@@ -1,4 +1,4 @@
-"""The Orthanc admin login secret: created empty here, filled once by the host."""
+"""The web users' secret (the "admin secret"): created empty here, filled by the host."""
 
 from __future__ import annotations
 
@@ -12,11 +12,12 @@ from orthweb.policy import grant
 
 
 class AdminSecret(Construct):
-    """A Secrets Manager secret for Orthanc's web admin login, encrypted with the deployment key.
+    """A Secrets Manager secret for the web users' passwords, encrypted with the deployment key.
 
     Terraform creates it with no value, so no password ever passes through Terraform or its
-    state. At first boot the host generates a strong password and stores it here; a replaced
-    host reads it back, so the login survives instance replacement.
+    state. The host generates a strong password for each configured web user that has none and
+    stores them here as ``{"users": {NAME: PASSWORD}}``; a replaced host reads them back, so the
+    logins survive instance replacement.
     """
 
     def __init__(
@@ -27,7 +28,7 @@ class AdminSecret(Construct):
             self,
             "Secret",
             name_prefix=f"{name_prefix}/orthanc-admin-",
-            description=f"{name_prefix}: Orthanc web admin login (JSON username/password), set by the host",
+            description=f"{name_prefix}: Orthanc web users' passwords (JSON users: name to password), set by the host",
             kms_key_id=encryption.key_arn,
             recovery_window_in_days=recovery_window_days,
         )

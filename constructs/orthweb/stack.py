@@ -112,11 +112,11 @@ class OrthwebStack(TerraformStack):
         site = s.site_name or host.public_dns
         outputs = {
             "host_public_dns": (host.public_dns, "Public DNS name of the Orthanc host"),
-            "web_url": (f"{scheme}://{site}/", "Orthanc web UI (log in as admin; password in the admin secret)"),
+            "web_url": (f"{scheme}://{site}/", "Orthanc web UI (users' passwords in the admin secret, under users)"),
             "dicom_endpoint": (f"{s.orthanc_aet}@{site}:{DICOM_TLS_PORT}", "DICOM TLS endpoint, AET@host:port"),
             "db_endpoint": (database.instance.endpoint, "RDS PostgreSQL endpoint (private, TLS only)"),
             "db_master_secret_arn": (database.master_secret_arn, "Secrets Manager ARN of the RDS-managed master login"),
-            "admin_secret_arn": (admin.secret_arn, "Secrets Manager ARN of the Orthanc admin login"),
+            "admin_secret_arn": (admin.secret_arn, "Secrets Manager ARN of the web users' passwords"),
             "instance_id": (host.instance_id, "EC2 instance id of the Orthanc host"),
             "ssm_session_command": (
                 f"aws ssm start-session --region {s.region} --target {host.instance_id}",

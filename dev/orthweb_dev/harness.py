@@ -45,7 +45,16 @@ from urllib.parse import quote
 import yaml
 
 from orthweb.app import read_context
-from orthweb.bootstrap import MOVE_RELAY_BASE_PORT, ORTHANC_DICOM_PORT, ORTHANC_HTTP_PORT, USERDATA_DIR, render_app
+from orthweb.bootstrap import (
+    MOVE_RELAY_BASE_PORT,
+    ORTHANC_DICOM_PORT,
+    ORTHANC_HTTP_PORT,
+    USERDATA_DIR,
+    HostFacts,
+    render_app,
+    render_file,
+    template_values,
+)
 from orthweb.settings import Settings
 from orthweb_dev import PROJECT_DIR
 from orthweb_dev.emulator_server import MotoServer, moto_server
@@ -603,12 +612,16 @@ class AppHost:
             "secretsmanager", "create-secret", "--name", "rds!db-harness", "--secret-string", secret
         )["ARN"]
         self.admin_secret_arn = self.aws("secretsmanager", "create-secret", "--name", "orthweb/orthanc-admin")["ARN"]
-        (self.etc / "orthweb.env").write_text(
-            f"ORTHWEB_REGION={self.moto.region}\nORTHWEB_DB_ADDRESS=127.0.0.1\n"
-            f"ORTHWEB_DB_PORT={self.ports['postgres']}\nORTHWEB_DB_NAME={DB_NAME}\nORTHWEB_SITE_NAME=localhost\n"
-            f"ORTHWEB_DB_SECRET_ARN={self.db_secret_arn}\nORTHWEB_ADMIN_SECRET_ARN={self.admin_secret_arn}\n"
-            f'ORTHWEB_WEB_USERS="{" ".join(self.settings.web_users)}"\n'
+        # The host's own orthweb.env, rendered from the template with the harness's facts.
+        facts = HostFacts(
+            region=self.moto.region,
+            db_address="127.0.0.1",
+            db_port=str(self.ports["postgres"]),
+            db_name=DB_NAME,
+            db_secret_arn=self.db_secret_arn,
+            admin_secret_arn=self.admin_secret_arn,
         )
+        (self.etc / "orthweb.env").write_text(render_file("orthweb.env", template_values(self.settings, facts)))
         # The host's boot steps, for real: secrets (generating the admin password), then the certificate.
         self.host_step("orthweb-secrets")
         self.host_step("orthweb-cert")

@@ -69,8 +69,9 @@ if [ -n "$missing" ] || ! printf '%s' "$stored" | jq -e '(.users | type) == "obj
 fi
 
 # Orthanc's logins: the configured users only (a user removed from web_users keeps its password
-# in the secret, in case it comes back, but can no longer log in).
-configured=$(jq -c --argjson names "$names" 'with_entries(select(.key as $k | $names | index($k)))' <<<"$users")
+# in the secret, in case it comes back, but can no longer log in), in ORTHWEB_WEB_USERS order,
+# which puts an admin first: the image's health probe logs in as the first user.
+configured=$(jq -c --argjson names "$names" '. as $all | reduce $names[] as $n ({}; . + {($n): $all[$n]})' <<<"$users")
 if replace_file "$ORTHWEB_SECRETS_DIR/$USERS" 0400 <<<"$configured"; then
   echo "$USERS"
 fi

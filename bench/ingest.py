@@ -155,11 +155,12 @@ def start_stock_orthanc(root: Path) -> tuple[subprocess.Popen[bytes], int]:
 PROFILED = ("Orthanc", "postgres", "nginx", "storescu", "storescp", "python")
 
 
-def cpu_seconds() -> tuple[dict[str, float], float, float]:
-    """(CPU seconds so far of the PROFILED processes by name, busy and total seconds of the
-    whole machine from /proc/stat). Processes that ended are missing: compare short intervals."""
+def cpu_seconds(postmaster: int) -> tuple[dict[str, float], float, float]:
+    """(CPU seconds so far of this benchmark's processes, by PROFILED name: its descendants and
+    PostgreSQL's postmaster's; busy and total seconds of the whole machine from /proc/stat).
+    Processes that ended are missing: compare short intervals."""
     tick = os.sysconf("SC_CLK_TCK")
-    by_name: dict[str, float] = {}
+    stats: dict[int, tuple[str, int, float]] = {}  # pid -> (name, parent, cpu seconds)
     for proc in Path("/proc").iterdir():
         if not proc.name.isdigit():
             continue
@@ -169,9 +170,19 @@ def cpu_seconds() -> tuple[dict[str, float], float, float]:
             continue
         name = stat[stat.index("(") + 1 : stat.rindex(")")]
         fields = stat[stat.rindex(")") + 2 :].split()
+        stats[int(proc.name)] = (name, int(fields[1]), (int(fields[11]) + int(fields[12])) / tick)
+    ours = {os.getpid(), postmaster}
+    grew = True
+    while grew:
+        grown = {pid for pid, (_, parent, _) in stats.items() if parent in ours} - ours
+        grew = bool(grown)
+        ours |= grown
+    by_name: dict[str, float] = {}
+    for pid in ours - {os.getpid()}:
+        name, _, seconds = stats.get(pid, ("", 0, 0.0))
         key = next((p for p in PROFILED if name.startswith(p)), None)
         if key:
-            by_name[key] = by_name.get(key, 0.0) + (int(fields[11]) + int(fields[12])) / tick
+            by_name[key] = by_name.get(key, 0.0) + seconds
     cpu = [int(v) for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
     idle = cpu[3] + cpu[4]
     return by_name, (sum(cpu) - idle) / tick, sum(cpu) / tick
@@ -215,53 +226,57 @@ def main() -> int:
             return write_instances(directory, args.instances)[0]
 
         with app_host(SETTINGS) as app:
+            hop_settings, upstream = tls_hop(work)
+            postmaster = int((app.pg / "data" / "postmaster.pid").read_text().split()[0])
+            receiver: subprocess.Popen[bytes] | None = None
 
-            def leg(name: str, store: bool, count: Callable[[], int] | None = None) -> None:
-                for _ in range(args.runs):
+            def orthweb_leg(tls: bool) -> None:
+                app.orthanc_overrides = hop_settings if tls else {}
+                app.restart_orthanc()
+                app.restart_nginx(upstream_tls=upstream if tls else None)
+
+            def other(start: Callable[[Path], tuple[subprocess.Popen[bytes], int]]) -> Callable[[], None]:
+                def setup() -> None:
+                    nonlocal receiver
+                    receiver, port = start(work)
+                    app.restart_nginx(dicom_upstream=port)
+
+                return setup
+
+            legs: list[tuple[str, Callable[[], None], bool]] = [
+                ("Orthweb, internal hop on loopback (the design)", lambda: orthweb_leg(False), True),
+                ("Orthweb, internal hop in DICOM TLS (the alternative)", lambda: orthweb_leg(True), True),
+                ("transport limit, C (nginx TLS -> storescp --ignore)", other(start_storescp), False),
+                ("transport limit, Python (nginx TLS -> pynetdicom, dropped)", other(start_discard), False),
+                ("stock Orthanc (defaults: SQLite + files)", other(start_stock_orthanc), True),
+            ]
+            # Interleaved (each run visits every receiver), so that a change in the machine's
+            # load (other people's work) affects every receiver alike.
+            for _ in range(args.runs):
+                for name, setup, store in legs:
+                    setup()
                     batch = fresh() if store else files
-                    before = count() if count else 0
-                    cpu_before, busy_before, total_before = cpu_seconds()
+                    before = count_orthweb_instances(app)
+                    cpu_before, busy_before, span_before = cpu_seconds(postmaster)
                     results.setdefault(name, []).append(send(app, batch, args.associations))
-                    cpu_after, busy_after, total_after = cpu_seconds()
+                    cpu_after, busy_after, span_after = cpu_seconds(postmaster)
                     if name not in profiles:  # the first run of each leg
                         used = {k: cpu_after[k] - cpu_before.get(k, 0.0) for k in cpu_after}
-                        profiles[name] = (used, busy_after - busy_before, total_after - total_before)
-                    if count and count() - before != args.instances:
-                        raise AppHostError(f"{name}: stored {count() - before} of {args.instances} instances")
+                        profiles[name] = (used, busy_after - busy_before, span_after - span_before)
+                    stored = count_orthweb_instances(app) - before
+                    if name.startswith("Orthweb") and stored != args.instances:
+                        raise AppHostError(f"{name}: stored {stored} of {args.instances} instances")
                     if batch is not files:
                         shutil.rmtree(batch[0].parent)
-
-            def orthweb_count() -> int:
-                return count_orthweb_instances(app)
-
-            leg("Orthweb, internal hop on loopback (the design)", True, orthweb_count)
-
-            hop_settings, upstream = tls_hop(work)
-            app.orthanc_overrides = hop_settings
-            app.restart_orthanc()
-            app.restart_nginx(upstream_tls=upstream)
-            leg("Orthweb, internal hop in DICOM TLS (the alternative)", True, orthweb_count)
-            app.orthanc_overrides = {}
-            app.restart_orthanc()
-
-            for name, start, store in (
-                ("transport limit, C (nginx TLS -> storescp --ignore)", start_storescp, False),
-                ("transport limit, Python (nginx TLS -> pynetdicom, dropped)", start_discard, False),
-                ("stock Orthanc (defaults: SQLite + files)", start_stock_orthanc, True),
-            ):
-                receiver, port = start(work)
-                try:
-                    app.restart_nginx(dicom_upstream=port)
-                    leg(name, store)
-                finally:
                     stop_process(receiver)
+                    receiver = None
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
     median = {name: statistics.median(runs) for name, runs in results.items()}
     orthweb, tls_variant, c_limit, py_limit, stock = median.values()
     print(f"\n{args.instances} CT instances (512x512, 16-bit), {mb:.1f} MB, {args.associations} TLS associations,")
-    print(f"{args.runs} runs per receiver (instances/s each, then the median's MB/s)")
+    print(f"{args.runs} runs per receiver, interleaved (instances/s each, then the median's MB/s)")
     print(f"machine: {machine()}\n")
     print("| receiver | instances/s, each run | median instances/s | median MB/s |")
     print("| --- | --- | ---: | ---: |")
@@ -272,8 +287,8 @@ def main() -> int:
     print(f"Orthweb / transport limit (Python): {py_limit / orthweb:.2f}x")
     print(f"Orthweb / stock Orthanc:            {stock / orthweb:.2f}x (target >= 1.0x)")
     print(f"Internal hop in TLS / on loopback:  {orthweb / tls_variant:.2f}x")
-    print("\nWhere the time goes (first run of each leg): CPU seconds by process, and how busy the")
-    print("whole machine was (other users' work included; 100% = every CPU busy)\n")
+    print("\nWhere the time goes (first run of each leg): CPU seconds of this benchmark's processes,")
+    print("and how busy the whole machine was (other users' work included; 100% = every CPU busy)\n")
     print("| receiver | wall s | " + " | ".join(PROFILED) + " | machine busy |")
     print("| --- | ---: | " + " | ".join("---:" for _ in PROFILED) + " | ---: |")
     for name, (used, busy, span) in profiles.items():

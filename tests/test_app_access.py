@@ -27,7 +27,7 @@ from orthweb.settings import Settings
 from orthweb_dev.dicom import STUDY_ROOT_FIND, Sample, dicom_ae, make_instance, store
 from orthweb_dev.harness import NGINX_CAPABILITIES, NGINX_USER, AppHost, app_host, missing_prerequisites
 from orthweb_dev.pki import Issued, issue, make_ca
-from orthweb_dev.proc import free_port
+from orthweb_dev.proc import free_port, wait_until
 from orthweb_dev.testing import INSTALL_HINT, not_run
 
 pytestmark = pytest.mark.app
@@ -215,23 +215,31 @@ def dicom_log(app: AppHost) -> list[dict[str, Any]]:
     return [json.loads(line) for line in app.nginx_dicom_log.read_text().splitlines()]
 
 
+def next_dicom_entry(app: AppHost, mark: int) -> dict[str, Any]:
+    """The first DICOM connection logged after ``mark`` lines (nginx logs a connection when it ends)."""
+    wait_until("nginx's DICOM log line", lambda: len(dicom_log(app)) > mark, timeout=10)
+    return dicom_log(app)[mark]
+
+
 def test_a_peer_with_a_certificate_from_the_configured_ca_is_served(app: AppHost, pki: Pki) -> None:
+    mark = len(dicom_log(app))
     run = echoscu(app, pki.client)
     assert run.returncode == 0, run.stdout + run.stderr
     assert "Received Echo Response (Success)" in run.stdout + run.stderr
-    assert dicom_log(app)[-1]["client_cert"] == "SUCCESS"
+    assert next_dicom_entry(app, mark)["client_cert"] == "SUCCESS"
 
 
 @pytest.mark.parametrize("who", ["no certificate", "another CA"])
 def test_a_peer_without_a_valid_certificate_is_refused_at_the_tls_handshake(app: AppHost, pki: Pki, who: str) -> None:
     client = None if who == "no certificate" else pki.stranger
+    mark = len(dicom_log(app))
     run = echoscu(app, client)
     out = run.stdout + run.stderr
     assert run.returncode != 0
     assert "Association Request Failed" in out or "TLS" in out, out
     assert "Received Echo Response" not in out
     # nginx refused before any DICOM byte reached Orthanc.
-    entry = dicom_log(app)[-1]
+    entry = next_dicom_entry(app, mark)
     assert entry["client_cert"] in ("NONE", "FAILED") or entry["client_cert"].startswith("FAILED")
     assert entry["status"] != 200 or entry["bytes_out"] == 0
 
@@ -265,12 +273,13 @@ def test_orthanc_dicom_refuses_a_listed_aet_from_any_address_but_loopback(app: A
 
 def test_nginx_admits_dicom_only_from_the_peers_networks(app: AppHost, pki: Pki) -> None:
     ae = dicom_ae(aet="CT01")
+    mark = len(dicom_log(app))
     assoc = ae.associate(
         "127.0.0.1", app.ports["nginx_dicom"], ae_title="ORTHANC", tls_args=tls(app, pki.client),
         bind_address=("127.0.0.2", 0),
     )  # fmt: skip
     assert not assoc.is_established
-    entry = dicom_log(app)[-1]
+    entry = next_dicom_entry(app, mark)
     assert (entry["client"], entry["status"]) == ("127.0.0.2", 403)
 
 
@@ -358,10 +367,15 @@ def test_a_wrong_password_never_reaches_the_role_filter(app: AppHost) -> None:
 
 
 def test_nginx_logs_the_user_of_every_request(app: AppHost, resources: dict[str, str]) -> None:
+    def entries() -> list[dict[str, Any]]:
+        return [json.loads(line) for line in app.nginx_access_log.read_text().splitlines()]
+
+    mark = len(entries())
     for user in USERS:
         assert app.rest("GET", "/system", user=user)[0] == 200
-    entries = [json.loads(line) for line in app.nginx_access_log.read_text().splitlines()]
-    last = entries[-len(USERS) :]
+    # nginx writes the line once the response is sent: the client can be faster.
+    wait_until("the access log lines", lambda: len(entries()) >= mark + len(USERS), timeout=10)
+    last = entries()[mark : mark + len(USERS)]
     assert [(e["user"], e["method"], e["path"], e["status"]) for e in last] == [
         (user, "GET", "/system", 200) for user in USERS
     ]
@@ -394,9 +408,14 @@ def test_a_burst_of_wrong_passwords_is_throttled_while_the_right_user_gets_in(ap
     assert statuses.index(429) <= 25  # the burst allowance, then refused
     assert statuses[-10:] == [429] * 10  # and it stays refused while the guessing goes on
     assert right_during_burst == [200] * 6
+
     # Refused guesses never reached Orthanc: nginx answered them (429 is not Orthanc's).
-    log = [json.loads(line) for line in app.nginx_access_log.read_text().splitlines()]
-    throttled = [e for e in log if e["client"] == guesser and e["status"] == 429]
+    def from_guesser() -> list[dict[str, Any]]:
+        log = [json.loads(line) for line in app.nginx_access_log.read_text().splitlines()]
+        return [e for e in log if e["client"] == guesser]
+
+    wait_until("the access log lines", lambda: len(from_guesser()) == len(statuses) + len(right_during_burst))
+    throttled = [e for e in from_guesser() if e["status"] == 429]
     assert len(throttled) == statuses.count(429)
     assert all(e["user"] == "ann" and e["login"] == "none-or-wrong" for e in throttled)
     # Per address: the harness's own address is not throttled by someone else's guessing.

@@ -12,6 +12,7 @@ import http.client
 import json
 import os
 import pwd
+import shutil
 import ssl
 import subprocess
 import time
@@ -491,3 +492,43 @@ def test_orthanc_runs_with_no_capability(app: AppHost) -> None:
     assert int(status["CapBnd"], 16) == 0
     assert int(status["CapEff"], 16) == 0
     assert status["NoNewPrivs"] == "1"
+
+
+@pytest.mark.parametrize(
+    ("missing", "refusal"),
+    [
+        ("net_bind_service", "bind() to 127.0.0.1:443 failed (13: Permission denied)"),
+        ("setgid", "setgid("),
+        ("setuid", "setuid("),
+    ],
+)
+def test_nginx_needs_each_of_its_three_capabilities(app: AppHost, tmp_path: Path, missing: str, refusal: str) -> None:
+    """Each capability the compose file gives nginx is needed: without it, nginx cannot listen on
+    443, or its workers cannot drop to the nginx user (CHOWN is not needed: the harness runs
+    without it, its temporary directories owned by nginx as the tmpfs are)."""
+    if os.geteuid() != 0:
+        not_run("dropping capabilities and switching users needs root")
+    kept = [c for c in NGINX_CAPABILITIES if c != missing]
+    port = 443 if missing == "net_bind_service" else free_port()
+    temp = ""
+    for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"):  # owned by nginx, as the tmpfs
+        (tmp_path / kind).mkdir()
+        shutil.chown(tmp_path / kind, NGINX_USER, NGINX_USER)
+        temp += f"{kind}_temp_path {tmp_path / kind}; "
+    (tmp_path / "nginx.conf").write_text(
+        f"user {NGINX_USER};\npid {tmp_path}/nginx.pid;\nevents {{}}\n"
+        f"http {{ access_log off; {temp}server {{ listen 127.0.0.1:{port}; return 204; }} }}\n"
+    )
+    error_log = tmp_path / "error.log"
+    caps = ",".join(["-all", *(f"+{c}" for c in kept)])
+    proc = subprocess.Popen(
+        ["setpriv", f"--bounding-set={caps}", "--inh-caps=-all", "--no-new-privs", "--",
+         "nginx", "-p", str(tmp_path), "-e", str(error_log), "-c", str(tmp_path / "nginx.conf"), "-g", "daemon off;"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        wait_until(f"nginx refusing without {missing}", lambda: error_log.exists() and refusal in error_log.read_text())
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)
+    assert "Operation not permitted" in error_log.read_text() or missing == "net_bind_service"

@@ -355,7 +355,9 @@ class Settings(BaseModel):
     orthanc_image: Annotated[str, _IMAGE] = Field(defaults.ORTHANC_IMAGE, description="Orthanc container image, pinned")
     nginx_image: Annotated[str, _IMAGE] = Field(defaults.NGINX_IMAGE, description="nginx container image, pinned")
     https: bool = Field(
-        defaults.HTTPS, description="Serve the web UI over HTTPS; false serves plain HTTP on 80 (never for real data)"
+        defaults.HTTPS,
+        description="Serve the web UI over HTTPS; false serves plain HTTP on 80 (never for real data), "
+        "allowed only when every `web_cidrs` range is private (RFC 1918, 100.64.0.0/10)",
     )
     plain_dicom_in_vpc: bool = Field(
         defaults.PLAIN_DICOM_IN_VPC, description="Also accept plain DICOM on 4242 from inside the VPC"

@@ -174,6 +174,11 @@ def test_adding_a_user_generates_only_its_password_and_removing_one_disables_its
     assert set(admin_secret(host)["users"]) == {"admin", "ann", "upton"}
     assert set(json.loads((host.secrets / USERS).read_text())) == {"admin", "upton"}
     assert '"ann"' not in (host.root / "etc" / "nginx-auth" / LOGINS).read_text()
+    # Orthanc's users follow ORTHWEB_WEB_USERS' order (admins first, from the settings): the
+    # image's health probe logs in as the first one.
+    host.env["ORTHWEB_WEB_USERS"] = "upton admin"
+    host.run("orthweb-secrets")
+    assert list(json.loads((host.secrets / USERS).read_text())) == ["upton", "admin"]
 
 
 def test_nginx_gets_a_hash_of_each_login_never_a_password(host: Host) -> None:

@@ -29,6 +29,8 @@ def test_defaults_are_the_secure_ones() -> None:
     assert s.ssh_enabled is False
     assert s.architecture == "arm64"
     assert s.db_engine_major == "17"
+    assert s.viewers == ["stone"]
+    assert s.web_cors_origins == []  # CORS off: no other site's page may call DICOMweb
 
 
 def test_environment_wins_over_context() -> None:
@@ -49,6 +51,9 @@ def test_environment_wins_over_context() -> None:
         ("ORTHWEB_SITE_NAME", "", None),
         ("ORTHWEB_LOG_RETENTION_DAYS", "731", 731),
         ("ORTHWEB_WEB_USERS", '{"admin": "admin", "ann": "viewer"}', {"admin": "admin", "ann": "viewer"}),
+        ("ORTHWEB_VIEWERS", "stone,ohif", ["stone", "ohif"]),
+        ("ORTHWEB_VIEWERS", "[]", []),
+        ("ORTHWEB_WEB_CORS_ORIGINS", "https://viewer.example.org", ["https://viewer.example.org"]),
     ],
 )
 def test_environment_values_are_parsed_to_their_types(var: str, raw: str, expected: Any) -> None:
@@ -109,6 +114,14 @@ BAD_INPUTS = [
     ({}, {"ORTHWEB_TAGS": "Owner=me"}, ["tags", "JSON object"]),
     ({"state_backend": "s3"}, {}, ["state_bucket", "s3"]),
     ({"orthanc_aet": "orthanc"}, {}, ["orthanc_aet", "A-Z"]),
+    ({"viewers": ["osimis"]}, {}, ["viewers", "osimis", "stone, ohif"]),
+    ({}, {"ORTHWEB_VIEWERS": "stone,stone"}, ["viewers", "ORTHWEB_VIEWERS", "at most once"]),
+    ({"web_cors_origins": ["*"]}, {}, ["web_cors_origins", "'*'", "https origins"]),
+    ({"web_cors_origins": ["http://viewer.example.org"]}, {}, ["web_cors_origins", "http://viewer.example.org"]),
+    ({"web_cors_origins": ["https://viewer.example.org/"]}, {}, ["web_cors_origins", "no trailing slash"]),
+    ({"web_cors_origins": ["https://viewer.example.org:443"]}, {}, ["web_cors_origins", "no default port"]),
+    ({"web_cors_origins": ["https://Viewer.example.org"]}, {}, ["web_cors_origins", "lowercase"]),
+    ({"web_cors_origins": ['https://v.example.org" "x']}, {}, ["web_cors_origins", "https origins"]),
     ({"instance_typo": "t4g.small"}, {}, ["unknown setting", "instance_typo", "instance_type"]),
     ({"https": False}, {}, ["https", "web_cidrs", "0.0.0.0/0", "private network"]),
     ({"https": False, "web_cidrs": ["10.0.0.0/8", "198.51.100.0/24"]}, {}, ["https", "198.51.100.0/24"]),

@@ -25,9 +25,16 @@ from orthweb.bootstrap import (
 from orthweb.settings import Settings
 from orthweb_dev.testing import require
 
-# The only environment a container gets: DCMTK socket tuning and the image's host-id switch
-# (a read-only root filesystem), never a secret.
-NON_SECRET_ENVIRONMENT = {"TCP_NODELAY": "1", "GENERATE_HOST_ID_IF_MISSING": "false"}
+# The only environment a container gets (default settings): DCMTK socket tuning, the image's
+# host-id switch (a read-only root filesystem) and its plugin switches, never a secret.
+NON_SECRET_ENVIRONMENT = {
+    "TCP_NODELAY": "1",
+    "GENERATE_HOST_ID_IF_MISSING": "false",
+    "DICOM_WEB_PLUGIN_ENABLED": "true",
+    "ORTHANC_EXPLORER_2_ENABLED": "true",
+    "STONE_WEB_VIEWER_PLUGIN_ENABLED": "true",
+    "OHIF_PLUGIN_ENABLED": "false",
+}
 
 FACTS = HostFacts(
     region="us-east-1",

@@ -149,7 +149,17 @@ def settings_values(settings: Settings) -> dict[str, str]:
         # Admins first: orthweb-secrets writes Orthanc's users in this order, and the image's
         # health probe (GET /changes, admin-only) logs in as the first one.
         "web_user_names": " ".join(sorted(settings.web_users, key=lambda u: settings.web_users[u] != "admin")),
+        "stone_enabled": json.dumps("stone" in settings.viewers),
+        "ohif_enabled": json.dumps("ohif" in settings.viewers),
+        "cors_origins_map": cors_origins_map(settings.web_cors_origins),
     }
+
+
+def cors_origins_map(origins: list[str]) -> str:
+    """The nginx ``map`` entries that let ``origins`` call DICOMweb: a DICOMweb request from a
+    listed Origin maps to that origin (echoed back in Access-Control-Allow-Origin), anything else
+    to the map's empty default. The settings allow only plain ``https://host[:port]`` origins."""
+    return "\n".join(f'"1 {origin}" "{origin}";' for origin in origins)
 
 
 def template_values(settings: Settings, facts: HostFacts) -> dict[str, str]:

@@ -34,6 +34,10 @@ ORTHANC_IMAGE = "orthancteam/orthanc:25.6.0"
 NGINX_IMAGE = "nginx:1.28.0-alpine"
 HTTPS = True
 PLAIN_DICOM_IN_VPC = False
+# The diagnostic viewers the orthancteam image serves beside Orthanc Explorer 2 (docs/host.md).
+VIEWERS: tuple[str, ...] = ("stone",)
+# Origins of separately hosted viewers allowed to call DICOMweb from a browser: none (CORS off).
+WEB_CORS_ORIGINS: tuple[str, ...] = ()
 STATE_BACKEND = "local"
 STATE_PATH = "terraform.orthweb.tfstate"
 STATE_KEY = "orthweb/terraform.tfstate"

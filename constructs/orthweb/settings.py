@@ -57,6 +57,7 @@ WEB_ROLES = ("admin", "uploader", "viewer")
 PRIVATE_RANGES = tuple(
     ipaddress.IPv4Network(n) for n in ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "100.64.0.0/10")
 )
+VIEWERS = ("stone", "ohif")
 STATE_BACKENDS = ("local", "s3")
 
 _PREFIX_RE = re.compile(r"^[a-z][a-z0-9-]{0,18}[a-z0-9]$")
@@ -74,6 +75,7 @@ _USER_RE = re.compile(r"^[a-z][a-z0-9_.-]{0,31}$")
 _IMAGE_RE = re.compile(r"^[a-z0-9./_-]+:[A-Za-z0-9._-]+(@sha256:[0-9a-f]{64})?$")
 _TAG_KEY_RE = re.compile(r"^[\w .:/=+@-]{1,128}$")
 _BUCKET_RE = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
+_ORIGIN_RE = re.compile(r"^https://(?P<host>[^/:]+)(:(?P<port>[0-9]{1,5}))?$")
 _HOSTNAME_RE = re.compile(r"^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*$")
 
 
@@ -161,6 +163,28 @@ def _retention(v: int) -> str | None:
 def _endpoints(v: list[str]) -> str | None:
     bad = [e for e in v if e not in INTERFACE_ENDPOINTS]
     return f"a list drawn from {', '.join(INTERFACE_ENDPOINTS)}" if bad or len(set(v)) != len(v) else None
+
+
+def _viewers(v: list[str]) -> str | None:
+    bad = [e for e in v if e not in VIEWERS]
+    return f"a list drawn from {', '.join(VIEWERS)}, each at most once" if bad or len(set(v)) != len(v) else None
+
+
+def _cors_origin(origin: str) -> bool:
+    """Whether ``origin`` is exactly what a browser sends in ``Origin`` for an https page."""
+    m = _ORIGIN_RE.match(origin)
+    if not m or not _HOSTNAME_RE.match(m["host"]):
+        return False
+    return m["port"] is None or (m["port"] != "443" and 1 <= int(m["port"]) <= 65535 and m["port"][0] != "0")
+
+
+def _cors_origins(v: list[str]) -> str | None:
+    if all(_cors_origin(o) for o in v) and len(set(v)) == len(v):
+        return None
+    return (
+        "distinct https origins as a browser sends them, such as https://viewer.example.org or "
+        "https://viewer.example.org:8443 (lowercase host, no default port, no path, no trailing slash, no '*')"
+    )
 
 
 def _tags(v: dict[str, str]) -> str | None:
@@ -364,6 +388,16 @@ class Settings(BaseModel):
     )
     dicom_client_ca: Annotated[str | None, _check(_pem_bundle)] = Field(
         None, description="PEM CA bundle; when set, DICOM TLS peers must present a certificate it signed"
+    )
+    viewers: Annotated[list[str], _check(_viewers)] = Field(
+        default_factory=lambda: list(defaults.VIEWERS),
+        description="Diagnostic viewers served beside Orthanc Explorer 2, from stone (Stone Web Viewer), "
+        "ohif (OHIF); empty serves none",
+    )
+    web_cors_origins: Annotated[list[str], _check(_cors_origins)] = Field(
+        default_factory=lambda: list(defaults.WEB_CORS_ORIGINS),
+        description="https origins of separately hosted viewers that may call DICOMweb (`/dicom-web/`) "
+        "from a browser, with the users' logins; empty keeps CORS off",
     )
     state_backend: Annotated[str, _pattern(re.compile(r"^(local|s3)$"), "local or s3")] = Field(
         defaults.STATE_BACKEND, description="Terraform state backend: `local` or `s3`"

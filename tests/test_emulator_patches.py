@@ -72,6 +72,18 @@ def test_rds_engine_lifecycle_support_and_parameter_source(endpoint: str) -> Non
     assert got == {"a": "open-source-rds-extended-support-disabled", "b": "open-source-rds-extended-support"}
 
 
+def test_rds_default_ca_is_the_one_rds_gives_new_instances(endpoint: str) -> None:
+    rds = _client(endpoint, "rds")
+    common = {"DBInstanceClass": "db.t4g.micro", "Engine": "postgres", "AllocatedStorage": 20}
+    common |= {"MasterUsername": "admin1", "MasterUserPassword": "not-a-secret-1"}
+    created = rds.create_db_instance(DBInstanceIdentifier="ca-default", **common)["DBInstance"]
+    assert created["CACertificateIdentifier"] == emulator.RDS_DEFAULT_CA == "rds-ca-rsa2048-g1"
+    chosen = rds.create_db_instance(
+        DBInstanceIdentifier="ca-chosen", CACertificateIdentifier="rds-ca-ecc384-g1", **common
+    )["DBInstance"]
+    assert chosen["CACertificateIdentifier"] == "rds-ca-ecc384-g1"
+
+
 def test_ec2_instance_groups_and_group_rule_description(endpoint: str) -> None:
     ec2 = _client(endpoint, "ec2")
     vpc = ec2.create_vpc(CidrBlock="10.9.0.0/16")["Vpc"]["VpcId"]

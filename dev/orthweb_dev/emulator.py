@@ -25,6 +25,9 @@ LOG = logging.getLogger("orthweb.emulator")
 KMS_DEFAULT_ROTATION_PERIOD_DAYS = 365
 RDS_DEFAULT_ENGINE_LIFECYCLE_SUPPORT = "open-source-rds-extended-support"
 RDS_EXTENDED_SUPPORT_ENGINES = ("postgres", "mysql", "aurora-postgresql", "aurora-mysql")
+# The CA RDS gives a new DB instance that names none: DescribeCertificates' DefaultCertificateForNewLaunches
+# (https://docs.aws.amazon.com/AmazonRDS/latest/UserGuide/UsingWithRDS.SSL.html, "Certificate authorities").
+RDS_DEFAULT_CA = "rds-ca-rsa2048-g1"
 
 
 @dataclass(frozen=True)
@@ -52,6 +55,14 @@ FIDELITY_PATCHES: tuple[FidelityPatch, ...] = (
         "engine_lifecycle_support",
         "CreateDBInstance drops EngineLifecycleSupport (unknown keyword to DBInstance); Describe never returns it",
         "keeps it (default open-source-rds-extended-support for engines with extended support) and returns it",
+    ),
+    FidelityPatch(
+        "rds_default_ca",
+        "aws_db_instance",
+        "ca_cert_identifier",
+        "CreateDBInstance without CACertificateIdentifier gives rds-ca-default, an identifier RDS does not use, so "
+        "the provider follows every create with a ModifyDBInstance to the configured CA and a second ~80 s wait",
+        f"a new instance that names no CA gets RDS's default for new launches, {RDS_DEFAULT_CA}",
     ),
     FidelityPatch(
         "rds_parameter_source",
@@ -135,6 +146,20 @@ def _patch_rds_engine_lifecycle_support() -> None:
     _setattr(DBInstance, "__init__", __init__)
 
 
+def _patch_rds_default_ca() -> None:
+    # Gap: aws_db_instance.ca_cert_identifier (moto's default CA is not RDS's default for new launches).
+    from moto.rds.models import DBInstance
+
+    init: Callable[..., None] = DBInstance.__init__
+
+    def __init__(self: DBInstance, *args: Any, **kwargs: Any) -> None:
+        init(self, *args, **kwargs)
+        if not kwargs.get("ca_certificate_identifier"):
+            _setattr(self, "ca_certificate_identifier", RDS_DEFAULT_CA)
+
+    _setattr(DBInstance, "__init__", __init__)
+
+
 def _patch_rds_parameter_source() -> None:
     # Gap: aws_db_parameter_group.parameter (moto's parameters lack Source=user; the Source filter is ignored).
     from moto.core.responses import ActionResult
@@ -198,6 +223,7 @@ def _patch_ec2_group_rule_description() -> None:
 _APPLIERS: dict[str, Callable[[], None]] = {
     "kms_rotation_period": _patch_kms_rotation_period,
     "rds_engine_lifecycle_support": _patch_rds_engine_lifecycle_support,
+    "rds_default_ca": _patch_rds_default_ca,
     "rds_parameter_source": _patch_rds_parameter_source,
     "ec2_instance_groups_from_eni": _patch_ec2_instance_groups_from_eni,
     "ec2_group_rule_description": _patch_ec2_group_rule_description,

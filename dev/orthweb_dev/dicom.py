@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -12,6 +13,7 @@ VERIFICATION = "1.2.840.10008.1.1"
 STUDY_ROOT_FIND = "1.2.840.10008.5.1.4.1.2.2.1"
 # The AE title the tests' client calls from (a DICOM peer must list it to be served).
 TEST_AET = "ORTHWEB-TEST"
+SECONDARY_CAPTURE = "1.2.840.10008.5.1.4.1.1.7"
 
 
 @dataclass(frozen=True)
@@ -39,8 +41,11 @@ def make_instance(
     study: str | None = None,
     patient: str = "ORTHWEB^TEST",
     seed: int = 0,
+    window: tuple[int, int] | None = None,
 ) -> Sample:
-    """A DICOM file generated with pydicom: deterministic pixels, smooth enough to compress."""
+    """A DICOM file generated with pydicom: every row the same left-to-right gradient (shifted by
+    ``seed``, with noise in the low bits at 8 bits and in bits 8-11 at 16), smooth enough to
+    compress. Instances of one ``study`` and ``modality`` share one series."""
     from pydicom.dataset import Dataset, FileMetaDataset
     from pydicom.uid import UID, ExplicitVRLittleEndian, RLELossless, generate_uid
 
@@ -74,19 +79,46 @@ def make_instance(
     ds.PixelRepresentation = 0
     if frames > 1:
         ds.NumberOfFrames = frames
+    if window is not None:  # (center, width) viewers start with
+        ds.WindowCenter, ds.WindowWidth = window
     # A gradient with a per-instance offset and a little noise: realistic size, not all zeros.
     row = bytes((x * 255 // max(columns - 1, 1) + seed) & 0xFF for x in range(columns))
     noise = os.urandom(columns)
     if bits == 16:
         line = b"".join(bytes((v, (v ^ n) & 0x0F)) for v, n in zip(row, noise, strict=True))
     else:
-        line = bytes((v + (n & 3)) & 0xFF for v, n in zip(row, noise, strict=True))
+        line = bytes(min(v + (n & 3), 255) for v, n in zip(row, noise, strict=True))
     ds.PixelData = line * rows * frames
     if transfer_syntax == RLELossless:
         ds.compress(RLELossless, encoding_plugin="pydicom")
     buf = io.BytesIO()
     ds.save_as(buf, enforce_file_format=True)
     return Sample(name, buf.getvalue(), sop_class, ds.SOPInstanceUID, ds.StudyInstanceUID, transfer_syntax)
+
+
+def viewable_instance(name: str, *, patient: str = "ORTHWEB^TEST", study: str | None = None) -> Sample:
+    """An 8-bit image that a viewer shows as a clean ramp, black on the left to white on the right
+    (its window spans every value): what the browser test looks for in the viewer's pixels."""
+    return make_instance(
+        name,
+        modality="OT",
+        sop_class=SECONDARY_CAPTURE,
+        bits=8,
+        rows=256,
+        columns=256,
+        window=(128, 256),
+        patient=patient,
+        study=study,
+    )
+
+
+def band_means(row: Sequence[int], bands: int = 8) -> list[float]:
+    """Mean grey level of ``bands`` equal slices of a row of pixels, left to right: a drawn
+    :func:`viewable_instance` rises band after band, whatever the noise in single pixels."""
+    size = len(row) // bands
+    if size == 0:
+        raise ValueError(f"a row of {len(row)} pixels cannot be cut into {bands} bands")
+    return [sum(row[i * size : (i + 1) * size]) / size for i in range(bands)]
 
 
 def dicom_ae(samples: list[Sample] = (), find: bool = False, aet: str = TEST_AET) -> Any:  # type: ignore[assignment]

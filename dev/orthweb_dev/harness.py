@@ -62,7 +62,15 @@ from orthweb_dev.proc import ProcessError, free_port, port_open, run, stop_proce
 
 PG_BIN = Path("/usr/lib/postgresql/15/bin")
 ORTHANC_PLUGIN_DIR = Path("/usr/lib/orthanc")  # dpkg -L orthanc-postgresql
-ORTHANC_PLUGINS = ("libOrthancPostgreSQLIndex.so.4.0", "libOrthancPostgreSQLStorage.so.4.0")
+ORTHANC_PLUGINS = (
+    "libOrthancPostgreSQLIndex.so.4.0",  # orthanc-postgresql
+    "libOrthancPostgreSQLStorage.so.4.0",
+    "libOrthancDicomWeb.so.1.7",  # orthanc-dicomweb
+    "libOrthancWebViewer.so.2.8",  # orthanc-webviewer
+)
+# Where the web UI lives: Orthanc Explorer 2 in the image, the legacy Orthanc Explorer here.
+HOST_UI = "/ui/app/"
+HARNESS_UI = "/app/explorer.html"
 NGINX_STREAM_MODULE = Path("/usr/lib/nginx/modules/ngx_stream_module.so")  # libnginx-mod-stream
 DB_NAME = "orthanc"
 DB_USER = "orthweb"
@@ -83,8 +91,15 @@ HOST_DIFFERENCES: dict[str, tuple[str, str, str]] = {
     "orthanc_dicom_port": ("orthanc.json DicomPort", "4242 (container network)", "<free port>"),
     "orthanc_plugins": (
         "orthanc.json Plugins",
-        "set by the orthancteam image",
-        "Debian's libOrthancPostgreSQL{Index,Storage}.so.4.0 in /usr/lib/orthanc",
+        "set by the orthancteam image: PostgreSQL 7.2, DICOMweb 1.20, Orthanc Explorer 2 1.8.4, "
+        "Stone Web Viewer 2.6 and/or OHIF 1.6 (setting viewers), on Orthanc 1.12.7",
+        "Debian's, on Orthanc 1.10.1: PostgreSQL 4.0, DICOMweb 1.7 (same DicomWeb section) and, standing "
+        "in for Stone/OHIF (not packaged by Debian), the Orthanc Web Viewer 2.8; OE2 is not packaged either",
+    ),
+    "web_ui": (
+        f"nginx.conf location = / (return 302 {HOST_UI})",
+        f"Orthanc Explorer 2 at {HOST_UI}",
+        f"the legacy Orthanc Explorer at {HARNESS_UI} (OE2 is not in Debian)",
     ),
     "orthanc_storage_dir": (
         "orthanc.json StorageDirectory/IndexDirectory",
@@ -164,6 +179,18 @@ class AppHostError(ProcessError):
     """A component did not start or stop: the message carries its log tail."""
 
 
+@dataclass(frozen=True)
+class Deployment:
+    """A deployment's two secrets, in an emulator already running (``make demo``): the harness then
+    runs the host's steps against them instead of making its own, and its PostgreSQL role takes
+    the login RDS put in the master secret."""
+
+    endpoint: str
+    region: str
+    db_secret_arn: str
+    admin_secret_arn: str
+
+
 @dataclass
 class AppHost:
     """A running application. Ports are on 127.0.0.1; ``passwords`` are the generated ones."""
@@ -181,6 +208,8 @@ class AppHost:
     rendered: dict[str, str] = field(default_factory=dict)
     # Benchmarks only: settings laid over the rendered orthanc.json at the next Orthanc start.
     orthanc_overrides: dict[str, Any] = field(default_factory=dict)
+    deployment: Deployment | None = None
+    db_user: str = DB_USER
 
     # --- paths ---------------------------------------------------------------------------------
     @property
@@ -257,7 +286,7 @@ class AppHost:
         return json.loads(proc.stdout) if proc.stdout.strip() else None
 
     def put_db_secret(self, password: str) -> None:
-        value = json.dumps({"username": DB_USER, "password": password})
+        value = json.dumps({"username": self.db_user, "password": password})
         self.aws("secretsmanager", "put-secret-value", "--secret-id", self.db_secret_arn, "--secret-string", value)
 
     def docker_calls(self) -> list[str]:
@@ -348,7 +377,7 @@ class AppHost:
     def set_db_password(self, password: str) -> None:
         """ALTER ROLE, as RDS does when it rotates the master password."""
         literal = password.replace("'", "''")
-        self.psql(f"ALTER ROLE {DB_USER} PASSWORD '{literal}'", db="postgres")
+        self.psql(f"ALTER ROLE {self.db_user} PASSWORD '{literal}'", db="postgres")
 
     def _stop_postgres(self) -> None:
         if (self.pg / "data" / "postmaster.pid").exists():
@@ -461,6 +490,7 @@ class AppHost:
             (r"access_log /dev/stdout orthweb;", f"access_log {self.nginx_access_log} orthweb;"),
             (r"access_log /dev/stdout dicom;", f"access_log {self.nginx_dicom_log} dicom;"),
             (r"^pid /run/nginx\.pid;", f"pid {nginx}/nginx.pid;"),
+            (rf"return 302 {HOST_UI};", f"return 302 {HARNESS_UI};"),
         ]
         if self.settings.plain_dicom_in_vpc:
             subs.append((r"^(\s*)listen 11113;", rf"\1listen 127.0.0.1:{p['nginx_plain_dicom']};"))
@@ -603,15 +633,29 @@ class AppHost:
             (self.tls / "dicom-client-ca.pem").write_text(self.settings.dicom_client_ca)
         self._install_host_scripts()
         self._start_postgres()
-        db_password = b64encode(os.urandom(18)).decode() + "@:/?%"  # characters the URI must escape
-        self.psql(f"CREATE ROLE {DB_USER} LOGIN PASSWORD '{db_password}'", db="postgres")
-        self.psql(f"CREATE DATABASE {DB_NAME} OWNER {DB_USER}", db="postgres")
-        # The stack's two secrets: RDS's master secret, and the admin secret created empty.
-        secret = json.dumps({"username": DB_USER, "password": db_password})
-        self.db_secret_arn = self.aws(
-            "secretsmanager", "create-secret", "--name", "rds!db-harness", "--secret-string", secret
-        )["ARN"]
-        self.admin_secret_arn = self.aws("secretsmanager", "create-secret", "--name", "orthweb/orthanc-admin")["ARN"]
+        if self.deployment is None:
+            # The stack's two secrets: RDS's master secret, and the admin secret created empty.
+            db_password = b64encode(os.urandom(18)).decode() + "@:/?%"  # characters the URI must escape
+            secret = json.dumps({"username": self.db_user, "password": db_password})
+            self.db_secret_arn = self.aws(
+                "secretsmanager", "create-secret", "--name", "rds!db-harness", "--secret-string", secret
+            )["ARN"]
+            self.admin_secret_arn = self.aws("secretsmanager", "create-secret", "--name", "orthweb/orthanc-admin")[
+                "ARN"
+            ]
+        else:
+            # The deployment's own secrets; the database takes the login RDS put in the master secret.
+            self.db_secret_arn = self.deployment.db_secret_arn
+            self.admin_secret_arn = self.deployment.admin_secret_arn
+            master = json.loads(
+                self.aws("secretsmanager", "get-secret-value", "--secret-id", self.db_secret_arn)["SecretString"]
+            )
+            self.db_user, db_password = master["username"], master["password"]
+        if not re.fullmatch(r"[a-z_][a-z0-9_]{0,62}", self.db_user):
+            raise AppHostError(f"the database user name {self.db_user!r} is not a plain PostgreSQL identifier")
+        literal = db_password.replace("'", "''")
+        self.psql(f"CREATE ROLE {self.db_user} LOGIN PASSWORD '{literal}'", db="postgres")
+        self.psql(f"CREATE DATABASE {DB_NAME} OWNER {self.db_user}", db="postgres")
         # The host's own orthweb.env, rendered from the template with the harness's facts.
         facts = HostFacts(
             region=self.moto.region,
@@ -652,16 +696,27 @@ def deployment_settings(environ: Mapping[str, str] | None = None) -> Settings:
 
 
 @contextlib.contextmanager
-def app_host(settings: Settings | None = None, base_dir: str | None = None, keep: bool = False) -> Iterator[AppHost]:
-    """Start the whole application for ``settings`` (default: :func:`deployment_settings`); stop
-    it and remove its directory (unless ``keep``) after."""
+def app_host(
+    settings: Settings | None = None,
+    base_dir: str | None = None,
+    keep: bool = False,
+    deployment: Deployment | None = None,
+) -> Iterator[AppHost]:
+    """Start the whole application for ``settings`` (default: :func:`deployment_settings`); stop it
+    and remove its directory (unless ``keep``) after. With ``deployment`` it runs on that
+    deployment's secrets in its emulator, else in its own."""
     missing = missing_prerequisites()
     if missing:
         raise AppHostError(f"missing {', '.join(missing)}: install the Debian packages (make debian)")
     root = Path(tempfile.mkdtemp(prefix="orthweb-app-", dir=base_dir))
     try:
-        with moto_server() as moto:
-            host = AppHost(root=root, settings=settings or deployment_settings(), moto=moto)
+        with contextlib.ExitStack() as stack:
+            moto = (
+                MotoServer(endpoint=deployment.endpoint, region=deployment.region)
+                if deployment
+                else stack.enter_context(moto_server())
+            )
+            host = AppHost(root=root, settings=settings or deployment_settings(), moto=moto, deployment=deployment)
             try:
                 host.start()
                 yield host

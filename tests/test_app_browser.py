@@ -1,0 +1,62 @@
+"""A real browser through the real nginx: headless Chromium (Debian's, driven by Selenium through
+Debian's chromedriver) logs in, opens the study in the explorer, opens the viewer, and the viewer
+draws the image: the sample's ramp is read back from the viewer's pixels. In the harness these are
+Debian's Orthanc Explorer and Orthanc Web Viewer 2.8; the image's Explorer 2 and Stone are not
+packaged for Debian (docs/app-harness.md)."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from orthweb_dev import browser
+from orthweb_dev.dicom import viewable_instance
+from orthweb_dev.harness import AppHost
+from orthweb_dev.testing import INSTALL_HINT, not_run
+
+pytestmark = pytest.mark.app
+
+
+@pytest.fixture(scope="module", autouse=True)
+def chromium_installed() -> None:
+    if browser.missing():
+        not_run(f"the browser test needs {', '.join(browser.missing())} ({INSTALL_HINT})")
+
+
+def test_the_browser_logs_in_opens_the_study_and_the_viewer_draws_it(app: AppHost, tmp_path: Path) -> None:
+    sample = viewable_instance("browser", patient="BROWSER^TEST")
+    status, _ = app.rest("POST", "/instances", sample.data)
+    assert status == 200
+    with browser.chromium(app.server_cert) as driver:
+        # The certificate is trusted (pinned), but without a login there is no UI.
+        driver.get(app.web_url + "/")
+        assert driver.current_url == app.web_url + "/app/explorer.html"
+        assert "Orthanc" not in driver.title
+        browser.log_in(driver, app.web_url, "admin", app.admin_password)
+        assert driver.title == "Orthanc Explorer"
+        canvas = browser.open_viewer(driver, app.web_url, "Orthweb harness browser")
+        assert driver.current_url.startswith(app.web_url + "/web-viewer/app/viewer.html?series=")
+        bands = browser.wait_for_ramp(driver, canvas)
+        driver.save_screenshot(str(tmp_path / "viewer.png"))
+    # Black on the left, white on the right, rising in between (wait_for_ramp checked each band).
+    assert bands[0] < 64
+    assert bands[-1] > 192
+
+
+def test_the_browser_trusts_only_the_pinned_key(app: AppHost, tmp_path: Path) -> None:
+    other = tmp_path / "other.crt"
+    key = tmp_path / "other.key"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=localhost",
+         "-keyout", str(key), "-out", str(other)],
+        check=True,
+        capture_output=True,
+    )  # fmt: skip
+    assert browser.spki_pin(other) != browser.spki_pin(app.server_cert)
+    with browser.chromium(other) as driver:
+        driver.get(app.web_url + "/app/explorer.html")
+        # Chromium's interstitial, not the site: the certificate nginx presents is not the pinned one.
+        assert driver.title != "Orthanc Explorer"
+        assert "Orthanc" not in driver.page_source

@@ -11,6 +11,8 @@ from __future__ import annotations
 import base64
 import gzip
 import json
+import re
+import shlex
 import subprocess
 import time
 import typing
@@ -20,11 +22,16 @@ from typing import Any
 
 import boto3
 import pytest
+import requests
+from pydicom import dcmread
 
 from orthweb.bootstrap import USER_DATA_LIMIT, HostFacts, render_user_data
 from orthweb.settings import Settings
+from orthweb_dev import demo, harness_cli
 from orthweb_dev.emulator_server import MotoServer, moto_server
+from orthweb_dev.harness import missing_prerequisites
 from orthweb_dev.synth import synthesize
+from orthweb_dev.testing import INSTALL_HINT, not_run
 
 pytestmark = pytest.mark.lifecycle
 
@@ -133,6 +140,45 @@ def test_1b_instance_receives_the_rendered_cloud_config_gzipped_by_terraform(wor
         admin_secret_arn=admin["arn"],
     )
     assert gzip.decompress(raw).decode() == render_user_data(Settings(deletion_protection=False), facts)
+
+
+def test_1c_the_demo_serves_the_application_on_this_deployments_secrets(
+    tf: Any, emulator: MotoServer, aws: Any, tmp_path: Path
+) -> None:
+    """What `make demo` prints after its deploy works as printed: run here on this deployment."""
+    missing = missing_prerequisites()
+    if missing:
+        not_run(f"the demo's local application needs {', '.join(missing)} ({INSTALL_HINT})")
+    outputs = {k: v["value"] for k, v in json.loads(tf("output", "-json").stdout).items()}
+    where = harness_cli.StateDir(tmp_path / "app")
+    app = demo.start_local_app(emulator.endpoint, outputs, where)
+    assert app is not None
+    try:
+        text = "\n".join(app.lines())
+        web = re.search(r"Web UI\s+(https://localhost:\d+)/", text)
+        dicomweb = re.search(r"DICOMweb\s+(https://localhost:\d+/dicom-web/)\s", text)
+        (storescu,) = [line.strip() for line in text.splitlines() if line.strip().startswith("storescu ")]
+        users = re.findall(r"(\w+) \((\w+)\): password in (\S+)", text)
+        assert web
+        assert dicomweb
+        assert [(name, role) for name, role, _ in users] == [("admin", "admin")]
+        # The password file holds the login the host's secrets step generated into this deployment's secret.
+        password = Path(users[0][2]).read_text().strip()
+        admin = aws("secretsmanager").get_secret_value(SecretId=outputs["admin_secret_arn"])["SecretString"]
+        assert json.loads(admin)["users"]["admin"] == password
+        s = requests.Session()
+        s.trust_env = False
+        s.verify = str(app.server_cert)
+        assert s.get(web[1] + "/system").status_code == 401
+        assert s.get(web[1] + "/system", auth=("admin", password)).status_code == 200
+        # The printed storescu command stores its file over DICOM TLS, verifying the certificate.
+        subprocess.run(shlex.split(storescu), cwd=PROJECT_DIR, check=True, capture_output=True, timeout=120)
+        sent = dcmread(app.send_me).StudyInstanceUID
+        found = s.get(dicomweb[1] + "studies", params={"PatientID": "ORTHWEBDEMO"}, auth=("admin", password))
+        assert found.status_code == 200
+        assert {study["0020000D"]["Value"][0] for study in found.json()} == {app.sample_study, sent}
+    finally:
+        assert harness_cli.stop(where)
 
 
 def test_2_second_plan_shows_no_changes(tf: Any) -> None:

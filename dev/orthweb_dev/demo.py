@@ -1,23 +1,36 @@
-"""`make demo` / `make demo-down`: the whole stack deployed by the real cdktf CLI into a local AWS emulator.
+"""`make demo` / `make demo-down`: the whole stack deployed by the real cdktf CLI into a local AWS emulator,
+then the application itself running locally on that deployment's secrets.
 
 Everything the demo owns lives under `.orthweb/demo/` (emulator pid, port and log, the Terraform state,
-the synthesized output): an emulator run never reads or writes the state of a real deployment, and
-its synthesized JSON never lands in `cdktf.out/`, where a real `terraform plan` would pick it up.
+the synthesized output, and in `app/` the local application's state): an emulator run never reads or
+writes the state of a real deployment, and its synthesized JSON never lands in `cdktf.out/`, where a
+real `terraform plan` would pick it up.
+
+After the deploy, the host's own bootstrap steps run against the deployment's outputs (the secrets
+step against its RDS master secret and its empty admin secret in the emulator, then the certificate
+step) and the application harness (:mod:`orthweb_dev.harness`: PostgreSQL with TLS, Orthanc, nginx on
+127.0.0.1) serves the rendered configuration, its database role holding the master secret's login. A
+sample study is stored over DICOMweb, and the demo prints what to open and how to send images.
 """
 
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import os
+import shlex
 import shutil
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
-from orthweb_dev import PROJECT_DIR
+from orthweb_dev import PROJECT_DIR, harness_cli
+from orthweb_dev.dicom import viewable_instance
 from orthweb_dev.emulator_server import MotoServerError, answers, start
+from orthweb_dev.harness import Deployment, missing_prerequisites
 from orthweb_dev.proc import pid_alive, stop_group
 from orthweb_dev.terraform import MirrorMissing, provider_mirror, write_cli_config
 
@@ -30,6 +43,9 @@ OUT_DIR = DEMO_DIR / "cdktf.out"
 STACK_DIR = OUT_DIR / "stacks" / "orthweb"
 TF_RC = DEMO_DIR / "terraformrc"
 REGION = "us-east-1"
+# The local application: the harness's state and, in its sample/, the file the demo offers to send.
+APP = harness_cli.StateDir(DEMO_DIR / "app")
+SAMPLE_PATIENT = "ORTHWEB^DEMO"
 
 
 class DemoError(RuntimeError):
@@ -155,6 +171,99 @@ def outputs(env: dict[str, str]) -> dict[str, str]:
     return {k: v["value"] for k, v in json.loads(proc.stdout).items()}
 
 
+def shown(path: Path) -> str:
+    """A path as the user types it from the project directory (where make runs)."""
+    return str(path.relative_to(PROJECT_DIR)) if path.is_relative_to(PROJECT_DIR) else str(path)
+
+
+@dataclass(frozen=True)
+class LocalApp:
+    """The application running locally on the deployment's secrets: what the demo prints."""
+
+    web_url: str
+    users: tuple[tuple[str, str, Path], ...]  # (name, role, file holding the password)
+    aet: str
+    dicom_port: int
+    server_cert: Path
+    send_me: Path
+    sample_study: str
+
+    @property
+    def dicomweb_url(self) -> str:
+        return f"{self.web_url}/dicom-web/"
+
+    @property
+    def storescu(self) -> list[str]:
+        """A DCMTK command that stores ``send_me`` over DICOM TLS, verifying the server's certificate."""
+        tls = ["--anonymous-tls", "--add-cert-file", shown(self.server_cert)]
+        return ["storescu", *tls, "-aec", self.aet, "localhost", str(self.dicom_port), shown(self.send_me)]
+
+    def lines(self) -> list[str]:
+        users = [f"{name} ({role}): password in {shown(path)}" for name, role, path in self.users]
+        return [
+            f"  Web UI     {self.web_url}/   (log in as a user below)",
+            *(f"  {'Users' if i == 0 else '':10} {u}" for i, u in enumerate(users)),
+            f"  DICOM TLS  {self.aet}@localhost:{self.dicom_port}; send a new study with:",
+            f"             {shlex.join(self.storescu)}",
+            f"  DICOMweb   {self.dicomweb_url}   (QIDO-RS, WADO-RS, STOW-RS; same logins; certificate "
+            f"{shown(self.server_cert)})",
+        ]
+
+
+def upload_sample(state: dict[str, object], user: str, password: str) -> str:
+    """Store the sample study through nginx with a DICOMweb client (STOW-RS) as ``user``; its
+    StudyInstanceUID."""
+    import requests
+    from dicomweb_client.api import DICOMwebClient
+    from pydicom import dcmread
+
+    sample = viewable_instance("demo", patient=SAMPLE_PATIENT)
+    session = requests.Session()
+    session.trust_env = False  # the certificate below, not a CA bundle named in the environment
+    session.auth = (user, password)
+    session.verify = str(state["server_cert"])
+    client = DICOMwebClient(f"{state['web_url']}/dicom-web", session=session)
+    client.store_instances([dcmread(io.BytesIO(sample.data))])
+    return sample.study
+
+
+def start_local_app(endpoint: str, outs: dict[str, str], where: harness_cli.StateDir = APP) -> LocalApp | None:
+    """Run the host's steps against the deployment's secrets and serve the application locally;
+    None (and one line saying why) where this machine lacks the Debian packages it needs."""
+    missing = missing_prerequisites()
+    if missing:
+        print(
+            f"Skipped the local application: this machine lacks {', '.join(missing)} (Debian packages that make "
+            "debian installs as root or with sudo; not Debian, or neither here). The deployment above is complete.",
+            flush=True,
+        )
+        return None
+    deployment = Deployment(endpoint, REGION, outs["db_master_secret_arn"], outs["admin_secret_arn"])
+    harness_cli.stop(where)  # a previous run's application (its data was throwaway; the logins persist)
+    try:
+        state = harness_cli.start(where, deployment)
+    except RuntimeError as exc:
+        raise DemoError(str(exc)) from None
+    users = state["users"]
+    assert isinstance(users, dict)
+    logins = tuple((name, str(user["role"]), Path(user["password_file"])) for name, user in users.items())
+    uploader = next(login for login in logins if login[1] in ("admin", "uploader"))  # settings require an admin
+    study = upload_sample(state, uploader[0], uploader[2].read_text().strip())
+    sample_dir = where.path / "sample"
+    sample_dir.mkdir(exist_ok=True)
+    send_me = sample_dir / "send-me.dcm"
+    send_me.write_bytes(viewable_instance("send-me", patient=SAMPLE_PATIENT).data)
+    return LocalApp(
+        web_url=str(state["web_url"]),
+        users=logins,
+        aet=str(state["aet"]),
+        dicom_port=int(str(state["dicom_port"])),
+        server_cert=where.server_cert,
+        send_me=send_me,
+        sample_study=study,
+    )
+
+
 def up() -> None:
     started = time.monotonic()
     refuse_real_state()
@@ -163,18 +272,31 @@ def up() -> None:
     env = demo_env(port)
     phase("cdktf deploy into the emulator (synth, init, plan, apply)")
     cdktf(["deploy", "orthweb", "--auto-approve"], env)
+    deployed = time.monotonic()
     phase("Outputs")
-    for name, value in sorted(outputs(env).items()):
+    outs = outputs(env)
+    for name, value in sorted(outs.items()):
         print(f"  {name:22} {value}")
+    phase("The application, locally, on this deployment's secrets (the host's own bootstrap steps)")
+    app = start_local_app(env["AWS_ENDPOINT_URL"], outs)
+    finished = time.monotonic()
     rel = STACK_DIR.relative_to(PROJECT_DIR)
     print(
-        f"\nDeployed into the emulator in {time.monotonic() - started:.0f} s. Next, try:\n"
+        f"\nmake demo took {finished - started:.0f} s (deploy {deployed - started:.0f} s, "
+        f"local application {finished - deployed:.0f} s). Next, try:\n"
         f"  make demo                      # again: converges, no changes\n"
         f"  make demo-plan                 # plain terraform plan in {rel}\n"
         f"  make demo-replace-host         # terraform destroy/apply -target aws_instance.orthweb\n"
-        f"  make demo-down                 # destroy everything and stop the emulator\n",
+        f"  make demo-down                 # stop the application, destroy everything, stop the emulator\n",
         flush=True,
     )
+    if app is not None:
+        print(
+            f"Orthweb is running on this machine (sample study {SAMPLE_PATIENT} stored over DICOMweb):",
+            *app.lines(),
+            sep="\n",
+            flush=True,
+        )
 
 
 def terraform_in_stack(args: list[str]) -> None:
@@ -189,6 +311,10 @@ def terraform_in_stack(args: list[str]) -> None:
 
 
 def down() -> None:
+    phase("Stopping the local application")
+    if not harness_cli.stop(APP):
+        raise DemoError(f"the local application did not stop; see {APP.log}")
+    shutil.rmtree(APP.path / "sample", ignore_errors=True)
     port = running_emulator()
     if port and STATE_FILE.exists():
         phase("cdktf destroy in the emulator")

@@ -233,8 +233,8 @@ def start_local_app(endpoint: str, outs: dict[str, str], where: harness_cli.Stat
     missing = missing_prerequisites()
     if missing:
         print(
-            f"Skipped the local application: this machine lacks {', '.join(missing)} (Debian packages that make "
-            "debian installs as root or with sudo; not Debian, or neither here). The deployment above is complete.",
+            f"Skipped the local application: this machine lacks {', '.join(missing)}, Debian packages that make "
+            "debian installs only on Debian and as root or with sudo; the deployment above is complete.",
             flush=True,
         )
         return None

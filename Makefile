@@ -114,10 +114,10 @@ destroy: install ## cdktf destroy of the real deployment
 
 .PHONY: demo demo-down demo-plan demo-replace-host cost diagram
 
-demo: install debian ## Deploy the whole stack with the real cdktf CLI into a local AWS emulator
+demo: install debian ## Deploy into a local AWS emulator (real cdktf CLI), then run Orthanc locally on its secrets
 	$(PY) -m orthweb_dev.demo up
 
-demo-down: install ## Destroy the demo deployment and stop the emulator
+demo-down: install ## Stop the demo's Orthanc, destroy the demo deployment and stop the emulator
 	$(PY) -m orthweb_dev.demo down
 
 demo-plan: install ## Plain `terraform plan` of the demo deployment (expect: no changes)

@@ -1,28 +1,34 @@
 """A real browser through the real nginx: headless Chromium (Debian's, driven by Selenium through
-Debian's chromedriver) logs in, opens the study in the explorer, opens the viewer, and the viewer
-draws the image: the sample's ramp is read back from the viewer's pixels. In the harness these are
-Debian's Orthanc Explorer and Orthanc Web Viewer 2.8; the image's Explorer 2 and Stone are not
-packaged for Debian (docs/app-harness.md)."""
+Debian's chromedriver) logs in as a user with the viewer role, opens the study in the explorer,
+opens the viewer, and the viewer draws the image: the sample's ramp is read back from the viewer's
+pixels. In the harness these are Debian's Orthanc Explorer and Orthanc Web Viewer 2.8; the image's
+Explorer 2 and Stone are not packaged for Debian (docs/app-harness.md)."""
 
 from __future__ import annotations
 
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from orthweb.settings import Settings
 from orthweb_dev import browser
 from orthweb_dev.dicom import viewable_instance
-from orthweb_dev.harness import AppHost
+from orthweb_dev.harness import AppHost, app_host, missing_prerequisites
 from orthweb_dev.testing import INSTALL_HINT, not_run
 
 pytestmark = pytest.mark.app
 
 
-@pytest.fixture(scope="module", autouse=True)
-def chromium_installed() -> None:
-    if browser.missing():
-        not_run(f"the browser test needs {', '.join(browser.missing())} ({INSTALL_HINT})")
+@pytest.fixture(scope="module")
+def app() -> Iterator[AppHost]:
+    """The application with a clinician's login: a user with the viewer role."""
+    missing = missing_prerequisites() + browser.missing()
+    if missing:
+        not_run(f"the browser test needs {', '.join(missing)} ({INSTALL_HINT})")
+    with app_host(Settings(web_users={"admin": "admin", "vera": "viewer"})) as host:
+        yield host
 
 
 def test_the_browser_logs_in_opens_the_study_and_the_viewer_draws_it(app: AppHost, tmp_path: Path) -> None:
@@ -34,7 +40,7 @@ def test_the_browser_logs_in_opens_the_study_and_the_viewer_draws_it(app: AppHos
         driver.get(app.web_url + "/")
         assert driver.current_url == app.web_url + "/app/explorer.html"
         assert "Orthanc" not in driver.title
-        browser.log_in(driver, app.web_url, "admin", app.admin_password)
+        browser.log_in(driver, app.web_url, "vera", app.passwords["vera"])  # the viewer role suffices
         assert driver.title == "Orthanc Explorer"
         canvas = browser.open_viewer(driver, app.web_url, "Orthweb harness browser")
         assert driver.current_url.startswith(app.web_url + "/web-viewer/app/viewer.html?series=")

@@ -1,7 +1,8 @@
 """DICOMweb through the real nginx, driven by a client nobody here wrote (the `dicomweb-client`
-package): STOW-RS, QIDO-RS, WADO-RS with rendered frames, links that name the public URL, logins,
-and CORS for one listed origin. The harness loads Debian's DICOMweb plugin (1.7) with the same
-rendered `DicomWeb` section the image's 1.20 gets (docs/app-harness.md)."""
+package): STOW-RS, QIDO-RS, WADO-RS with rendered frames, links that name the public URL, logins
+and roles (a viewer reads, an uploader may also STOW), and CORS for one listed origin. The harness
+loads Debian's DICOMweb plugin (1.7) with the same rendered `DicomWeb` section the image's 1.20
+gets (docs/app-harness.md)."""
 
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ from orthweb_dev.testing import INSTALL_HINT, not_run
 
 pytestmark = pytest.mark.app
 
+USERS = {"admin": "admin", "vera": "viewer", "ulla": "uploader"}
 ALLOWED = "https://viewer.example.org"
 OTHER = "https://elsewhere.example.com"
 CORS_HEADERS = ("access-control-allow-origin", "access-control-allow-credentials", "access-control-allow-methods")
@@ -30,25 +32,26 @@ CORS_HEADERS = ("access-control-allow-origin", "access-control-allow-credentials
 
 @pytest.fixture(scope="module")
 def app() -> Iterator[AppHost]:
-    """The application with one origin allowed to call DICOMweb from a browser."""
+    """The application with a user of each role and one origin allowed to call DICOMweb from a browser."""
     missing = missing_prerequisites()
     if missing:
         not_run(f"the application harness needs {', '.join(missing)} ({INSTALL_HINT})")
-    with app_host(Settings(web_cors_origins=[ALLOWED])) as host:
+    with app_host(Settings(web_users=USERS, web_cors_origins=[ALLOWED])) as host:
         yield host
 
 
-def session(app: AppHost, password: str | None = None) -> requests.Session:
-    """A requests session through nginx that trusts only the certificate the host's step made."""
+def session(app: AppHost, password: str | None = None, user: str = "admin") -> requests.Session:
+    """A requests session through nginx as ``user`` (its generated password unless ``password``),
+    trusting only the certificate the host's step made."""
     s = requests.Session()
     s.trust_env = False  # neither a CA bundle nor a proxy from the environment
     s.verify = str(app.server_cert)
-    s.auth = ("admin", app.admin_password if password is None else password)
+    s.auth = (user, app.passwords[user] if password is None else password)
     return s
 
 
-def client(app: AppHost, password: str | None = None) -> DICOMwebClient:
-    return DICOMwebClient(f"{app.web_url}/dicom-web", session=session(app, password))
+def client(app: AppHost, password: str | None = None, user: str = "admin") -> DICOMwebClient:
+    return DICOMwebClient(f"{app.web_url}/dicom-web", session=session(app, password, user))
 
 
 def value(dataset: dict[str, Any], tag: str) -> Any:
@@ -136,6 +139,39 @@ def test_a_wrong_login_gets_401_and_no_data(app: AppHost, study: list[Sample]) -
     assert refused.value.response is not None
     assert refused.value.response.status_code == 401
     assert client(app).search_for_studies(search_filters={"StudyInstanceUID": upload.study}) == []
+
+
+# --- roles ---------------------------------------------------------------------------------------
+
+
+def test_a_viewer_reads_dicomweb_but_cannot_store(app: AppHost, study: list[Sample]) -> None:
+    viewer = client(app, user="vera")
+    (found,) = viewer.search_for_studies(search_filters={"StudyInstanceUID": study[0].study})
+    assert value(found, "00100020") == "DICOMWEBSTOW"
+    series = dcmread(io.BytesIO(study[0].data)).SeriesInstanceUID
+    assert (
+        viewer.retrieve_instance(study[0].study, series, study[0].sop_instance).SOPInstanceUID == study[0].sop_instance
+    )
+    refused = viewable_instance("dicomweb-by-viewer")
+    with pytest.raises(requests.HTTPError) as stow:
+        viewer.store_instances([dcmread(io.BytesIO(refused.data))])
+    assert stow.value.response is not None
+    assert stow.value.response.status_code == 403  # logged in, but the role filter refuses
+    assert client(app).search_for_studies(search_filters={"StudyInstanceUID": refused.study}) == []
+
+
+def test_an_uploader_stores_with_stow(app: AppHost) -> None:
+    upload = viewable_instance("dicomweb-by-uploader")
+    response = client(app, user="ulla").store_instances([dcmread(io.BytesIO(upload.data))])
+    assert [item.ReferencedSOPInstanceUID for item in response.ReferencedSOPSequence] == [upload.sop_instance]
+    (found,) = client(app, user="vera").search_for_studies(search_filters={"StudyInstanceUID": upload.study})
+    assert value(found, "0020000D") == upload.study
+
+
+def test_a_wrong_password_for_a_real_viewer_gets_401(app: AppHost, study: list[Sample]) -> None:
+    response = session(app, password="not-vera's", user="vera").get(f"{app.web_url}/dicom-web/studies")
+    assert response.status_code == 401
+    assert study[0].study not in response.text
 
 
 # --- CORS ----------------------------------------------------------------------------------------

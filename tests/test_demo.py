@@ -33,7 +33,7 @@ def test_the_printed_lines_name_the_url_the_users_and_a_ready_storescu_command()
     app_dir = PROJECT_DIR / ".orthweb" / "demo" / "app"
     app = demo.LocalApp(
         web_url="https://localhost:40443",
-        users=(("admin", "admin", app_dir / "admin-password"),),
+        users=(("admin", "admin", app_dir / "users" / "admin"),),
         aet="ORTHANC",
         dicom_port=41112,
         server_cert=app_dir / "server.crt",
@@ -42,7 +42,7 @@ def test_the_printed_lines_name_the_url_the_users_and_a_ready_storescu_command()
     )
     text = "\n".join(app.lines())
     assert "Web UI     https://localhost:40443/ " in text
-    assert "admin (admin): password in .orthweb/demo/app/admin-password" in text
+    assert "admin (admin): password in .orthweb/demo/app/users/admin" in text
     assert "DICOMweb   https://localhost:40443/dicom-web/ " in text
     # Paths are relative to the project directory, where make runs, and the command parses as typed.
     assert shlex.split(shlex.join(app.storescu)) == app.storescu

@@ -159,7 +159,7 @@ def cors_origins_map(origins: list[str]) -> str:
     """The nginx ``map`` entries that let ``origins`` call DICOMweb: a DICOMweb request from a
     listed Origin maps to that origin (echoed back in Access-Control-Allow-Origin), anything else
     to the map's empty default. The settings allow only plain ``https://host[:port]`` origins."""
-    return "\n".join(f'"1 {origin}" "{origin}";' for origin in origins)
+    return "\n".join(f'"Origin {origin}" "{origin}";' for origin in origins)
 
 
 def template_values(settings: Settings, facts: HostFacts) -> dict[str, str]:

@@ -167,7 +167,7 @@ def main() -> int:
         if status != 200:
             print(f"orthweb browser: upload refused ({status}): {body[:200]!r}", file=sys.stderr)
             return 1
-        log_in(driver, app.web_url, "admin", app.admin_password)
+        log_in(driver, app.web_url, app.admin_user, app.admin_password)
         canvas = open_viewer(driver, app.web_url, "Orthweb harness viewer")
         wait_for_ramp(driver, canvas)
         args.output.write_bytes(driver.get_screenshot_as_png())

@@ -205,7 +205,7 @@ class LocalApp:
             *(f"  {'Users' if i == 0 else '':10} {u}" for i, u in enumerate(users)),
             f"  DICOM TLS  {self.aet}@localhost:{self.dicom_port}; send a new study with:",
             f"             {shlex.join(self.storescu)}",
-            f"  DICOMweb   {self.dicomweb_url}   (QIDO-RS, WADO-RS, STOW-RS; same logins; certificate "
+            f"  DICOMweb   {self.dicomweb_url}   (QIDO-RS, WADO-RS, STOW-RS; same logins and roles; certificate "
             f"{shown(self.server_cert)})",
         ]
 

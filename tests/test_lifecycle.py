@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import gzip
 import json
+import os
 import re
 import shlex
 import subprocess
@@ -151,7 +152,7 @@ def test_1c_the_demo_serves_the_application_on_this_deployments_secrets(
         not_run(f"the demo's local application needs {', '.join(missing)} ({INSTALL_HINT})")
     outputs = {k: v["value"] for k, v in json.loads(tf("output", "-json").stdout).items()}
     where = harness_cli.StateDir(tmp_path / "app")
-    app = demo.start_local_app(emulator.endpoint, outputs, where)
+    app = demo.start_local_app(emulator.endpoint, outputs, demo.with_demo_peer(dict(os.environ)), where)
     assert app is not None
     try:
         text = "\n".join(app.lines())

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import io
+import ipaddress
 import json
 import os
 import shlex
@@ -24,6 +25,7 @@ import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -46,6 +48,9 @@ REGION = "us-east-1"
 # The local application: the harness's state and, in its sample/, the file the demo offers to send.
 APP = harness_cli.StateDir(DEMO_DIR / "app")
 SAMPLE_PATIENT = "ORTHWEB^DEMO"
+# DICOM is closed until peers are named; unless you name yours, the demo names this machine, so
+# the storescu command it prints is served (in the emulator, the same peer opens 11112 to loopback).
+DEMO_PEER: dict[str, object] = {"aet": "DEMO", "cidr": "127.0.0.0/8", "permissions": ["store", "find"]}
 
 
 class DemoError(RuntimeError):
@@ -115,6 +120,15 @@ def refuse_real_state() -> None:
         )
 
 
+def with_demo_peer(env: dict[str, str]) -> dict[str, str]:
+    """``env`` with ORTHWEB_DICOM_PEERS naming :data:`DEMO_PEER`, unless peers are configured
+    already (in ``env`` or in cdktf.json)."""
+    context = json.loads((PROJECT_DIR / "cdktf.json").read_text()).get("context", {}).get("orthweb", {})
+    if "ORTHWEB_DICOM_PEERS" in env or "dicom_peers" in context:
+        return env
+    return {**env, "ORTHWEB_DICOM_PEERS": json.dumps([DEMO_PEER])}
+
+
 def terraform_rc() -> Path:
     try:
         return write_cli_config(TF_RC, provider_mirror())
@@ -143,7 +157,7 @@ def demo_env(port: int) -> dict[str, str]:
         # A throwaway deployment: no deletion protection, no final snapshot, so demo-down leaves nothing.
         ORTHWEB_DELETION_PROTECTION="false",
     )
-    return env
+    return with_demo_peer(env)
 
 
 def cdktf(args: list[str], env: dict[str, str]) -> None:
@@ -187,27 +201,49 @@ class LocalApp:
     server_cert: Path
     send_me: Path
     sample_study: str
+    peer: str | None  # a DICOM peer this machine may store as, if the settings name one
 
     @property
     def dicomweb_url(self) -> str:
         return f"{self.web_url}/dicom-web/"
 
     @property
-    def storescu(self) -> list[str]:
-        """A DCMTK command that stores ``send_me`` over DICOM TLS, verifying the server's certificate."""
+    def storescu(self) -> list[str] | None:
+        """A DCMTK command that stores ``send_me`` over DICOM TLS as ``peer``, verifying the server's
+        certificate; None when no peer may store from this machine."""
+        if self.peer is None:
+            return None
         tls = ["--anonymous-tls", "--add-cert-file", shown(self.server_cert)]
-        return ["storescu", *tls, "-aec", self.aet, "localhost", str(self.dicom_port), shown(self.send_me)]
+        target = ["-aet", self.peer, "-aec", self.aet, "localhost", str(self.dicom_port)]
+        return ["storescu", *tls, *target, shown(self.send_me)]
 
     def lines(self) -> list[str]:
         users = [f"{name} ({role}): password in {shown(path)}" for name, role, path in self.users]
+        dicom = f"  DICOM TLS  {self.aet}@localhost:{self.dicom_port}"
+        if self.storescu is None:
+            dicom_lines = [f"{dicom}; no DICOM peer may store from this machine (setting dicom_peers)"]
+        else:
+            dicom_lines = [
+                f"{dicom}; send a new study as peer {self.peer} with:",
+                f"{'':13}{shlex.join(self.storescu)}",
+            ]
         return [
             f"  Web UI     {self.web_url}/   (log in as a user below)",
             *(f"  {'Users' if i == 0 else '':10} {u}" for i, u in enumerate(users)),
-            f"  DICOM TLS  {self.aet}@localhost:{self.dicom_port}; send a new study with:",
-            f"             {shlex.join(self.storescu)}",
+            *dicom_lines,
             f"  DICOMweb   {self.dicomweb_url}   (QIDO-RS, WADO-RS, STOW-RS; same logins and roles; certificate "
             f"{shown(self.server_cert)})",
         ]
+
+
+def local_store_peer(peers: Sequence[Mapping[str, object]]) -> str | None:
+    """The AET of the first DICOM peer that may store from this machine (127.0.0.1), if any."""
+    for peer in peers:
+        cidr = ipaddress.ip_network(str(peer["cidr"]))
+        permissions = peer.get("permissions")
+        if ipaddress.ip_address("127.0.0.1") in cidr and isinstance(permissions, list) and "store" in permissions:
+            return str(peer["aet"])
+    return None
 
 
 def upload_sample(state: dict[str, object], user: str, password: str) -> str:
@@ -227,9 +263,12 @@ def upload_sample(state: dict[str, object], user: str, password: str) -> str:
     return sample.study
 
 
-def start_local_app(endpoint: str, outs: dict[str, str], where: harness_cli.StateDir = APP) -> LocalApp | None:
-    """Run the host's steps against the deployment's secrets and serve the application locally;
-    None (and one line saying why) where this machine lacks the Debian packages it needs."""
+def start_local_app(
+    endpoint: str, outs: dict[str, str], env: dict[str, str], where: harness_cli.StateDir = APP
+) -> LocalApp | None:
+    """Run the host's steps against the deployment's secrets and serve the application locally,
+    rendered from the settings ``env`` gives (the deployment's); None (and one line saying why)
+    where this machine lacks the Debian packages it needs."""
     missing = missing_prerequisites()
     if missing:
         print(
@@ -241,11 +280,12 @@ def start_local_app(endpoint: str, outs: dict[str, str], where: harness_cli.Stat
     deployment = Deployment(endpoint, REGION, outs["db_master_secret_arn"], outs["admin_secret_arn"])
     harness_cli.stop(where)  # a previous run's application (its data was throwaway; the logins persist)
     try:
-        state = harness_cli.start(where, deployment)
+        state = harness_cli.start(where, deployment, env=env)
     except RuntimeError as exc:
         raise DemoError(str(exc)) from None
-    users = state["users"]
+    users, peers = state["users"], state["dicom_peers"]
     assert isinstance(users, dict)
+    assert isinstance(peers, list)
     logins = tuple((name, str(user["role"]), Path(user["password_file"])) for name, user in users.items())
     uploader = next(login for login in logins if login[1] in ("admin", "uploader"))  # settings require an admin
     study = upload_sample(state, uploader[0], uploader[2].read_text().strip())
@@ -261,6 +301,7 @@ def start_local_app(endpoint: str, outs: dict[str, str], where: harness_cli.Stat
         server_cert=where.server_cert,
         send_me=send_me,
         sample_study=study,
+        peer=local_store_peer(peers),
     )
 
 
@@ -278,7 +319,7 @@ def up() -> None:
     for name, value in sorted(outs.items()):
         print(f"  {name:22} {value}")
     phase("The application, locally, on this deployment's secrets (the host's own bootstrap steps)")
-    app = start_local_app(env["AWS_ENDPOINT_URL"], outs)
+    app = start_local_app(env["AWS_ENDPOINT_URL"], outs, env)
     finished = time.monotonic()
     rel = STACK_DIR.relative_to(PROJECT_DIR)
     print(

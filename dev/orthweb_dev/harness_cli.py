@@ -132,9 +132,12 @@ def running_pid(where: StateDir) -> int | None:
     return pid
 
 
-def start(where: StateDir, deployment: Deployment | None = None) -> dict[str, object]:
-    """Start a background harness (on ``deployment``'s secrets if given) and wait until it has
-    published its state; that state. Raises RuntimeError with the log's tail if it does not come up."""
+def start(
+    where: StateDir, deployment: Deployment | None = None, env: dict[str, str] | None = None
+) -> dict[str, object]:
+    """Start a background harness (on ``deployment``'s secrets if given; its settings from ``env``,
+    default this process's environment) and wait until it has published its state; that state.
+    Raises RuntimeError with the log's tail if it does not come up."""
     if running_pid(where):
         raise RuntimeError(f"a harness is already running; see {where.state} (stop it first)")
     where.path.mkdir(parents=True, exist_ok=True)
@@ -145,6 +148,7 @@ def start(where: StateDir, deployment: Deployment | None = None) -> dict[str, ob
         proc = subprocess.Popen(
             [sys.executable, "-m", "orthweb_dev.harness_cli", "serve", "--state-dir", str(where.path)],
             cwd=PROJECT_DIR,
+            env=env,
             stdin=subprocess.DEVNULL,
             stdout=log,
             stderr=subprocess.STDOUT,

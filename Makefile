@@ -126,13 +126,16 @@ demo-plan: install ## Plain `terraform plan` of the demo deployment (expect: no 
 demo-replace-host: install ## The runbook's destroy/apply -target aws_instance.orthweb, in the emulator
 	$(PY) -m orthweb_dev.demo replace-host
 
-cost: synth ## Daily cost of the synthesized stack (committed, dated us-east-1 price table)
+cost: synth ## Daily cost of the synthesized stack, images per TB-month, and each topology compared
 	$(PY) -m orthweb_dev.cost
+	$(call say,Each topology (synthesized with its settings))
+	$(PY) -m orthweb_dev.cost --topologies
 
 diagram: synth ## Regenerate docs/architecture.svg from the synthesized stack (needs graphviz)
 	command -v dot >/dev/null || { echo "graphviz is missing: make debian (or apt-get install graphviz)" >&2; exit 1; }
 	$(PY) -m orthweb_dev.diagram | dot -Tsvg -o docs/architecture.svg
-	echo "wrote docs/architecture.svg"
+	$(PY) -m orthweb_dev.diagram --scaled | dot -Tsvg -o docs/architecture-scaled.svg
+	echo "wrote docs/architecture.svg and docs/architecture-scaled.svg"
 
 .PHONY: app-up app-down bench-ingest
 
@@ -142,5 +145,5 @@ app-up: install debian ## Serve the rendered config with real Orthanc, PostgreSQ
 app-down: install ## Stop the application harness
 	$(PY) -m orthweb_dev.harness_cli down
 
-bench-ingest: install debian ## DICOM TLS ingest benchmark: Orthweb vs transport limit vs stock Orthanc
-	$(PY) bench/ingest.py
+bench-ingest: install debian ## DICOM TLS ingest benchmark: Orthweb vs transport limit vs stock Orthanc (ORTHANCS=2: also 2 Orthancs behind the upstream)
+	$(PY) bench/ingest.py --orthancs $(or $(ORTHANCS),1)

@@ -12,13 +12,18 @@ nginx DICOM TLS listener, to these receivers in turn:
 4. transport limit, Python: a pynetdicom SCP on loopback that drops every instance;
 5. stock Orthanc: Debian's Orthanc with default settings (SQLite index, files on disk).
 
+With ``--orthancs N`` (N >= 2) a sixth receiver joins the same runs: N Orthancs with the rendered
+configuration of a multi-host deployment on one PostgreSQL, behind the nginx upstream that stands in
+for the load balancer (:mod:`orthweb_dev.fleet_harness`).
+
 Each leg runs ``--runs`` times; the table has every run and the median. Usage:
-``.venv/bin/python bench/ingest.py [--instances 400] [--associations 4] [--runs 3]``.
+``.venv/bin/python bench/ingest.py [--instances 400] [--associations 4] [--runs 3] [--orthancs 2]``.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
@@ -33,6 +38,7 @@ from pathlib import Path
 
 from orthweb.settings import Settings
 from orthweb_dev.dicom import make_instance
+from orthweb_dev.fleet_harness import fleet_host
 from orthweb_dev.harness import AppHost, AppHostError, UpstreamTls, app_host
 from orthweb_dev.pki import issue, make_ca
 from orthweb_dev.proc import free_port, port_open, stop_process, wait_until
@@ -40,6 +46,8 @@ from orthweb_dev.proc import free_port, port_open, stop_process, wait_until
 # The benchmark's sender, a DICOM peer allowed to store from loopback.
 BENCH_AET = "BENCH"
 SETTINGS = Settings(dicom_peers=[{"aet": BENCH_AET, "cidr": "127.0.0.0/8", "permissions": ["store"]}])
+# The same with several hosts (images in PostgreSQL: the S3 plugin is not in Debian).
+FLEET = Settings(hosts=2, db_multi_az=True, endpoints_in_all_azs=True, dicom_peers=SETTINGS.dicom_peers)
 
 
 def write_instances(directory: Path, count: int) -> tuple[list[Path], int]:
@@ -210,6 +218,7 @@ def main() -> int:
     parser.add_argument("--instances", type=int, default=400)
     parser.add_argument("--associations", type=int, default=4)
     parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--orthancs", type=int, default=1, help="also N Orthancs behind the upstream (N >= 2)")
     args = parser.parse_args()
 
     work = Path(tempfile.mkdtemp(prefix="orthweb-bench-"))
@@ -225,9 +234,10 @@ def main() -> int:
             directory = work / f"set-{next(sets)}"
             return write_instances(directory, args.instances)[0]
 
-        with app_host(SETTINGS) as app:
+        with contextlib.ExitStack() as stack:
+            app = stack.enter_context(app_host(SETTINGS))
+            fleet = stack.enter_context(fleet_host(args.orthancs, FLEET)) if args.orthancs > 1 else None
             hop_settings, upstream = tls_hop(work)
-            postmaster = int((app.pg / "data" / "postmaster.pid").read_text().split()[0])
             receiver: subprocess.Popen[bytes] | None = None
 
             def orthweb_leg(tls: bool) -> None:
@@ -243,27 +253,31 @@ def main() -> int:
 
                 return setup
 
-            legs: list[tuple[str, Callable[[], None], bool]] = [
-                ("Orthweb, internal hop on loopback (the design)", lambda: orthweb_leg(False), True),
-                ("Orthweb, internal hop in DICOM TLS (the alternative)", lambda: orthweb_leg(True), True),
-                ("transport limit, C (nginx TLS -> storescp --ignore)", other(start_storescp), False),
-                ("transport limit, Python (nginx TLS -> pynetdicom, dropped)", other(start_discard), False),
-                ("stock Orthanc (defaults: SQLite + files)", other(start_stock_orthanc), True),
+            legs: list[tuple[str, Callable[[], None], bool, AppHost]] = [
+                ("Orthweb, internal hop on loopback (the design)", lambda: orthweb_leg(False), True, app),
+                ("Orthweb, internal hop in DICOM TLS (the alternative)", lambda: orthweb_leg(True), True, app),
+                ("transport limit, C (nginx TLS -> storescp --ignore)", other(start_storescp), False, app),
+                ("transport limit, Python (nginx TLS -> pynetdicom, dropped)", other(start_discard), False, app),
+                ("stock Orthanc (defaults: SQLite + files)", other(start_stock_orthanc), True, app),
             ]
+            if fleet is not None:
+                name = f"Orthweb, {args.orthancs} Orthancs behind the upstream (one PostgreSQL)"
+                legs.append((name, lambda: None, True, fleet))
             # Interleaved (each run visits every receiver), so that a change in the machine's
             # load (other people's work) affects every receiver alike.
             for _ in range(args.runs):
-                for name, setup, store in legs:
+                for name, setup, store, target in legs:
                     setup()
+                    postmaster = int((target.pg / "data" / "postmaster.pid").read_text().split()[0])
                     batch = fresh() if store else files
-                    before = count_orthweb_instances(app)
+                    before = count_orthweb_instances(target)
                     cpu_before, busy_before, span_before = cpu_seconds(postmaster)
-                    results.setdefault(name, []).append(send(app, batch, args.associations))
+                    results.setdefault(name, []).append(send(target, batch, args.associations))
                     cpu_after, busy_after, span_after = cpu_seconds(postmaster)
                     if name not in profiles:  # the first run of each leg
                         used = {k: cpu_after[k] - cpu_before.get(k, 0.0) for k in cpu_after}
                         profiles[name] = (used, busy_after - busy_before, span_after - span_before)
-                    stored = count_orthweb_instances(app) - before
+                    stored = count_orthweb_instances(target) - before
                     if name.startswith("Orthweb") and stored != args.instances:
                         raise AppHostError(f"{name}: stored {stored} of {args.instances} instances")
                     if batch is not files:
@@ -274,7 +288,7 @@ def main() -> int:
         shutil.rmtree(work, ignore_errors=True)
 
     median = {name: statistics.median(runs) for name, runs in results.items()}
-    orthweb, tls_variant, c_limit, py_limit, stock = median.values()
+    orthweb, tls_variant, c_limit, py_limit, stock = list(median.values())[:5]
     print(f"\n{args.instances} CT instances (512x512, 16-bit), {mb:.1f} MB, {args.associations} TLS associations,")
     print(f"{args.runs} runs per receiver, interleaved (instances/s each, then the median's MB/s)")
     print(f"machine: {machine()}\n")
@@ -287,6 +301,9 @@ def main() -> int:
     print(f"Orthweb / transport limit (Python): {py_limit / orthweb:.2f}x")
     print(f"Orthweb / stock Orthanc:            {stock / orthweb:.2f}x (target >= 1.0x)")
     print(f"Internal hop in TLS / on loopback:  {orthweb / tls_variant:.2f}x")
+    if len(median) > 5:
+        several = list(median.values())[5]
+        print(f"{args.orthancs} Orthancs / 1 Orthanc:            {orthweb / several:.2f}x (same machine, same runs)")
     print("\nWhere the time goes (first run of each leg): CPU seconds of this benchmark's processes,")
     print("and how busy the whole machine was (other users' work included; 100% = every CPU busy)\n")
     print("| receiver | wall s | " + " | ".join(PROFILED) + " | machine busy |")

@@ -18,7 +18,7 @@ import pytest
 from orthweb.settings import Settings
 from orthweb_dev.dicom import TEST_AET
 from orthweb_dev.harness import AppHost, app_host, missing_prerequisites
-from orthweb_dev.synth import VARIANT_SETTINGS, synthesize
+from orthweb_dev.synth import SCALED_SETTINGS, VARIANT_SETTINGS, synthesize
 from orthweb_dev.terraform import MirrorMissing, provider_mirror, write_cli_config
 from orthweb_dev.testing import INSTALL_HINT, not_run
 
@@ -64,6 +64,28 @@ def stack_dir(synthesized: tuple[dict[str, Any], Path]) -> Path:
 def variant(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     """The parsed cdk.tf.json of the stack with VARIANT_SETTINGS."""
     return synthesize(VARIANT_SETTINGS, tmp_path_factory.mktemp("synth-variant"))[0]
+
+
+@pytest.fixture(scope="session")
+def scaled_synthesized(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str, Any], Path]:
+    return synthesize(SCALED_SETTINGS, tmp_path_factory.mktemp("synth-scaled"))
+
+
+@pytest.fixture(scope="session")
+def scaled(scaled_synthesized: tuple[dict[str, Any], Path]) -> dict[str, Any]:
+    """The parsed cdk.tf.json with SCALED_SETTINGS: three hosts behind the balancer, images in S3."""
+    return scaled_synthesized[0]
+
+
+@pytest.fixture(scope="session")
+def scaled_stack_dir(scaled_synthesized: tuple[dict[str, Any], Path]) -> Path:
+    return scaled_synthesized[1]
+
+
+@pytest.fixture(scope="session")
+def images_in_s3(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """The parsed cdk.tf.json of one host with ``storage = "s3"``."""
+    return synthesize({"storage": "s3"}, tmp_path_factory.mktemp("synth-s3"))[0]
 
 
 @pytest.fixture(scope="session")

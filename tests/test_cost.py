@@ -23,3 +23,30 @@ def test_variant_costs_follow_multi_az_and_endpoint_zones(variant: dict[str, Any
     items = dict(cost.line_items(variant, PRICES))
     assert items["RDS db.m7g.large Multi-AZ"] == PRICES["rds_hourly"]["db.m7g.large"] * 24 * 2
     assert items["Interface endpoint ssm x3 AZ"] == PRICES["interface_endpoint_az_hourly"] * 24 * 3
+
+
+def test_several_hosts_cost_each_host_its_address_the_balancer_and_the_second_database(scaled: dict[str, Any]) -> None:
+    items = dict(cost.line_items(scaled, PRICES))
+    hour = 24
+    assert items["EC2 t4g.small x3 hosts"] == PRICES["ec2_hourly"]["t4g.small"] * hour * 3
+    assert items["Public IPv4 address x3"] == PRICES["public_ipv4_hourly"] * hour * 3
+    assert items["Network Load Balancer"] == PRICES["nlb_hourly"] * hour
+    assert items["RDS db.t4g.micro Multi-AZ"] == PRICES["rds_hourly"]["db.t4g.micro"] * hour * 2
+    assert items["Interface endpoint secretsmanager x3 AZ"] == PRICES["interface_endpoint_az_hourly"] * hour * 3
+    assert "Secrets Manager: shared TLS certificate" in items
+    assert not any("NAT" in what for what in items)  # hosts egress through their own addresses
+
+
+def test_images_are_priced_per_tb_month_for_each_choice(scaled: dict[str, Any], synth: dict[str, Any]) -> None:
+    per_tb = cost.storage_per_tb(PRICES, multi_az=True)
+    (rds,) = per_tb["postgresql"]
+    assert rds[1] == PRICES["rds_gp3_gb_month"] * 1024 * 2  # a Multi-AZ database keeps two copies
+    s3 = dict(per_tb["s3"])
+    hot = s3["S3 Intelligent-Tiering, frequent + monitoring"]
+    cold = s3["S3 Intelligent-Tiering, archive instant (after 90 days unread) + monitoring"]
+    assert cold < hot < rds[1] / 4
+    assert cost.images_in(scaled) == "s3"
+    assert cost.images_in(synth) == "postgresql"
+    lines = cost.report(scaled, PRICES, target=False)
+    assert any(line.startswith("  s3 ") and line.endswith("<- this stack") for line in lines)
+    assert not any(line.startswith("  postgresql") and line.endswith("<- this stack") for line in lines)

@@ -103,3 +103,45 @@ def test_ec2_instance_groups_and_group_rule_description(endpoint: str) -> None:
     rules = ec2.describe_security_group_rules(SecurityGroupRuleIds=[rule_id["SecurityGroupRuleId"]])
     assert rules["SecurityGroupRules"][0]["Description"] == "5432 from the host"
     assert rules["SecurityGroupRules"][0]["ReferencedGroupInfo"]["GroupId"] == host
+
+
+def test_autoscaling_keeps_default_warmup_and_maintenance_policy(endpoint: str) -> None:
+    ec2, autoscaling = _client(endpoint, "ec2"), _client(endpoint, "autoscaling")
+    vpc = ec2.create_vpc(CidrBlock="10.8.0.0/16")["Vpc"]["VpcId"]
+    subnet = ec2.create_subnet(VpcId=vpc, CidrBlock="10.8.1.0/24")["Subnet"]["SubnetId"]
+    image = ec2.describe_images(Owners=["amazon"])["Images"][0]["ImageId"]
+    ec2.create_launch_template(LaunchTemplateName="lt-asg", LaunchTemplateData={"ImageId": image})
+    autoscaling.create_auto_scaling_group(
+        AutoScalingGroupName="g",
+        MinSize=0,
+        MaxSize=2,
+        DesiredCapacity=0,
+        VPCZoneIdentifier=subnet,
+        LaunchTemplate={"LaunchTemplateName": "lt-asg", "Version": "$Latest"},
+        DefaultInstanceWarmup=120,
+        InstanceMaintenancePolicy={"MinHealthyPercentage": 100, "MaxHealthyPercentage": 150},
+    )
+    (group,) = autoscaling.describe_auto_scaling_groups(AutoScalingGroupNames=["g"])["AutoScalingGroups"]
+    assert group["DefaultInstanceWarmup"] == 120
+    assert group["InstanceMaintenancePolicy"] == {"MinHealthyPercentage": 100, "MaxHealthyPercentage": 150}
+    autoscaling.update_auto_scaling_group(
+        AutoScalingGroupName="g", InstanceMaintenancePolicy={"MinHealthyPercentage": 90, "MaxHealthyPercentage": 110}
+    )
+    (group,) = autoscaling.describe_auto_scaling_groups(AutoScalingGroupNames=["g"])["AutoScalingGroups"]
+    assert group["InstanceMaintenancePolicy"] == {"MinHealthyPercentage": 90, "MaxHealthyPercentage": 110}
+    assert group["DefaultInstanceWarmup"] == 120
+
+
+def test_launch_template_own_tags_stay_off_what_it_launches(endpoint: str) -> None:
+    ec2 = _client(endpoint, "ec2")
+    launched = [{"ResourceType": "instance", "Tags": [{"Key": "Name", "Value": "host"}]}]
+    created = ec2.create_launch_template(
+        LaunchTemplateName="lt-tags",
+        LaunchTemplateData={"InstanceType": "t4g.small", "TagSpecifications": launched},
+        TagSpecifications=[{"ResourceType": "launch-template", "Tags": [{"Key": "Owner", "Value": "radiology"}]}],
+    )["LaunchTemplate"]
+    assert {"Key": "Owner", "Value": "radiology"} in created["Tags"]
+    (version,) = ec2.describe_launch_template_versions(LaunchTemplateName="lt-tags")["LaunchTemplateVersions"]
+    specs = version["LaunchTemplateData"]["TagSpecifications"]
+    assert [s["ResourceType"] for s in specs] == ["instance"]
+    assert specs[0]["Tags"] == [{"Key": "Name", "Value": "host"}]

@@ -44,7 +44,10 @@ def test_every_skipped_check_has_a_reason_line_above_it() -> None:
         assert len(reason) > 40, f"{check} has no real reason"
 
 
-def test_checkov_passes_the_synthesized_stack(stack_dir: Path) -> None:
+@pytest.mark.parametrize("stack", ["default", "scaled"])
+def test_checkov_passes_the_synthesized_stack(stack: str, request: pytest.FixtureRequest) -> None:
+    """Both topologies: one host (the defaults), and three hosts behind the balancer with images in S3."""
+    stack_dir: Path = request.getfixturevalue("stack_dir" if stack == "default" else "scaled_stack_dir")
     proc = subprocess.run(
         [checkov_command(), "--config-file", str(CONFIG), "-f", str(stack_dir / "cdk.tf.json"), "-o", "json"],
         capture_output=True,

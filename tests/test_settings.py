@@ -82,6 +82,8 @@ def test_plain_http_is_allowed_on_private_networks_only() -> None:
 PEER = {"aet": "CT01", "cidr": "203.0.113.0/24", "permissions": ["store"]}
 MOVER = {"aet": "WS1", "cidr": "203.0.113.0/24", "permissions": ["move"], "host": "203.0.113.9", "port": 104,
          "tls_name": "ws1.example.org"}  # fmt: skip
+# The settings several hosts need besides `hosts` (each refusal below names the missing one).
+_MANY: dict[str, Any] = {"hosts": 3, "db_multi_az": True, "endpoints_in_all_azs": True}
 
 BAD_INPUTS = [
     # (context, environment, words the message must contain)
@@ -122,6 +124,21 @@ BAD_INPUTS = [
     ({"web_cors_origins": ["https://viewer.example.org:443"]}, {}, ["web_cors_origins", "no default port"]),
     ({"web_cors_origins": ["https://Viewer.example.org"]}, {}, ["web_cors_origins", "lowercase"]),
     ({"web_cors_origins": ['https://v.example.org" "x']}, {}, ["web_cors_origins", "https origins"]),
+    ({"storage": "efs"}, {}, ["storage", "efs", "postgresql or s3"]),
+    ({"hosts": 11}, {}, ["hosts", "11", "from 1 to 10"]),
+    ({"hosts": 0}, {}, ["hosts", "from 1 to 10"]),
+    ({"hosts": 3}, {}, ["hosts", "db_multi_az", "zone failure"]),
+    ({"hosts": 2, "db_multi_az": True}, {}, ["hosts", "endpoints_in_all_azs"]),
+    ({**_MANY, "plain_dicom_in_vpc": True}, {}, ["plain_dicom_in_vpc", "load balancer"]),
+    ({**_MANY, "db_instance_class": "db.x2g.large"}, {}, ["db_instance_class", "db.x2g.large", "t4g"]),
+    ({"domain_name": "pacs.example.org"}, {}, ["domain_name", "hosted_zone_id", "together"]),
+    ({"domain_name": "pacs.example.org", "hosted_zone_id": "Z0123ABC"}, {}, ["domain_name", "hosts >= 2"]),
+    (
+        {**_MANY, "domain_name": "pacs.example.org", "hosted_zone_id": "Z1", "site_name": "other.example.org"},
+        {},
+        ["site_name", "domain_name", "differ"],
+    ),
+    ({"hosted_zone_id": "zone-1"}, {}, ["hosted_zone_id", "Z0123ABC"]),
     ({"instance_typo": "t4g.small"}, {}, ["unknown setting", "instance_typo", "instance_type"]),
     ({"https": False}, {}, ["https", "web_cidrs", "0.0.0.0/0", "private network"]),
     ({"https": False, "web_cidrs": ["10.0.0.0/8", "198.51.100.0/24"]}, {}, ["https", "198.51.100.0/24"]),
@@ -230,3 +247,16 @@ def test_main_refuses_unknown_key_in_cdktf_json(project_copy: Path) -> None:
     assert proc.returncode == 2
     assert "unknown setting 'colour' in cdktf.json context.orthweb" in proc.stderr
     assert not (project_copy / "cdktf.out").exists()
+
+
+def test_several_hosts_with_images_anywhere_are_accepted_with_the_database_in_two_zones() -> None:
+    s = Settings.load({"hosts": 4, "storage": "s3", "db_multi_az": True, "endpoints_in_all_azs": True}, {})
+    assert s.multi_host
+    assert Settings(**_MANY).storage == "postgresql"  # images may stay in PostgreSQL (docs/scaling.md)
+    assert not Settings().multi_host
+
+
+@pytest.mark.parametrize("db_class", ["db.t4g.micro", "db.t3.micro", "db.m7g.large", "db.r6g.2xlarge"])
+def test_ten_hosts_fit_every_known_class_with_images_in_postgresql(db_class: str) -> None:
+    # The smallest class, db.t4g.micro (about 84 connections), takes 11 hosts x 6 + 10 reserved = 76.
+    Settings(**{**_MANY, "hosts": 10, "db_instance_class": db_class})

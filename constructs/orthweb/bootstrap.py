@@ -11,6 +11,8 @@ Python only fills values and expands three kinds of line, each alone on its line
   ``false``); otherwise the line disappears.
 - ``{{ content path }}`` (in a cloud-config ``write_files`` entry) becomes that entry's
   ``content``: a literal block holding the rendered file.
+- In shell scripts an include is written as a comment, ``# {{ include path if flag }}``, so the
+  script stays valid shell as it is in the repository (shellcheck reads it); it renders the same.
 
 So scripts stay files that shellcheck and friends can read. The rendered cloud-config is larger
 than EC2's 16 KiB, so the host construct hands it to Terraform's ``base64gzip()``: Terraform
@@ -26,6 +28,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from pathlib import Path
 
+from orthweb import capacity
 from orthweb.settings import Settings
 
 USERDATA_DIR = Path(__file__).resolve().parents[2] / "userdata"
@@ -48,7 +51,7 @@ NO_DESTINATION_PORT = 9
 
 _VALUE_RE = re.compile(r"\{\{ ([a-z_]+) \}\}")
 _DIRECTIVE_RE = re.compile(
-    r"^(?P<indent>[ \t]*)\{\{ (?P<kind>include|content) (?P<path>[\w./-]+)"
+    r"^(?P<indent>[ \t]*)(?:# )?\{\{ (?P<kind>include|content) (?P<path>[\w./@-]+)"
     r"(?: (?P<cond>if|unless) (?P<flag>[a-z_]+))? \}\}[ \t]*$"
 )
 _BLOCK_VALUE_RE = re.compile(r"^(?P<indent>[ \t]*)\{\{ (?P<name>[a-z_]+) \}\}[ \t]*$")
@@ -68,6 +71,14 @@ class HostFacts:
     db_name: str
     db_secret_arn: str
     admin_secret_arn: str
+    # With ``storage = "s3"``: the image bucket and the role that may read and write it.
+    images_bucket: str = ""
+    images_role_arn: str = ""
+    # With ``hosts`` >= 2: the shared certificate's secret, the load balancer's DNS name, and the
+    # site name every host's certificate names (domain_name, site_name or the balancer's name).
+    tls_secret_arn: str = ""
+    balancer_dns: str = ""
+    site_name: str = ""
 
 
 def dicom_modalities(settings: Settings) -> dict[str, dict[str, object]]:
@@ -152,6 +163,12 @@ def settings_values(settings: Settings) -> dict[str, str]:
         "stone_enabled": json.dumps("stone" in settings.viewers),
         "ohif_enabled": json.dumps("ohif" in settings.viewers),
         "cors_origins_map": cors_origins_map(settings.web_cors_origins),
+        # Where images live, and how many hosts share the database (docs/scaling.md).
+        "images_in_bucket": json.dumps(settings.storage == "s3"),
+        "postgresql_storage": json.dumps(settings.storage == "postgresql"),
+        "multi_host": json.dumps(settings.multi_host),
+        "host_config": json.dumps(settings.storage == "s3" or settings.multi_host),
+        "index_connections": str(capacity.INDEX_CONNECTIONS),
     }
 
 
@@ -172,6 +189,11 @@ def template_values(settings: Settings, facts: HostFacts) -> dict[str, str]:
         "db_name": facts.db_name,
         "db_secret_arn": facts.db_secret_arn,
         "admin_secret_arn": facts.admin_secret_arn,
+        "images_bucket": facts.images_bucket,
+        "images_role_arn": facts.images_role_arn,
+        "tls_secret_arn": facts.tls_secret_arn,
+        "balancer_dns": facts.balancer_dns,
+        "site_name": facts.site_name or settings.site_name or "",
     }
 
 

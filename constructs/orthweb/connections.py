@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 from cdktf_cdktf_provider_aws.vpc_security_group_egress_rule import VpcSecurityGroupEgressRule
 from cdktf_cdktf_provider_aws.vpc_security_group_ingress_rule import VpcSecurityGroupIngressRule
+
 from constructs import Construct
 
 
@@ -48,9 +49,12 @@ class Connections:
             to_port=port,
             referenced_security_group_id=other.security_group_id,
         )
+        # On the other side's own port the rule is "IngressFrom<owner>"; on any other port the port
+        # is part of the name, so one owner may reach several ports of the same group.
+        suffix = "" if port == other.default_port else str(port)
         ingress = VpcSecurityGroupIngressRule(
             other.owner,
-            f"IngressFrom{self.owner.node.id}",
+            f"IngressFrom{self.owner.node.id}{suffix}",
             security_group_id=other.security_group_id,
             description=f"{what} from {self.label}",
             ip_protocol="tcp",

@@ -38,6 +38,10 @@ PLAIN_DICOM_IN_VPC = False
 VIEWERS: tuple[str, ...] = ("stone",)
 # Origins of separately hosted viewers allowed to call DICOMweb from a browser: none (CORS off).
 WEB_CORS_ORIGINS: tuple[str, ...] = ()
+# Images beside the index in RDS: the simplest deployment; `s3` is the one that grows.
+STORAGE = "postgresql"
+# One EC2 host, `aws_instance.orthweb`; 2-10 run behind a Network Load Balancer.
+HOSTS = 1
 STATE_BACKEND = "local"
 STATE_PATH = "terraform.orthweb.tfstate"
 STATE_KEY = "orthweb/terraform.tfstate"

@@ -20,12 +20,19 @@ class Encryption(Construct):
     """A customer-managed KMS key, rotated yearly, with an alias.
 
     The key policy lets the account administer the key through IAM, CloudWatch Logs encrypt this
-    deployment's log groups, and RDS, Secrets Manager and EBS use it on behalf of principals of
-    this account only. No other principal can use it.
+    deployment's log groups, and RDS, Secrets Manager and EBS (and S3, with ``s3``: the image
+    bucket) use it on behalf of principals of this account only. No other principal can use it.
     """
 
     def __init__(
-        self, scope: Construct, id_: str, *, name_prefix: str, region: str, deletion_window_days: int = 30
+        self,
+        scope: Construct,
+        id_: str,
+        *,
+        name_prefix: str,
+        region: str,
+        deletion_window_days: int = 30,
+        s3: bool = False,
     ) -> None:
         super().__init__(scope, id_)
         identity = DataAwsCallerIdentity(self, "Account")
@@ -33,6 +40,7 @@ class Encryption(Construct):
         self.account_id: str = identity.account_id
         self.partition: str = partition.partition
         account_root = f"arn:{partition.partition}:iam::{identity.account_id}:root"
+        services = (*_SERVICES_USING_KEY, "s3") if s3 else _SERVICES_USING_KEY
         log_groups = f"arn:{partition.partition}:logs:{region}:{identity.account_id}:log-group:*"
 
         # A key policy is a resource policy: "Resource": "*" means this key. Access is narrowed by
@@ -65,7 +73,7 @@ class Encryption(Construct):
                 "Resource": "*",
                 "Condition": {
                     "StringEquals": {
-                        "kms:ViaService": [f"{svc}.{region}.amazonaws.com" for svc in _SERVICES_USING_KEY],
+                        "kms:ViaService": [f"{svc}.{region}.amazonaws.com" for svc in services],
                         "kms:CallerAccount": identity.account_id,
                     }
                 },

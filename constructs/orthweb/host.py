@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Protocol
 
 from cdktf import Fn, TerraformLocal, TerraformResourceLifecycle
@@ -11,6 +11,16 @@ from cdktf_cdktf_provider_aws.iam_instance_profile import IamInstanceProfile
 from cdktf_cdktf_provider_aws.iam_role import IamRole
 from cdktf_cdktf_provider_aws.iam_role_policy_attachment import IamRolePolicyAttachment
 from cdktf_cdktf_provider_aws.instance import Instance, InstanceMetadataOptions, InstanceRootBlockDevice
+from cdktf_cdktf_provider_aws.launch_template import (
+    LaunchTemplate,
+    LaunchTemplateBlockDeviceMappings,
+    LaunchTemplateBlockDeviceMappingsEbs,
+    LaunchTemplateIamInstanceProfile,
+    LaunchTemplateMetadataOptions,
+    LaunchTemplateMonitoring,
+    LaunchTemplateNetworkInterfaces,
+    LaunchTemplateTagSpecifications,
+)
 from cdktf_cdktf_provider_aws.security_group import SecurityGroup
 from cdktf_cdktf_provider_aws.vpc_security_group_egress_rule import VpcSecurityGroupEgressRule
 from cdktf_cdktf_provider_aws.vpc_security_group_ingress_rule import VpcSecurityGroupIngressRule
@@ -35,6 +45,12 @@ SSH_PORT = 22
 # Terraform address of the instance: the runbook's `-target aws_instance.orthweb` relies on it.
 INSTANCE_LOGICAL_ID = "orthweb"
 AMI_PARAMETER = "/aws/service/ami-amazon-linux-latest/al2023-ami-kernel-default-{arch}"
+# IMDSv2 PUT response hop limit of the launched hosts: 1 keeps instance metadata (and the role's
+# credentials) on the host itself, out of every container's reach; Orthanc gets its S3 session
+# from a file (orthweb-images), so no container needs metadata.
+LAUNCH_TEMPLATE_HOP_LIMIT = 1
+# Amazon Linux 2023's root device.
+ROOT_DEVICE = "/dev/xvda"
 
 
 class Host(Construct):
@@ -45,6 +61,11 @@ class Host(Construct):
     configured); managed through Session Manager. Its role starts with no data access: grant it
     with the owning constructs' ``grant_*`` methods. The AMI is read once at creation and
     ignored afterwards, so a new Amazon Linux release replaces the host only when you choose to.
+
+    With ``launch_template`` the same host is described by a launch template instead of being one
+    instance (``hosts`` >= 2: an Auto Scaling group launches it, see :class:`orthweb.fleet.Fleet`):
+    same AMI, role, security group, IMDSv2, encrypted root volume and user data; ``tags`` go on
+    each instance and volume it launches.
     """
 
     def __init__(
@@ -66,6 +87,8 @@ class Host(Construct):
         move_destinations: Sequence[tuple[str, int]] = (),
         ssh_key_name: str | None = None,
         ssh_cidr: str | None = None,
+        launch_template: bool = False,
+        tags: Mapping[str, str] | None = None,
     ) -> None:
         super().__init__(scope, id_)
         self.security_group = SecurityGroup(
@@ -145,6 +168,19 @@ class Host(Construct):
         # build on a colleague's machine would plan a host replacement.
         user_data_local = TerraformLocal(self, "UserData", user_data)
         ami = DataAwsSsmParameter(self, "Ami", name=AMI_PARAMETER.format(arch=architecture))
+        if launch_template:
+            self.launch_template = self._launch_template(
+                name_prefix=name_prefix,
+                image_id=ami.value,
+                instance_type=instance_type,
+                profile_name=profile.name,
+                key_name=ssh_key_name if ssh_key_name and ssh_cidr else None,
+                root_volume_gb=root_volume_gb,
+                key_arn=encryption.key_arn,
+                user_data=Fn.base64gzip(user_data_local.as_string),
+                tags={**(tags or {}), "Name": f"{name_prefix}-host"},
+            )
+            return
         self.instance = Instance(
             self,
             "Instance",
@@ -179,6 +215,70 @@ class Host(Construct):
         self.instance.override_logical_id(INSTANCE_LOGICAL_ID)
         self.instance_id: str = self.instance.id
         self.public_dns: str = self.instance.public_dns
+
+    def _launch_template(
+        self,
+        *,
+        name_prefix: str,
+        image_id: str,
+        instance_type: str,
+        profile_name: str,
+        key_name: str | None,
+        root_volume_gb: int,
+        key_arn: str,
+        user_data: str,
+        tags: Mapping[str, str],
+    ) -> LaunchTemplate:
+        """The instance above, as a launch template. Its AMI is ignored after creation like the
+        instance's: a new Amazon Linux release rolls the group only when you replace the template."""
+        return LaunchTemplate(
+            self,
+            "LaunchTemplate",
+            name_prefix=f"{name_prefix}-host-",
+            description="Orthanc host: Amazon Linux 2023, IMDSv2 only, encrypted root volume",
+            image_id=image_id,
+            instance_type=instance_type,
+            iam_instance_profile=LaunchTemplateIamInstanceProfile(name=profile_name),
+            key_name=key_name,
+            ebs_optimized="true",
+            monitoring=LaunchTemplateMonitoring(enabled=False),
+            # A public address for egress (images, packages, AWS APIs) without a NAT gateway; the
+            # security group admits nothing from the internet but what comes through the balancer.
+            network_interfaces=[
+                LaunchTemplateNetworkInterfaces(
+                    device_index=0,
+                    associate_public_ip_address="true",
+                    delete_on_termination="true",
+                    security_groups=[self.security_group.id],
+                )
+            ],
+            metadata_options=LaunchTemplateMetadataOptions(
+                http_endpoint="enabled",
+                http_tokens="required",
+                http_put_response_hop_limit=LAUNCH_TEMPLATE_HOP_LIMIT,
+                instance_metadata_tags="disabled",
+            ),
+            block_device_mappings=[
+                LaunchTemplateBlockDeviceMappings(
+                    device_name=ROOT_DEVICE,
+                    ebs=LaunchTemplateBlockDeviceMappingsEbs(
+                        volume_type="gp3",
+                        volume_size=root_volume_gb,
+                        encrypted="true",
+                        kms_key_id=key_arn,
+                        delete_on_termination="true",
+                    ),
+                )
+            ],
+            user_data=user_data,
+            tag_specifications=[
+                LaunchTemplateTagSpecifications(resource_type=kind, tags=dict(tags))
+                for kind in ("instance", "volume", "network-interface")
+            ],
+            update_default_version=True,
+            lifecycle=TerraformResourceLifecycle(ignore_changes=["image_id"]),
+            tags={"Name": f"{name_prefix}-host"},
+        )
 
     def connect_to(
         self, other: HasConnections, port: int | None = None

@@ -125,7 +125,7 @@ class Network(Construct):
         self.public_subnet_ids: list[str] = [s.id for s in self.public_subnets]
         self.private_subnet_ids: list[str] = [s.id for s in self.private_subnets]
 
-        VpcEndpoint(
+        self.s3_endpoint = VpcEndpoint(
             self,
             "S3Endpoint",
             vpc_id=self.vpc.id,
@@ -134,6 +134,7 @@ class Network(Construct):
             route_table_ids=[public_rt.id, private_rt.id],
             tags={"Name": f"{name_prefix}-s3"},
         )
+        self.s3_endpoint_id: str = self.s3_endpoint.id
 
         self.endpoint_security_group = SecurityGroup(
             self,

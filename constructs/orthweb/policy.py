@@ -7,6 +7,7 @@ from typing import Any
 
 from cdktf_cdktf_provider_aws.iam_role import IamRole
 from cdktf_cdktf_provider_aws.iam_role_policy import IamRolePolicy
+
 from constructs import Construct
 
 

@@ -1,10 +1,14 @@
-"""The web users' secret (the "admin secret"): created empty here, filled by the host."""
+"""Secrets the hosts fill themselves: the web users' secret (the "admin secret") and, for several
+hosts, the shared certificate. Terraform creates them empty, so no value ever passes through it."""
 
 from __future__ import annotations
+
+import json
 
 from cdktf_cdktf_provider_aws.iam_role import IamRole
 from cdktf_cdktf_provider_aws.iam_role_policy import IamRolePolicy
 from cdktf_cdktf_provider_aws.secretsmanager_secret import SecretsmanagerSecret
+from cdktf_cdktf_provider_aws.secretsmanager_secret_policy import SecretsmanagerSecretPolicy
 
 from constructs import Construct
 from orthweb.encryption import Encryption
@@ -43,6 +47,70 @@ class AdminSecret(Construct):
             name="read-write-orthanc-admin-secret",
             statement={
                 "Sid": "ReadWriteOrthancAdminSecret",
+                "Action": [
+                    "secretsmanager:GetSecretValue",
+                    "secretsmanager:DescribeSecret",
+                    "secretsmanager:PutSecretValue",
+                ],
+                "Resource": self.secret_arn,
+            },
+        )
+
+
+class CertificateSecret(Construct):
+    """The TLS certificate and key every host serves (``hosts`` >= 2), so peers pin one certificate.
+
+    Created empty, like the admin secret: the first host to boot makes the certificate and stores
+    it here (JSON ``certificate``/``key``), and every later host adopts it (``orthweb-shared-cert``).
+    Encrypted with the deployment key. Its resource policy refuses reading or writing the value to
+    every principal but the role given to :meth:`grant_read_write`, account administrators included:
+    the certificate itself is public (any client sees it), the key is for the hosts alone.
+    """
+
+    def __init__(
+        self, scope: Construct, id_: str, *, name_prefix: str, encryption: Encryption, recovery_window_days: int = 7
+    ) -> None:
+        super().__init__(scope, id_)
+        self.secret = SecretsmanagerSecret(
+            self,
+            "Secret",
+            name_prefix=f"{name_prefix}/tls-",
+            description=f"{name_prefix}: the TLS certificate and key every Orthanc host serves, set by the first host",
+            kms_key_id=encryption.key_arn,
+            recovery_window_in_days=recovery_window_days,
+        )
+        self.secret_arn: str = self.secret.arn
+
+    def grant_read_write(self, role: IamRole) -> IamRolePolicy:
+        """Let ``role`` (and no one else) read the value and offer a new one; returns the role's policy."""
+        SecretsmanagerSecretPolicy(
+            self,
+            "Policy",
+            secret_arn=self.secret.arn,
+            block_public_policy=True,
+            policy=json.dumps(
+                {
+                    "Version": "2012-10-17",
+                    "Statement": [
+                        {
+                            "Sid": "OnlyTheHostsReadOrWriteTheKey",
+                            "Effect": "Deny",
+                            "Principal": "*",
+                            "Action": ["secretsmanager:GetSecretValue", "secretsmanager:PutSecretValue"],
+                            "Resource": "*",
+                            "Condition": {"ArnNotEquals": {"aws:PrincipalArn": role.arn}},
+                        }
+                    ],
+                }
+            ),
+        )
+        return grant(
+            self,
+            "ReadWrite",
+            role=role,
+            name="read-write-shared-certificate-secret",
+            statement={
+                "Sid": "ReadWriteSharedCertificate",
                 "Action": [
                     "secretsmanager:GetSecretValue",
                     "secretsmanager:DescribeSecret",

@@ -21,7 +21,7 @@ from typing import Annotated, Any
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from orthweb import defaults
+from orthweb import capacity, defaults
 
 ENV_PREFIX = "ORTHWEB_"
 CONTEXT_KEY = "orthweb"
@@ -58,6 +58,9 @@ PRIVATE_RANGES = tuple(
     ipaddress.IPv4Network(n) for n in ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "100.64.0.0/10")
 )
 VIEWERS = ("stone", "ohif")
+# Where Orthanc keeps the images (the index is always in RDS PostgreSQL).
+STORAGE_CHOICES = ("postgresql", "s3")
+MAX_HOSTS = 10
 STATE_BACKENDS = ("local", "s3")
 
 _PREFIX_RE = re.compile(r"^[a-z][a-z0-9-]{0,18}[a-z0-9]$")
@@ -76,6 +79,7 @@ _IMAGE_RE = re.compile(r"^[a-z0-9./_-]+:[A-Za-z0-9._-]+(@sha256:[0-9a-f]{64})?$"
 _TAG_KEY_RE = re.compile(r"^[\w .:/=+@-]{1,128}$")
 _BUCKET_RE = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
 _ORIGIN_RE = re.compile(r"^https://(?P<host>[^/:]+)(:(?P<port>[0-9]{1,5}))?$")
+_ZONE_ID_RE = re.compile(r"^Z[A-Z0-9]{1,31}$")
 _HOSTNAME_RE = re.compile(r"^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*$")
 
 
@@ -398,6 +402,23 @@ class Settings(BaseModel):
         default_factory=lambda: list(defaults.WEB_CORS_ORIGINS),
         description="https origins of separately hosted viewers that may call DICOMweb (`/dicom-web/`) "
         "from a browser, with the users' logins; empty keeps CORS off",
+    storage: Annotated[str, _pattern(re.compile(r"^(postgresql|s3)$"), "postgresql or s3")] = Field(
+        defaults.STORAGE,
+        description="Where Orthanc keeps images: `postgresql` (in RDS, beside the index) or `s3` (a bucket "
+        "encrypted with the deployment key; the index stays in RDS)",
+    )
+    hosts: Annotated[int, _range(1, MAX_HOSTS)] = Field(
+        defaults.HOSTS,
+        description="Orthanc hosts: 1 is one EC2 instance (`aws_instance.orthweb`); 2-10 run in an Auto Scaling "
+        "group across the zones behind a Network Load Balancer (docs/scaling.md)",
+    )
+    domain_name: Annotated[str | None, _pattern(_HOSTNAME_RE, "a lowercase DNS host name")] = Field(
+        None,
+        description="With `hosts` >= 2: a DNS name for the load balancer (a Route 53 alias in `hosted_zone_id`), "
+        "and the name in the certificate",
+    )
+    hosted_zone_id: Annotated[str | None, _pattern(_ZONE_ID_RE, "a Route 53 hosted zone id such as Z0123ABC")] = Field(
+        None, description="Route 53 hosted zone that holds `domain_name`"
     )
     state_backend: Annotated[str, _pattern(re.compile(r"^(local|s3)$"), "local or s3")] = Field(
         defaults.STATE_BACKEND, description="Terraform state backend: `local` or `s3`"
@@ -445,7 +466,65 @@ class Settings(BaseModel):
                 f"setting 'dicom_cidrs' ({self.dicom_cidrs!r}) opens the network but no AET may associate: "
                 "name each peer in 'dicom_peers' with its AET, cidr and permissions (dicom_cidrs is deprecated)"
             )
+        self._check_scaling()
         return self
+
+    def _check_scaling(self) -> None:
+        """Refusals for ``hosts`` >= 2 and the load balancer's DNS name (docs/scaling.md says why)."""
+        if (self.domain_name is None) != (self.hosted_zone_id is None):
+            raise _Refusal(
+                "setting 'domain_name' and 'hosted_zone_id' must be set together (the alias record lives in that "
+                f"zone); got domain_name={self.domain_name!r}, hosted_zone_id={self.hosted_zone_id!r}"
+            )
+        if self.site_name and self.domain_name and self.site_name != self.domain_name:
+            raise _Refusal(
+                f"setting 'site_name' ({self.site_name!r}) and 'domain_name' ({self.domain_name!r}) both name the "
+                "site and differ: set only domain_name"
+            )
+        if self.hosts == 1:
+            if self.domain_name:
+                raise _Refusal(
+                    "setting 'domain_name' needs hosts >= 2: the alias points at the load balancer, and one host "
+                    "has no load balancer (use site_name and your own DNS record for one host)"
+                )
+            return
+        many = f"setting 'hosts' is {self.hosts}"
+        if not self.db_multi_az:
+            raise _Refusal(
+                f"{many} but 'db_multi_az' is false: several hosts across zones survive a zone failure only if "
+                "the database does too; set db_multi_az true (or hosts 1)"
+            )
+        if not self.endpoints_in_all_azs:
+            raise _Refusal(
+                f"{many} but 'endpoints_in_all_azs' is false: hosts in every zone reach Secrets Manager through "
+                "the endpoints, which must not all sit in one zone; set endpoints_in_all_azs true"
+            )
+        if self.plain_dicom_in_vpc:
+            raise _Refusal(
+                f"{many} with 'plain_dicom_in_vpc' true: the load balancer is internet-facing and serves DICOM "
+                "TLS only; set plain_dicom_in_vpc false (or hosts 1)"
+            )
+        limit = capacity.max_connections(self.db_instance_class)
+        if limit is None:
+            families = ", ".join(sorted(capacity.KNOWN_FAMILIES))
+            raise _Refusal(
+                f"{many}, and the database connections they need are checked against the class's memory, which "
+                f"is known for db.FAMILY.SIZE of {families}; 'db_instance_class' {self.db_instance_class!r} is not "
+                "one of them"
+            )
+        needed = capacity.connections_needed(self.hosts, self.storage == "postgresql")
+        if needed > limit:
+            raise _Refusal(
+                f"{many}: {self.hosts} + 1 (during a rolling replacement) x "
+                f"{capacity.connections_per_host(self.storage == 'postgresql')} connections + "
+                f"{capacity.RESERVED_CONNECTIONS} reserved need {needed}, and 'db_instance_class' "
+                f"{self.db_instance_class!r} allows about {limit}: choose a larger class or fewer hosts"
+            )
+
+    @property
+    def multi_host(self) -> bool:
+        """Several hosts behind the load balancer (an Auto Scaling group instead of one instance)."""
+        return self.hosts > 1
 
     @property
     def architecture(self) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 from cdktf import LocalBackend, S3Backend, TerraformOutput, TerraformStack
@@ -11,26 +12,29 @@ from constructs import Construct
 from orthweb.bootstrap import HostFacts, render_user_data
 from orthweb.database import Database
 from orthweb.encryption import Encryption
-from orthweb.host import DICOM_TLS_PORT, Host
+from orthweb.fleet import Balancer, HostGroup
+from orthweb.host import DICOM_TLS_PORT, HTTP_PORT, HTTPS_PORT, Host
 from orthweb.network import Network
-from orthweb.secrets import AdminSecret
+from orthweb.secrets import AdminSecret, CertificateSecret
 from orthweb.settings import Settings
+from orthweb.storage import ImageBucket
 
 STACK_NAME = "orthweb"
 
 
 class OrthwebStack(TerraformStack):
-    """The whole deployment: network, key, database, admin secret and host, plus outputs."""
+    """The whole deployment: network, key, database, admin secret and host, plus outputs.
+
+    ``storage = "s3"`` adds the image bucket; ``hosts`` >= 2 replaces the one instance with a
+    launch template, an Auto Scaling group and a Network Load Balancer, and adds the shared
+    certificate's secret (docs/scaling.md).
+    """
 
     def __init__(self, scope: Construct, id_: str, *, settings: Settings, project_dir: Path) -> None:
         super().__init__(scope, id_)
         s = settings
-        AwsProvider(
-            self,
-            "aws",
-            region=s.region,
-            default_tags=[AwsProviderDefaultTags(tags={"Project": "orthweb", "Deployment": s.name_prefix, **s.tags})],
-        )
+        tags = {"Project": "orthweb", "Deployment": s.name_prefix, **s.tags}
+        AwsProvider(self, "aws", region=s.region, default_tags=[AwsProviderDefaultTags(tags=tags)])
         if s.state_backend == "s3":
             backend = S3Backend(self, bucket=str(s.state_bucket), key=s.state_key, region=s.region, encrypt=True)
             # Terraform's native S3 locking (a lock object beside the state), no DynamoDB table.
@@ -39,7 +43,8 @@ class OrthwebStack(TerraformStack):
             # Absolute, so the state never lives inside cdktf.out (which synth rewrites).
             LocalBackend(self, path=str((project_dir / s.state_path).resolve()))
 
-        encryption = Encryption(self, "Encryption", name_prefix=s.name_prefix, region=s.region)
+        images_in_s3 = s.storage == "s3"
+        encryption = Encryption(self, "Encryption", name_prefix=s.name_prefix, region=s.region, s3=images_in_s3)
         network = Network(
             self,
             "Network",
@@ -73,18 +78,35 @@ class OrthwebStack(TerraformStack):
             encryption=encryption,
             recovery_window_days=7 if s.deletion_protection else 0,
         )
-        user_data = render_user_data(
-            s,
-            HostFacts(
-                region=s.region,
-                db_address=database.endpoint_address,
-                db_port=str(database.port),
-                db_name=database.db_name,
-                db_secret_arn=database.master_secret_arn,
-                admin_secret_arn=admin.secret_arn,
-            ),
-            for_terraform=True,
+        images = self._image_bucket(s, network, encryption) if images_in_s3 else None
+        balancer = self._balancer(s, network) if s.multi_host else None
+        certificate = (
+            CertificateSecret(
+                self,
+                "Certificate",
+                name_prefix=s.name_prefix,
+                encryption=encryption,
+                recovery_window_days=7 if s.deletion_protection else 0,
+            )
+            if s.multi_host
+            else None
         )
+        facts = HostFacts(
+            region=s.region,
+            db_address=database.endpoint_address,
+            db_port=str(database.port),
+            db_name=database.db_name,
+            db_secret_arn=database.master_secret_arn,
+            admin_secret_arn=admin.secret_arn,
+        )
+        if images:
+            facts = replace(facts, images_bucket=images.bucket_name, images_role_arn=images.access_role_arn)
+        if balancer and certificate:
+            site = s.domain_name or s.site_name or balancer.dns_name
+            facts = replace(
+                facts, tls_secret_arn=certificate.secret_arn, balancer_dns=balancer.dns_name, site_name=site
+            )
+        user_data = render_user_data(s, facts, for_terraform=True)
         host = Host(
             self,
             "Host",
@@ -95,33 +117,114 @@ class OrthwebStack(TerraformStack):
             instance_type=s.instance_type,
             architecture=s.architecture,
             root_volume_gb=s.root_volume_gb,
-            web_cidrs=s.web_cidrs,
-            dicom_cidrs=s.dicom_ingress_cidrs,
+            # Several hosts are reached through the balancer only (its group admits the clients).
+            web_cidrs=[] if balancer else s.web_cidrs,
+            dicom_cidrs=[] if balancer else s.dicom_ingress_cidrs,
             move_destinations=[(p.host, p.port) for p in s.dicom_peers if p.host and p.port],
             https=s.https,
             plain_dicom_in_vpc=s.plain_dicom_in_vpc,
             ssh_key_name=s.ssh_key_name,
             ssh_cidr=s.ssh_cidr,
+            launch_template=s.multi_host,
+            tags=tags,
         )
         host.connect_to(database)
         database.grant_read_master_secret(host.role)
         admin.grant_read_write(host.role)
         encryption.grant_secrets_use(host.role, region=s.region)
+        launched_after: list[str] = []
+        if images:
+            role = images.grant_assume(host.role)
+            launched_after.append(f"{role.terraform_resource_type}.{role.friendly_unique_id}")
+        if certificate:
+            certificate.grant_read_write(host.role)
+        group = None
+        if balancer:
+            group = HostGroup(
+                self, "Hosts", name_prefix=s.name_prefix, network=network, host=host, balancer=balancer, hosts=s.hosts,
+                tags=tags,
+            )  # fmt: skip
+            group.group.depends_on = launched_after
+        elif launched_after:
+            # The host's first boot assumes the image-store role: create it first.
+            host.instance.depends_on = launched_after
 
+        outputs = self._outputs(
+            s, host=host, database=database, admin=admin, images=images, balancer=balancer,
+            certificate=certificate, group=group,
+        )  # fmt: skip
+        for name, (value, description) in outputs.items():
+            TerraformOutput(self, name, value=value, description=description)
+
+    def _image_bucket(self, s: Settings, network: Network, encryption: Encryption) -> ImageBucket:
+        return ImageBucket(
+            self,
+            "Images",
+            name_prefix=s.name_prefix,
+            region=s.region,
+            network=network,
+            encryption=encryption,
+            deletion_protection=s.deletion_protection,
+        )
+
+    def _balancer(self, s: Settings, network: Network) -> Balancer:
+        return Balancer(
+            self,
+            "Balancer",
+            name_prefix=s.name_prefix,
+            network=network,
+            web_port=HTTPS_PORT if s.https else HTTP_PORT,
+            web_cidrs=s.web_cidrs,
+            dicom_cidrs=s.dicom_ingress_cidrs,
+            deletion_protection=s.deletion_protection,
+            domain_name=s.domain_name,
+            hosted_zone_id=s.hosted_zone_id,
+        )
+
+    @staticmethod
+    def _outputs(
+        s: Settings,
+        *,
+        host: Host,
+        database: Database,
+        admin: AdminSecret,
+        images: ImageBucket | None,
+        balancer: Balancer | None,
+        certificate: CertificateSecret | None,
+        group: HostGroup | None,
+    ) -> dict[str, tuple[str, str]]:
+        """What an operator needs: where to connect, the secrets, and how to reach the host(s)."""
         scheme = "https" if s.https else "http"
-        site = s.site_name or host.public_dns
-        outputs = {
-            "host_public_dns": (host.public_dns, "Public DNS name of the Orthanc host"),
+        site = s.domain_name or s.site_name or (balancer.dns_name if balancer else host.public_dns)
+        outputs: dict[str, tuple[str, str]] = {}
+        if balancer:
+            outputs["endpoint_dns"] = (balancer.dns_name, "DNS name of the load balancer: the stable endpoint")
+        else:
+            outputs["host_public_dns"] = (host.public_dns, "Public DNS name of the Orthanc host")
+        outputs |= {
             "web_url": (f"{scheme}://{site}/", "Orthanc web UI (users' passwords in the admin secret, under users)"),
             "dicom_endpoint": (f"{s.orthanc_aet}@{site}:{DICOM_TLS_PORT}", "DICOM TLS endpoint, AET@host:port"),
             "db_endpoint": (database.instance.endpoint, "RDS PostgreSQL endpoint (private, TLS only)"),
             "db_master_secret_arn": (database.master_secret_arn, "Secrets Manager ARN of the RDS-managed master login"),
             "admin_secret_arn": (admin.secret_arn, "Secrets Manager ARN of the web users' passwords"),
+        }
+        if images:
+            outputs["images_bucket"] = (images.bucket_name, "S3 bucket holding the images (the index stays in RDS)")
+        if group and certificate:
+            return outputs | {
+                "autoscaling_group_name": (group.group_name, "Auto Scaling group of the Orthanc hosts"),
+                "certificate_secret_arn": (certificate.secret_arn, "Secrets Manager ARN of the shared TLS certificate"),
+                "list_hosts_command": (
+                    f"aws autoscaling describe-auto-scaling-groups --region {s.region} --auto-scaling-group-names "
+                    f"{group.group_name} --query 'AutoScalingGroups[0].Instances[].[InstanceId,AvailabilityZone,"
+                    "HealthStatus]' --output table",
+                    "List the hosts (then: aws ssm start-session --target <instance id>)",
+                ),
+            }
+        return outputs | {
             "instance_id": (host.instance_id, "EC2 instance id of the Orthanc host"),
             "ssm_session_command": (
                 f"aws ssm start-session --region {s.region} --target {host.instance_id}",
                 "Open a shell on the host through Session Manager (no SSH needed)",
             ),
         }
-        for name, (value, description) in outputs.items():
-            TerraformOutput(self, name, value=value, description=description)

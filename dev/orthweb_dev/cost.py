@@ -1,13 +1,17 @@
 """Daily cost of the synthesized stack, summed from a committed, dated us-east-1 price table.
 
 Usage: python -m orthweb_dev.cost [path/to/cdk.tf.json]   (default: cdktf.out/stacks/orthweb/cdk.tf.json)
-Counts the always-on charges the stack creates; usage-based charges are listed, not guessed.
+       python -m orthweb_dev.cost --topologies            (synthesizes each topology and compares them)
+Counts the always-on charges the stack creates; usage-based charges are listed, not guessed. Image
+storage grows with the archive, so it is priced per TB-month for each ``storage`` choice.
 """
 
 from __future__ import annotations
 
 import json
 import sys
+import tempfile
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +20,21 @@ from orthweb_dev import PROJECT_DIR
 PRICES = PROJECT_DIR / "docs" / "prices-us-east-1.json"
 DEFAULT_STACK = PROJECT_DIR / "cdktf.out" / "stacks" / "orthweb" / "cdk.tf.json"
 TARGET_PER_DAY = 1.50
+GIB_PER_TB = 1024
+# A CT or MR instance is about 0.5 MB: some 2 million objects per TB, each monitored by Intelligent-Tiering.
+OBJECTS_PER_TB = 2_000_000
+
+# The topologies docs/scaling.md compares (settings beyond the defaults).
+TOPOLOGIES: dict[str, dict[str, Any]] = {
+    "1 host, images in PostgreSQL (default)": {},
+    "1 host, images in S3": {"storage": "s3"},
+    "2 hosts over 2 zones, images in S3": {
+        "storage": "s3", "hosts": 2, "db_multi_az": True, "endpoints_in_all_azs": True,
+    },
+    "3 hosts over 3 zones, images in S3": {
+        "storage": "s3", "hosts": 3, "az_count": 3, "db_multi_az": True, "endpoints_in_all_azs": True,
+    },
+}  # fmt: skip
 
 
 class PriceMissing(KeyError):
@@ -40,6 +59,19 @@ def line_items(synth: dict[str, Any], prices: dict[str, Any]) -> list[tuple[str,
         items.append((f"EBS gp3 root {gb} GiB", gb * prices["ebs_gp3_gb_month"] / month_days))
         if inst.get("associate_public_ip_address"):
             items.append(("Public IPv4 address", prices["public_ipv4_hourly"] * hours))
+    templates = res.get("aws_launch_template", {})
+    for group in res.get("aws_autoscaling_group", {}).values():
+        (template,) = [t for n, t in templates.items() if f"aws_launch_template.{n}." in group["launch_template"]["id"]]
+        n = group["desired_capacity"]
+        kind = template["instance_type"]
+        items.append((f"EC2 {kind} x{n} hosts", hourly("ec2_hourly", kind) * hours * n))
+        gb = sum(b["ebs"]["volume_size"] for b in template.get("block_device_mappings", []))
+        items.append((f"EBS gp3 root {gb} GiB x{n}", gb * prices["ebs_gp3_gb_month"] / month_days * n))
+        if any(i.get("associate_public_ip_address") == "true" for i in template.get("network_interfaces", [])):
+            items.append((f"Public IPv4 address x{n}", prices["public_ipv4_hourly"] * hours * n))
+    for lb in res.get("aws_lb", {}).values():
+        if lb["load_balancer_type"] == "network":
+            items.append(("Network Load Balancer", prices["nlb_hourly"] * hours))
     for db in res.get("aws_db_instance", {}).values():
         copies = 2 if db.get("multi_az") else 1
         cls = db["instance_class"]
@@ -57,32 +89,88 @@ def line_items(synth: dict[str, Any], prices: dict[str, Any]) -> list[tuple[str,
             )
     for _ in res.get("aws_kms_key", {}).values():
         items.append(("KMS customer-managed key", prices["kms_key_month"] / month_days))
-    for _ in res.get("aws_secretsmanager_secret", {}).values():
-        items.append(("Secrets Manager: Orthanc admin secret", prices["secret_month"] / month_days))
+    for secret in res.get("aws_secretsmanager_secret", {}).values():
+        what = "shared TLS certificate" if "/tls-" in secret.get("name_prefix", "") else "Orthanc admin secret"
+        items.append((f"Secrets Manager: {what}", prices["secret_month"] / month_days))
     return items
 
 
+def images_in(synth: dict[str, Any]) -> str:
+    """Where the synthesized stack keeps images: ``s3`` when it has the image bucket."""
+    return "s3" if synth.get("resource", {}).get("aws_s3_bucket") else "postgresql"
+
+
+def storage_per_tb(prices: dict[str, Any], multi_az: bool = False) -> dict[str, list[tuple[str, float]]]:
+    """USD per TB-month of images, for each ``storage`` choice: (what, price) lines."""
+    rds = prices["rds_gp3_gb_month"] * GIB_PER_TB
+    tiers = prices["s3_intelligent_tiering_gb_month"]
+    monitoring = prices["s3_intelligent_tiering_monitoring_per_1000_objects_month"] * OBJECTS_PER_TB / 1000
+    copies = 2 if multi_az else 1
+    return {
+        "postgresql": [(f"RDS gp3{', Multi-AZ (two copies)' if multi_az else ''}", rds * copies)],
+        "s3": [
+            *(
+                (f"S3 Intelligent-Tiering, {tier} + monitoring", gb * GIB_PER_TB + monitoring)
+                for tier, gb in tiers.items()
+            ),
+            ("(for comparison: S3 Standard)", prices["s3_standard_gb_month"] * GIB_PER_TB),
+        ],
+    }
+
+
+def report(synth: dict[str, Any], prices: dict[str, Any], *, target: bool = True) -> list[str]:
+    """The daily table, the usage-based notes and the storage lines, as printed."""
+    items = line_items(synth, prices)
+    width = max(len(d) for d, _ in items)
+    lines = [f"Daily cost, {prices['region']} on-demand prices as of {prices['as_of']}:"]
+    lines += [f"  {desc:<{width}}  ${usd:7.3f}" for desc, usd in items]
+    total = sum(usd for _, usd in items)
+    judged = f"; target <= ${TARGET_PER_DAY:.2f}/day" if target else ""
+    lines.append(f"  {'Total per day':<{width}}  ${total:7.3f}   (per 30 days: ${total * 30:.2f}{judged})")
+    multi_az = any(db.get("multi_az") for db in synth.get("resource", {}).get("aws_db_instance", {}).values())
+    chosen = images_in(synth)
+    lines.append("Image storage per TB-month (grows with the archive; not in the daily total):")
+    for choice, rows in storage_per_tb(prices, multi_az).items():
+        mark = "   <- this stack" if choice == chosen else ""
+        for what, usd in rows:
+            lines.append(f"  {choice:<10}  {what:<80}  ${usd:7.2f}{mark}")
+    lines.append("Not counted (usage-based):")
+    lines += [f"  - {note}" for note in prices["usage_based_not_counted"]]
+    return lines
+
+
+def topologies(prices: dict[str, Any], settings: Mapping[str, Mapping[str, Any]] = TOPOLOGIES) -> list[str]:
+    """A Markdown table of the daily cost of each topology, each synthesized with its settings."""
+    from orthweb_dev.synth import synthesize
+
+    rows = ["| Topology | USD/day | USD per 30 days | Images, USD per TB-month |", "| --- | ---: | ---: | --- |"]
+    with tempfile.TemporaryDirectory(prefix="orthweb-cost-") as tmp:
+        for i, (name, values) in enumerate(settings.items()):
+            synth, _ = synthesize(values, Path(tmp) / str(i))
+            total = sum(usd for _, usd in line_items(synth, prices))
+            tiers = [usd for what, usd in storage_per_tb(prices, bool(values.get("db_multi_az")))[images_in(synth)]
+                     if not what.startswith("(")]  # fmt: skip
+            spread = f"{min(tiers):.2f}" if len(tiers) == 1 else f"{min(tiers):.2f} (cold) to {max(tiers):.2f} (hot)"
+            rows.append(f"| {name} | {total:.2f} | {total * 30:.2f} | {spread} |")
+    return rows
+
+
 def main(argv: list[str]) -> int:
+    prices = json.loads(PRICES.read_text())
+    if argv[1:] == ["--topologies"]:
+        print("\n".join(topologies(prices)))
+        return 0
     stack = Path(argv[1]) if len(argv) > 1 else DEFAULT_STACK
     if not stack.is_file():
         print(f"cost: {stack} not found; run `make synth` first", file=sys.stderr)
         return 2
-    prices = json.loads(PRICES.read_text())
+    synth = json.loads(stack.read_text())
     try:
-        items = line_items(json.loads(stack.read_text()), prices)
+        lines = report(synth, prices, target=not synth.get("resource", {}).get("aws_autoscaling_group"))
     except PriceMissing as exc:
         print(f"cost: {exc.args[0]}", file=sys.stderr)
         return 2
-    width = max(len(d) for d, _ in items)
-    print(f"Daily cost, {prices['region']} on-demand prices as of {prices['as_of']}:")
-    for desc, usd in items:
-        print(f"  {desc:<{width}}  ${usd:7.3f}")
-    total = sum(usd for _, usd in items)
-    target = f"per 30 days: ${total * 30:.2f}; target <= ${TARGET_PER_DAY:.2f}/day"
-    print(f"  {'Total per day':<{width}}  ${total:7.3f}   ({target})")
-    print("Not counted (usage-based):")
-    for note in prices["usage_based_not_counted"]:
-        print(f"  - {note}")
+    print("\n".join(lines))
     return 0
 
 

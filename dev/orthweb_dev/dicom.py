@@ -144,3 +144,83 @@ def store(assoc: Any, sample: Sample) -> int:
     ds = dcmread(io.BytesIO(sample.data))
     status = assoc.send_c_store(ds)
     return int(status.Status) if status else -1
+
+
+@dataclass
+class SendReport:
+    """What :func:`send_with_retries` saw: the instances acknowledged (C-STORE status 0x0000),
+    the attempts that failed and were sent again, and the associations opened."""
+
+    acknowledged: dict[str, float]
+    failures: list[str]
+    associations: int
+
+
+def send_with_retries(
+    samples: list[Sample],
+    connect: Any,
+    *,
+    workers: int = 4,
+    deadline_s: float = 300.0,
+    on_ack: Any = None,
+) -> SendReport:
+    """Send ``samples`` over ``workers`` parallel associations the way a modality does: an instance
+    whose C-STORE fails (refused or aborted association, a non-zero status) is sent again on a new
+    association until it is acknowledged or ``deadline_s`` passes. ``connect(ae)`` opens an
+    association; ``on_ack(count)`` is called after each acknowledgement (tests use it to strike)."""
+    import queue
+    import threading
+    import time
+
+    from pydicom import dcmread
+
+    pending: queue.Queue[Sample] = queue.Queue()
+    for sample in samples:
+        pending.put(sample)
+    acknowledged: dict[str, float] = {}
+    failures: list[str] = []
+    opened = [0]
+    lock = threading.Lock()
+    stop_at = time.monotonic() + deadline_s
+
+    def worker() -> None:
+        ae = dicom_ae(samples)
+        assoc = None
+        while time.monotonic() < stop_at:
+            try:
+                sample = pending.get_nowait()
+            except queue.Empty:
+                break
+            try:
+                if assoc is None or not assoc.is_established:
+                    assoc = connect(ae)
+                    with lock:
+                        opened[0] += 1
+                    if not assoc.is_established:
+                        raise ConnectionError("association not established")
+                status = assoc.send_c_store(dcmread(io.BytesIO(sample.data)))
+                code = int(status.Status) if status else -1
+                if code != 0:
+                    raise ConnectionError(f"C-STORE status {code:#06x}" if code >= 0 else "no C-STORE response")
+            except Exception as exc:  # any failure is sent again, as a modality does
+                with lock:
+                    failures.append(f"{sample.name}: {exc}")
+                if assoc is not None:
+                    assoc.abort()
+                assoc = None
+                pending.put(sample)
+                continue
+            with lock:
+                acknowledged[sample.sop_instance] = time.monotonic()
+                count = len(acknowledged)
+            if on_ack is not None:
+                on_ack(count)
+        if assoc is not None and assoc.is_established:
+            assoc.release()
+
+    threads = [threading.Thread(target=worker, daemon=True) for _ in range(workers)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=deadline_s + 60)
+    return SendReport(acknowledged=acknowledged, failures=failures, associations=opened[0])

@@ -87,6 +87,22 @@ FIDELITY_PATCHES: tuple[FidelityPatch, ...] = (
         "DescribeSecurityGroupRules takes Description from the CIDR range only, so group-referencing rules lose it",
         "falls back to the Description given with the referenced group (UserIdGroupPairs)",
     ),
+    FidelityPatch(
+        "autoscaling_warmup_and_maintenance",
+        "aws_autoscaling_group",
+        "default_instance_warmup, instance_maintenance_policy",
+        "CreateAutoScalingGroup and UpdateAutoScalingGroup ignore DefaultInstanceWarmup and "
+        "InstanceMaintenancePolicy; DescribeAutoScalingGroups returns neither",
+        "keeps both as given (create or update) and returns them",
+    ),
+    FidelityPatch(
+        "ec2_launch_template_own_tags",
+        "aws_launch_template",
+        "tag_specifications",
+        "CreateLaunchTemplate copies the request's TagSpecifications for the template itself (resource type "
+        "launch-template) into LaunchTemplateData.TagSpecifications, which AWS keeps for what the template launches",
+        "tags the template only; the version's data keeps the tag specifications it was given",
+    ),
 )
 
 
@@ -220,6 +236,64 @@ def _patch_ec2_group_rule_description() -> None:
     _setattr(SecurityGroupRule, "description", property(description))
 
 
+def _patch_autoscaling_warmup_and_maintenance() -> None:
+    # Gap: aws_autoscaling_group.default_instance_warmup / instance_maintenance_policy (dropped by moto).
+    from moto.autoscaling.responses import AutoScalingResponse
+
+    create: Callable[[AutoScalingResponse], Any] = AutoScalingResponse.create_auto_scaling_group
+    update: Callable[[AutoScalingResponse], Any] = AutoScalingResponse.update_auto_scaling_group
+
+    def keep(self: AutoScalingResponse) -> None:
+        group = self.autoscaling_backend.autoscaling_groups.get(self._get_param("AutoScalingGroupName"))
+        if group is None:
+            return
+        warmup = self._get_int_param("DefaultInstanceWarmup")
+        if warmup is not None:
+            _setattr(group, "default_instance_warmup", warmup)
+        policy = {
+            key: self._get_int_param(f"InstanceMaintenancePolicy.{key}")
+            for key in ("MinHealthyPercentage", "MaxHealthyPercentage")
+        }
+        if any(v is not None for v in policy.values()):
+            _setattr(group, "instance_maintenance_policy", {k: v for k, v in policy.items() if v is not None})
+
+    def create_auto_scaling_group(self: AutoScalingResponse) -> Any:
+        result = create(self)
+        keep(self)
+        return result
+
+    def update_auto_scaling_group(self: AutoScalingResponse) -> Any:
+        result = update(self)
+        keep(self)
+        return result
+
+    _setattr(AutoScalingResponse, "create_auto_scaling_group", create_auto_scaling_group)
+    _setattr(AutoScalingResponse, "update_auto_scaling_group", update_auto_scaling_group)
+
+
+def _patch_ec2_launch_template_own_tags() -> None:
+    # Gap: aws_launch_template.tag_specifications (the template's own tags leak into what it launches).
+    from moto.ec2.responses.launch_templates import LaunchTemplates
+
+    create: Callable[[LaunchTemplates], Any] = LaunchTemplates.create_launch_template
+
+    def create_launch_template(self: LaunchTemplates) -> Any:
+        result = create(self)
+        template = self.ec2_backend.get_launch_template_by_name(self._get_param("LaunchTemplateName"))
+        for version in template.versions:
+            specs = version.data.get("TagSpecifications")
+            if not isinstance(specs, list):
+                continue
+            kept = [s for s in specs if not (isinstance(s, dict) and s.get("ResourceType") == "launch-template")]
+            if kept:
+                version.data["TagSpecifications"] = kept
+            else:
+                del version.data["TagSpecifications"]
+        return result
+
+    _setattr(LaunchTemplates, "create_launch_template", create_launch_template)
+
+
 _APPLIERS: dict[str, Callable[[], None]] = {
     "kms_rotation_period": _patch_kms_rotation_period,
     "rds_engine_lifecycle_support": _patch_rds_engine_lifecycle_support,
@@ -227,6 +301,8 @@ _APPLIERS: dict[str, Callable[[], None]] = {
     "rds_parameter_source": _patch_rds_parameter_source,
     "ec2_instance_groups_from_eni": _patch_ec2_instance_groups_from_eni,
     "ec2_group_rule_description": _patch_ec2_group_rule_description,
+    "autoscaling_warmup_and_maintenance": _patch_autoscaling_warmup_and_maintenance,
+    "ec2_launch_template_own_tags": _patch_ec2_launch_template_own_tags,
 }
 
 _applied: list[str] = []

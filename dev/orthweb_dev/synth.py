@@ -51,6 +51,20 @@ VARIANT_SETTINGS: dict[str, Any] = {
 }
 
 
+# Several hosts with images in S3: the topology that grows (docs/scaling.md). The lifecycle test
+# deploys it too (with deletion protection off).
+SCALED_SETTINGS: dict[str, Any] = {
+    "storage": "s3",
+    "hosts": 3,
+    "az_count": 3,
+    "db_multi_az": True,
+    "endpoints_in_all_azs": True,
+    "dicom_peers": [{"aet": "CT01", "cidr": "203.0.113.0/24", "permissions": ["store", "find"]}],
+    "domain_name": "pacs.example.org",
+    "hosted_zone_id": "Z0123456789ABCDEFGHIJ",
+}
+
+
 def construct_stack(region: str = "eu-west-1") -> Any:
     """An empty stack in a ``Testing.app()`` with the AWS provider: where a construct test places
     one construct and its smallest collaborators (the way a user extending Orthweb would)."""

@@ -36,5 +36,6 @@ fi
 
 systemctl daemon-reload
 systemctl enable --now docker.service
+# {{ include refresh/enable-health.sh if multi_host }}
 systemctl enable --now orthweb.service orthweb-refresh.timer
 log "bootstrap finished"

@@ -12,6 +12,9 @@ set -euo pipefail
 sbin=${ORTHWEB_SBIN:-/usr/local/sbin}
 changed=$("$sbin/orthweb-secrets")
 changed+=$'\n'$("$sbin/orthweb-rds-ca")
+# {{ include refresh/host-config.sh if host_config }}
+# {{ include refresh/images.sh if images_in_bucket }}
+# {{ include refresh/shared-cert.sh if multi_host }}
 changed+=$'\n'$("$sbin/orthweb-cert")
 compose() { "$ORTHWEB_DOCKER" compose --project-name orthweb --file "$ORTHWEB_ETC/docker-compose.yml" "$@"; }
 

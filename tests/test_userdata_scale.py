@@ -1,0 +1,212 @@
+"""The user data and application files for images in S3 and for several hosts: valid for cloud-init,
+compose, shellcheck and systemd; only Orthanc gets the S3 session; the default rendering keeps none
+of it (docs/scaling.md)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from orthweb import capacity
+from orthweb.bootstrap import USER_DATA_LIMIT, USERDATA_DIR, HostFacts, compressed_size, render_app, render_user_data
+from orthweb.settings import Settings
+from orthweb_dev.testing import require
+
+MANY = {"db_multi_az": True, "endpoints_in_all_azs": True}
+VARIANTS = {
+    "one host, images in s3": Settings(storage="s3"),
+    "three hosts, images in s3": Settings(storage="s3", hosts=3, **MANY),
+    "two hosts, images in postgresql": Settings(hosts=2, **MANY),
+}
+FACTS = HostFacts(
+    region="eu-west-1",
+    db_address="orthweb-db.c9akciq32.eu-west-1.rds.amazonaws.com",
+    db_port="5432",
+    db_name="orthanc",
+    db_secret_arn="arn:aws:secretsmanager:eu-west-1:123456789012:secret:rds!db-1-AbCdEf",
+    admin_secret_arn="arn:aws:secretsmanager:eu-west-1:123456789012:secret:orthweb/orthanc-admin-1-AbCdEf",
+    images_bucket="orthweb-images-20260101000000000000000001",
+    images_role_arn="arn:aws:iam::123456789012:role/orthweb-image-store",
+    tls_secret_arn="arn:aws:secretsmanager:eu-west-1:123456789012:secret:orthweb/tls-1-AbCdEf",
+    balancer_dns="orthweb-nlb-0123456789abcdef.elb.eu-west-1.amazonaws.com",
+    site_name="orthweb-nlb-0123456789abcdef.elb.eu-west-1.amazonaws.com",
+)
+S3_ENVIRONMENT = {
+    "TCP_NODELAY": "1",
+    "GENERATE_HOST_ID_IF_MISSING": "false",
+    "AWS_SHARED_CREDENTIALS_FILE": "/etc/orthweb/aws/credentials",
+    "AWS_EC2_METADATA_DISABLED": "true",
+}
+
+
+@pytest.fixture(params=sorted(VARIANTS))
+def variant(request: pytest.FixtureRequest) -> Settings:
+    return VARIANTS[request.param]
+
+
+def files(settings: Settings) -> dict[str, dict[str, Any]]:
+    doc = yaml.safe_load(render_user_data(settings, FACTS))
+    return {f["path"]: f for f in doc["write_files"]}
+
+
+def compose(settings: Settings) -> dict[str, Any]:
+    parsed: dict[str, Any] = yaml.safe_load(render_app(settings)["docker-compose.yml"])
+    return parsed
+
+
+def test_user_data_passes_cloud_init_schema_and_fits_ec2_gzipped(tmp_path: Path, variant: Settings) -> None:
+    cloud_init = require("cloud-init", "cloud-init")
+    path = tmp_path / "user-data"
+    path.write_text(render_user_data(variant, FACTS))
+    run = subprocess.run(
+        [cloud_init, "schema", "--config-file", str(path)], capture_output=True, text=True, check=False
+    )
+    assert run.returncode == 0, run.stdout + run.stderr
+    # Gzipped by Terraform, within EC2's limit (the steps these settings add cost about 4 KB).
+    assert compressed_size(path.read_text()) <= USER_DATA_LIMIT
+
+
+def test_each_topology_writes_exactly_its_steps() -> None:
+    def steps(settings: Settings) -> set[str]:
+        return {Path(p).name for p in files(settings) if p.startswith("/usr/local/sbin/")}
+
+    base = {f"orthweb-{n}" for n in ("bootstrap", "cert", "rds-ca", "refresh", "secrets")}
+    assert steps(Settings()) == base
+    assert steps(VARIANTS["one host, images in s3"]) == base | {"orthweb-host-config", "orthweb-images"}
+    assert steps(VARIANTS["two hosts, images in postgresql"]) == base | {
+        "orthweb-host-config",
+        "orthweb-shared-cert",
+        "orthweb-health",
+    }
+    fleet = files(VARIANTS["three hosts, images in s3"])
+    assert {"/etc/systemd/system/orthweb-health.socket", "/etc/systemd/system/orthweb-health@.service"} <= set(fleet)
+    assert all(fleet[p]["permissions"] == "0700" for p in fleet if p.startswith("/usr/local/sbin/"))
+
+
+def test_refresh_runs_the_new_steps_after_the_secrets_and_before_the_certificate_step() -> None:
+    refresh = files(VARIANTS["three hosts, images in s3"])["/usr/local/sbin/orthweb-refresh"]["content"]
+    order = [line.split("/")[-1].rstrip('")') for line in refresh.splitlines() if '"$sbin/orthweb-' in line]
+    assert order == [
+        "orthweb-secrets",
+        "orthweb-rds-ca",
+        "orthweb-host-config",
+        "orthweb-images",
+        "orthweb-shared-cert",
+        "orthweb-cert",
+    ]
+    assert "# {{" not in refresh
+
+
+def test_rendered_scripts_are_shellcheck_clean(tmp_path: Path) -> None:
+    shellcheck = require("shellcheck", "shellcheck")
+    written = files(VARIANTS["three hosts, images in s3"])
+    (tmp_path / "bin").mkdir()
+    (tmp_path / "lib").mkdir()
+    (tmp_path / "orthweb.env").write_text(written["/etc/orthweb/orthweb.env"]["content"])
+    (tmp_path / "lib" / "common.sh").write_text(written["/usr/local/lib/orthweb/common.sh"]["content"])
+    paths = [tmp_path / "lib" / "common.sh"]
+    for path, entry in written.items():
+        if path.startswith("/usr/local/sbin/"):
+            paths.append(tmp_path / "bin" / (Path(path).name + ".sh"))
+            paths[-1].write_text(entry["content"])
+    run = subprocess.run(
+        [shellcheck, "-x", "-P", "SCRIPTDIR", "-s", "bash", *map(str, paths)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert run.returncode == 0, run.stdout + run.stderr
+
+
+def test_health_units_pass_systemd_analyze_verify(tmp_path: Path) -> None:
+    analyze = require("systemd-analyze", "systemd")
+    written = files(VARIANTS["three hosts, images in s3"])
+    socket = tmp_path / "orthweb-health.socket"
+    socket.write_text(written["/etc/systemd/system/orthweb-health.socket"]["content"])
+    # The template, as the instance the socket starts for one connection.
+    (tmp_path / "orthweb-health@.service").write_text(written["/etc/systemd/system/orthweb-health@.service"]["content"])
+    shutil.copy(tmp_path / "orthweb-health@.service", tmp_path / "orthweb-health@0.service")
+    run = subprocess.run(
+        [analyze, "verify", "--man=no", str(socket), str(tmp_path / "orthweb-health@0.service")],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    # cloud-init installs the script on the host; here it is not at its host path.
+    missing = "Command /usr/local/sbin/orthweb-health is not executable"
+    problems = [line for line in (run.stdout + run.stderr).splitlines() if line and missing not in line]
+    assert problems == []
+    service = (tmp_path / "orthweb-health@.service").read_text()
+    for hardening in ("NoNewPrivileges=yes", "ProtectSystem=strict", "CapabilityBoundingSet=\n"):
+        assert hardening in service, hardening
+
+
+def test_compose_validates(tmp_path: Path, variant: Settings) -> None:
+    docker_compose = require("docker-compose", "docker-compose")
+    path = tmp_path / "docker-compose.yml"
+    path.write_text(render_app(variant)["docker-compose.yml"])
+    run = subprocess.run(
+        [docker_compose, "--project-name", "orthweb", "--file", str(path), "config", "--quiet"],
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd=tmp_path,
+    )
+    assert run.returncode == 0, run.stdout + run.stderr
+
+
+def test_only_orthanc_gets_the_s3_session_and_never_instance_metadata() -> None:
+    app = compose(VARIANTS["three hosts, images in s3"])
+    orthanc, nginx = app["services"]["orthanc"], app["services"]["nginx"]
+    assert orthanc["environment"] == S3_ENVIRONMENT
+    assert "/etc/orthweb/aws:/etc/orthweb/aws:ro" in orthanc["volumes"]
+    assert "/etc/orthweb/orthanc-host.json:/etc/orthanc/host.json:ro" in orthanc["volumes"]
+    assert not any("/etc/orthweb/aws" in v or "orthanc-host" in v for v in nginx["volumes"])
+    assert nginx.get("environment", {}) == {}
+    in_postgresql = compose(VARIANTS["two hosts, images in postgresql"])["services"]["orthanc"]
+    assert not any("/etc/orthweb/aws" in v for v in in_postgresql["volumes"])
+    assert "/etc/orthweb/orthanc-host.json:/etc/orthanc/host.json:ro" in in_postgresql["volumes"]
+    assert not any(k.startswith("AWS_") for k in in_postgresql.get("environment", {}))
+
+
+def test_orthanc_keeps_the_index_in_postgresql_and_images_in_s3_with_no_static_keys() -> None:
+    config = json.loads(render_app(VARIANTS["three hosts, images in s3"])["orthanc.json"])
+    pg = config["PostgreSQL"]
+    assert (pg["EnableIndex"], pg["EnableStorage"], pg["Lock"]) == (True, False, False)
+    assert pg["IndexConnectionsCount"] == capacity.INDEX_CONNECTIONS
+    assert config["SaveJobs"] is False  # jobs are per host, never shared through the database
+    s3 = config["AwsS3Storage"]
+    assert not {"AccessKey", "SecretKey", "Endpoint", "RootPath"} & s3.keys()  # default chain, AWS's endpoint
+    assert "ConnectTimeout" in s3  # the key plugin 2.5.0 reads; the Book's "ConnectionTimeout" is ignored
+    assert "ConnectionTimeout" not in s3
+    assert s3["StorageClass"] == "INTELLIGENT_TIERING"
+    assert s3["StorageStructure"] == "flat"
+    assert s3["HybridMode"] == "Disabled"
+    # The bucket and region arrive at boot (host.json), never as literals here.
+    assert "BucketName" not in s3
+    assert "Region" not in s3
+    in_postgresql = json.loads(render_app(VARIANTS["two hosts, images in postgresql"])["orthanc.json"])
+    assert in_postgresql["PostgreSQL"]["EnableStorage"] is True
+    assert "AwsS3Storage" not in in_postgresql
+
+
+def test_the_default_rendering_carries_nothing_of_this() -> None:
+    default = render_user_data(Settings(), FACTS)
+    for marker in ("orthweb-images", "orthweb-host-config", "orthweb-shared-cert", "orthweb-health", "{{ include"):
+        assert marker not in default, marker
+    app = render_app(Settings())
+    assert "AwsS3Storage" not in app["orthanc.json"]
+    assert "AWS_" not in app["docker-compose.yml"]
+
+
+def test_the_raw_scripts_stay_valid_shell_with_their_include_comments() -> None:
+    refresh = (USERDATA_DIR / "bin" / "orthweb-refresh.sh").read_text()
+    assert "# {{ include refresh/images.sh if images_in_bucket }}" in refresh
+    env = (USERDATA_DIR / "orthweb.env").read_text()
+    assert "# {{ include env/fleet.env if multi_host }}" in env

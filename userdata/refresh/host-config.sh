@@ -1,0 +1,1 @@
+changed+=$'\n'$("$sbin/orthweb-host-config")

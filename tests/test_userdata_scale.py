@@ -19,10 +19,36 @@ from orthweb.settings import Settings
 from orthweb_dev.testing import require
 
 MANY = {"db_multi_az": True, "endpoints_in_all_azs": True}
+CA_PEM = "-----BEGIN CERTIFICATE-----\nMIIBfake\n-----END CERTIFICATE-----\n"
 VARIANTS = {
     "one host, images in s3": Settings(storage="s3"),
     "three hosts, images in s3": Settings(storage="s3", hosts=3, **MANY),
     "two hosts, images in postgresql": Settings(hosts=2, **MANY),
+    # The largest user data: every other option on as well.
+    "everything on, three hosts, images in s3": Settings(
+        storage="s3",
+        hosts=3,
+        **MANY,
+        domain_name="pacs.example.org",
+        hosted_zone_id="Z0123456789ABCDEFGHIJ",
+        orthanc_aet="PACS_01",
+        dicom_client_ca=CA_PEM,
+        vpc_cidr="10.20.0.0/20",
+        dicom_peers=[
+            {"aet": "CT01", "cidr": "203.0.113.0/24", "permissions": ["store", "find"]},
+            {
+                "aet": "WS01",
+                "cidr": "192.0.2.0/24",
+                "permissions": ["find", "move"],
+                "host": "192.0.2.5",
+                "port": 11112,
+                "tls_name": "ws01.example.org",
+            },
+        ],
+        web_users={"admin": "admin", "ann": "viewer", "bob": "uploader"},
+        viewers=["stone", "ohif"],
+        web_cors_origins=["https://viewer.example.org"],
+    ),
 }
 FACTS = HostFacts(
     region="eu-west-1",
@@ -37,9 +63,8 @@ FACTS = HostFacts(
     balancer_dns="orthweb-nlb-0123456789abcdef.elb.eu-west-1.amazonaws.com",
     site_name="orthweb-nlb-0123456789abcdef.elb.eu-west-1.amazonaws.com",
 )
+# What the image-store session adds to the Orthanc container's (non-secret) environment.
 S3_ENVIRONMENT = {
-    "TCP_NODELAY": "1",
-    "GENERATE_HOST_ID_IF_MISSING": "false",
     "AWS_SHARED_CREDENTIALS_FILE": "/etc/orthweb/aws/credentials",
     "AWS_EC2_METADATA_DISABLED": "true",
 }
@@ -70,6 +95,17 @@ def test_user_data_passes_cloud_init_schema_and_fits_ec2_gzipped(tmp_path: Path,
     assert run.returncode == 0, run.stdout + run.stderr
     # Gzipped by Terraform, within EC2's limit (the steps these settings add cost about 4 KB).
     assert compressed_size(path.read_text()) <= USER_DATA_LIMIT
+
+
+def test_the_steps_reach_the_host_without_their_comments() -> None:
+    written = files(VARIANTS["three hosts, images in s3"])
+    for step in ("orthweb-host-config", "orthweb-images", "orthweb-shared-cert", "orthweb-health"):
+        lines = written[f"/usr/local/sbin/{step}"]["content"].splitlines()
+        assert lines[0] == "#!/bin/bash"
+        comments = [line for line in lines[1:] if line.lstrip().startswith("#")]
+        assert all(line.lstrip().startswith("# shellcheck") for line in comments), (step, comments)
+        source = (USERDATA_DIR / "bin" / f"{step}.sh").read_text()
+        assert source.count("\n#") > 3  # the comments stay in the repository
 
 
 def test_each_topology_writes_exactly_its_steps() -> None:
@@ -164,7 +200,8 @@ def test_compose_validates(tmp_path: Path, variant: Settings) -> None:
 def test_only_orthanc_gets_the_s3_session_and_never_instance_metadata() -> None:
     app = compose(VARIANTS["three hosts, images in s3"])
     orthanc, nginx = app["services"]["orthanc"], app["services"]["nginx"]
-    assert orthanc["environment"] == S3_ENVIRONMENT
+    one_host = compose(Settings())["services"]["orthanc"]["environment"]
+    assert orthanc["environment"] == {**one_host, **S3_ENVIRONMENT}
     assert "/etc/orthweb/aws:/etc/orthweb/aws:ro" in orthanc["volumes"]
     assert "/etc/orthweb/orthanc-host.json:/etc/orthanc/host.json:ro" in orthanc["volumes"]
     assert not any("/etc/orthweb/aws" in v or "orthanc-host" in v for v in nginx["volumes"])

@@ -203,6 +203,51 @@ def _value(values: Mapping[str, str], name: str) -> str:
     return values[name]
 
 
+# How a full-line comment starts, by file type. JSON has none; orthweb.env and the cloud-config
+# fragments are included as they are.
+_COMMENT_MARKS = {".sh": "#", ".service": "#", ".timer": "#", ".yml": "#", ".conf": "#", ".lua": "--"}
+# The start of a shell here-document (`<<WORD`, `<<-'WORD'`), not a here-string (`<<<`).
+_HEREDOC_RE = re.compile(r"(?<!<)<<-?\s*(['\"]?)(?P<word>[A-Za-z_][A-Za-z0-9_]*)\1(?!<)")
+# The files the steps for several hosts and images in S3 add reach the host without their full-line
+# comments (they stay in userdata/ for readers): EC2 takes at most 16 KiB of user data.
+_WITHOUT_COMMENTS = frozenset(
+    {
+        "bin/orthweb-host-config.sh",
+        "bin/orthweb-images.sh",
+        "bin/orthweb-shared-cert.sh",
+        "bin/orthweb-health.sh",
+        "systemd/orthweb-health@.service",
+    }
+)
+
+
+def strip_comments(text: str, suffix: str) -> str:
+    """``text`` without its full-line comments, for a file of type ``suffix``. Kept: a script's
+    ``#!`` line, shellcheck directives, and every line of a shell here-document."""
+    mark = _COMMENT_MARKS.get(suffix)
+    if mark is None:
+        return text
+    out: list[str] = []
+    heredoc: str | None = None
+    for number, line in enumerate(text.split("\n")):
+        stripped = line.strip()
+        if heredoc is not None:
+            out.append(line)
+            if stripped == heredoc:
+                heredoc = None
+            continue
+        if (
+            stripped.startswith(mark)
+            and not stripped.startswith("# shellcheck")
+            and not (number == 0 and stripped.startswith("#!"))
+        ):
+            continue
+        if suffix == ".sh" and (m := _HEREDOC_RE.search(line)):
+            heredoc = m["word"]
+        out.append(line)
+    return "\n".join(out)
+
+
 def _indent(body: str, indent: str) -> list[str]:
     return [indent + line if line else "" for line in body.rstrip("\n").split("\n")]
 
@@ -229,6 +274,8 @@ def render_text(text: str, values: Mapping[str, str], *, base: Path = USERDATA_D
             if m["kind"] == "include":
                 out += _indent(body, indent)
             else:
+                if m["path"] in _WITHOUT_COMMENTS:
+                    body = strip_comments(body, path.suffix)
                 out += [f"{indent}content: |", *_indent(body, indent + "  ")]
             continue
         b = _BLOCK_VALUE_RE.match(line)

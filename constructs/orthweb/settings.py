@@ -402,6 +402,7 @@ class Settings(BaseModel):
         default_factory=lambda: list(defaults.WEB_CORS_ORIGINS),
         description="https origins of separately hosted viewers that may call DICOMweb (`/dicom-web/`) "
         "from a browser, with the users' logins; empty keeps CORS off",
+    )
     storage: Annotated[str, _pattern(re.compile(r"^(postgresql|s3)$"), "postgresql or s3")] = Field(
         defaults.STORAGE,
         description="Where Orthanc keeps images: `postgresql` (in RDS, beside the index) or `s3` (a bucket "

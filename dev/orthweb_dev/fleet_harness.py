@@ -228,7 +228,7 @@ class FleetHost(AppHost):
 
         text = text.replace("http {\n", "http {\n" + block(HTTP_POOL), 1)
         log = (
-            "  log_format upstream '$remote_addr $upstream_addr $status $session_time';\n"
+            "  log_format upstream '$remote_addr|$upstream_addr|$status|$session_time';\n"
             f"  access_log {self.upstream_log} upstream;\n"
         )
         return text.replace("stream {\n", "stream {\n" + block(DICOM_POOL) + log, 1)
@@ -237,14 +237,19 @@ class FleetHost(AppHost):
         """DICOM connections each member took, from the upstream's log (its index -> count)."""
         by_port = {m.dicom: m.index for m in self.members}
         counts = dict.fromkeys(by_port.values(), 0)
-        if self.upstream_log.exists():
-            for line in self.upstream_log.read_text().splitlines():
-                # The last address tried is the one that served (a refused one comes first).
-                last = line.split()[1].split(",")[-1].strip()
-                port = int(last.rsplit(":", 1)[1]) if ":" in last else None
-                if port in by_port:
-                    counts[by_port[port]] += 1
+        lines = self.upstream_log.read_text().splitlines() if self.upstream_log.exists() else []
+        for line in lines:
+            port = self.served_port(line)
+            if port in by_port:
+                counts[by_port[port]] += 1
         return counts
+
+    @staticmethod
+    def served_port(line: str) -> int | None:
+        """The Orthanc port that served one connection of the upstream log. nginx lists every
+        address it tried ("a, b" when ``a`` refused): the last one served."""
+        last = line.split("|")[1].rsplit(",", maxsplit=1)[-1].strip()
+        return int(last.rsplit(":", 1)[1]) if ":" in last else None
 
     def start(self) -> None:
         super().start()

@@ -194,7 +194,6 @@ def test_instance_requires_imdsv2_and_encrypts_its_root_volume(synth: Synth) -> 
     instance = resources(synth, "aws_instance")["orthweb"]
     meta = instance["metadata_options"]
     assert meta["http_tokens"] == "required"
-    assert meta["http_put_response_hop_limit"] == 2
     root = instance["root_block_device"]
     assert root["encrypted"] is True
     assert root["volume_type"] == "gp3"
@@ -202,6 +201,15 @@ def test_instance_requires_imdsv2_and_encrypts_its_root_volume(synth: Synth) -> 
     assert instance["associate_public_ip_address"] is True
     assert "Public0" in instance["subnet_id"]
     assert "key_name" not in instance
+
+
+def test_no_container_can_obtain_the_instance_role_credentials(synth: Synth) -> None:
+    # IMDSv2's token response carries an IP TTL of the hop limit; a container's request crosses
+    # Docker's bridge, one hop more than the host's own, so with 1 it never gets a token.
+    meta = resources(synth, "aws_instance")["orthweb"]["metadata_options"]
+    assert meta["http_endpoint"] == "enabled"
+    assert meta["http_tokens"] == "required"
+    assert meta["http_put_response_hop_limit"] == 1
 
 
 def test_instance_runs_latest_al2023_for_its_architecture(synth: Synth) -> None:
@@ -221,14 +229,43 @@ def test_host_is_reachable_only_on_https_from_the_internet_by_default(synth: Syn
     assert all(r.get("description") for r in ingress)
 
 
+def _egress_destination(rule: dict[str, Any]) -> str:
+    if "cidr_ipv4" in rule:
+        return str(rule["cidr_ipv4"])
+    target = rule.get("prefix_list_id") or rule["referenced_security_group_id"]
+    for marker, name in (
+        ("Network_S3Endpoint", "S3 (gateway endpoint prefix list)"),
+        ("Network_EndpointSecurityGroup", "private endpoints"),
+        ("Database_SecurityGroup", "database"),
+    ):
+        if marker in target:
+            return name
+    return str(target)
+
+
 def test_host_egress_is_https_and_postgres_to_the_database_only(synth: Synth) -> None:
-    egress = resources(synth, "aws_vpc_security_group_egress_rule").values()
-    assert sorted((r["from_port"], r.get("cidr_ipv4") or "db-sg") for r in egress) == [
+    egress = list(resources(synth, "aws_vpc_security_group_egress_rule").values())
+    assert all("Host_SecurityGroup" in r["security_group_id"] for r in egress)
+    assert all(r["ip_protocol"] == "tcp" and r["from_port"] == r["to_port"] for r in egress)
+    # HTTPS to anywhere stays for what has no fixed address (Docker Hub, the RDS CA bundle).
+    assert sorted((r["from_port"], _egress_destination(r)) for r in egress) == [
         (443, "0.0.0.0/0"),
-        (5432, "db-sg"),
+        (443, "S3 (gateway endpoint prefix list)"),
+        (443, "private endpoints"),
+        (5432, "database"),
     ]
-    to_db = next(r for r in egress if r["from_port"] == 5432)
-    assert "Database_SecurityGroup" in to_db["referenced_security_group_id"]
+    assert all(r.get("description") for r in egress)
+
+
+def test_security_group_rules_are_separate_resources_so_changing_them_never_replaces_the_host(synth: Synth) -> None:
+    # Inline ingress/egress blocks would make every rule change an update of the group; separate
+    # rule resources are added and removed alone, and the instance only names the group.
+    for group in resources(synth, "aws_security_group").values():
+        assert "ingress" not in group
+        assert "egress" not in group
+    instance = resources(synth, "aws_instance")["orthweb"]
+    (group_ref,) = instance["vpc_security_group_ids"]
+    assert group_ref.startswith("${aws_security_group.Host_SecurityGroup")
 
 
 def _host_policies(synth: Synth) -> dict[str, dict[str, Any]]:
@@ -239,8 +276,12 @@ def _host_policies(synth: Synth) -> dict[str, dict[str, Any]]:
     }
 
 
+def _host_statements(synth: Synth) -> list[dict[str, Any]]:
+    return [s for doc in _host_policies(synth).values() for s in doc["Statement"]]
+
+
 def test_host_role_reads_exactly_its_two_secrets_and_writes_only_the_admin_secret(synth: Synth) -> None:
-    statements = [s for doc in _host_policies(synth).values() for s in doc["Statement"]]
+    statements = _host_statements(synth)
     secret_statements = [s for s in statements if any(a.startswith("secretsmanager:") for a in s["Action"])]
     readable = {s["Resource"] for s in secret_statements if "secretsmanager:GetSecretValue" in s["Action"]}
     writable = {s["Resource"] for s in secret_statements if "secretsmanager:PutSecretValue" in s["Action"]}
@@ -249,21 +290,64 @@ def test_host_role_reads_exactly_its_two_secrets_and_writes_only_the_admin_secre
     assert sum(r.startswith("${aws_secretsmanager_secret.") for r in readable) == 1
     assert len(writable) == 1
     assert "aws_secretsmanager_secret." in next(iter(writable))
-    assert all(s["Resource"] != "*" for s in statements)
+    assert all(s["Resource"] != "*" for s in statements if not s.get("Sid", "").startswith("SessionManager"))
+
+
+# What IAM reads once Terraform has turned `$${` into `${`: the credentials work only from the
+# VPC and the private address EC2 delivered them to, through a VPC endpoint.
+FROM_THE_INSTANCE_ONLY_AS_SYNTHESIZED = {
+    "StringEquals": {
+        "aws:Ec2InstanceSourceVpc": "$${aws:SourceVpc}",
+        "aws:Ec2InstanceSourcePrivateIPv4": "$${aws:VpcSourceIp}",
+    }
+}
+
+
+def test_stolen_host_credentials_cannot_read_the_secrets_off_the_instance(synth: Synth) -> None:
+    secret_statements = [s for s in _host_statements(synth) if s["Action"][0].startswith("secretsmanager:")]
+    assert len(secret_statements) == 2
+    for statement in secret_statements:
+        assert statement["Condition"] == FROM_THE_INSTANCE_ONLY_AS_SYNTHESIZED
 
 
 def test_host_role_uses_the_key_only_through_secrets_manager(synth: Synth) -> None:
-    statements = [s for doc in _host_policies(synth).values() for s in doc["Statement"]]
+    statements = _host_statements(synth)
     kms = [s for s in statements if any(a.startswith("kms:") for a in s["Action"])]
     assert len(kms) == 1
     assert sorted(kms[0]["Action"]) == ["kms:Decrypt", "kms:GenerateDataKey"]
+    # Secrets Manager calls KMS for the host (a forward access session): AWS leaves the network
+    # keys out of that call, so the from-the-instance condition would refuse every secret read.
     assert kms[0]["Condition"] == {"StringEquals": {"kms:ViaService": "secretsmanager.us-east-1.amazonaws.com"}}
     assert "aws_kms_key" in kms[0]["Resource"]
 
 
-def test_host_has_session_manager_and_no_other_managed_policy(synth: Synth) -> None:
+SESSION_MANAGER_ACTIONS = {
+    "ssm:UpdateInstanceInformation",
+    "ssmmessages:CreateControlChannel",
+    "ssmmessages:CreateDataChannel",
+    "ssmmessages:OpenControlChannel",
+    "ssmmessages:OpenDataChannel",
+    "ec2messages:AcknowledgeMessage",
+    "ec2messages:DeleteMessage",
+    "ec2messages:FailMessage",
+    "ec2messages:GetEndpoint",
+    "ec2messages:GetMessages",
+    "ec2messages:SendReply",
+}
+
+
+def test_host_has_session_manager_and_no_managed_policy(synth: Synth) -> None:
     attached = [a for a in resources(synth, "aws_iam_role_policy_attachment").values() if "Host_Role" in a["role"]]
-    assert [a["policy_arn"].rsplit("/", 1)[1] for a in attached] == ["AmazonSSMManagedInstanceCore"]
+    assert attached == []
+    session = _host_policies(synth)["session-manager"]["Statement"]
+    assert {a for s in session for a in s["Action"]} == SESSION_MANAGER_ACTIONS
+    # Nothing that reads parameters, documents or anything else the agent does not need.
+    assert not any(
+        a.startswith(("ssm:Get", "ssm:Describe", "ssm:List", "s3:", "kms:")) for s in session for a in s["Action"]
+    )
+    # Without the ssm/ssmmessages/ec2messages endpoints the agent uses the public ones, where the
+    # network keys are absent: no from-the-instance condition, or Session Manager would be refused.
+    assert all("Condition" not in s for s in session)
 
 
 def test_host_user_data_is_cloud_config_with_the_deployment_facts_gzipped_by_terraform(synth: Synth) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from orthweb_dev.synth import VARIANT_SETTINGS, data, only, resources
+from orthweb_dev.synth import VARIANT_SETTINGS, data, only, policy, resources
 
 Synth = dict[str, Any]
 
@@ -107,3 +107,24 @@ def test_s3_backend_uses_encryption_and_native_locking(variant: Synth) -> None:
         "encrypt": True,
         "use_lockfile": True,
     }
+
+
+def test_session_manager_calls_through_configured_endpoints_work_only_from_the_instance(variant: Synth) -> None:
+    (session,) = [
+        policy(p["policy"])["Statement"]
+        for p in resources(variant, "aws_iam_role_policy").values()
+        if p["name"] == "session-manager"
+    ]
+    # The variant has the ssm, ssmmessages and ec2messages endpoints: every agent call goes through one.
+    assert {s["Sid"] for s in session} == {
+        "SessionManagerSsm",
+        "SessionManagerSsmmessages",
+        "SessionManagerEc2messages",
+    }
+    for statement in session:
+        assert statement["Condition"] == {
+            "StringEquals": {
+                "aws:Ec2InstanceSourceVpc": "$${aws:SourceVpc}",
+                "aws:Ec2InstanceSourcePrivateIPv4": "$${aws:VpcSourceIp}",
+            }
+        }

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 from cdktf_cdktf_provider_aws.cloudwatch_log_group import CloudwatchLogGroup
 from cdktf_cdktf_provider_aws.db_instance import DbInstance
 from cdktf_cdktf_provider_aws.db_parameter_group import DbParameterGroup, DbParameterGroupParameter
@@ -157,8 +160,8 @@ class Database(Construct):
         self.db_name: str = DB_NAME
         self.master_secret_arn: str = self.instance.master_user_secret.get(0).secret_arn
 
-    def grant_read_master_secret(self, role: IamRole) -> IamRolePolicy:
-        """Let ``role`` read (only) the RDS-managed master credentials; returns the policy."""
+    def grant_read_master_secret(self, role: IamRole, *, condition: Mapping[str, Any] | None = None) -> IamRolePolicy:
+        """Let ``role`` read (only) the RDS-managed master credentials, under ``condition``; returns the policy."""
         return grant(
             self,
             "ReadMasterSecret",
@@ -169,4 +172,5 @@ class Database(Construct):
                 "Action": ["secretsmanager:GetSecretValue", "secretsmanager:DescribeSecret"],
                 "Resource": self.master_secret_arn,
             },
+            condition=condition,
         )

@@ -93,7 +93,14 @@ class Encryption(Construct):
         self.key_id: str = self.key.key_id
 
     def grant_secrets_use(self, role: IamRole, *, region: str) -> IamRolePolicy:
-        """Let ``role`` decrypt and encrypt with the key, but only through Secrets Manager; returns the policy."""
+        """Let ``role`` decrypt and encrypt with the key, but only through Secrets Manager; returns the policy.
+
+        No from-the-instance condition here (policy.FROM_THE_INSTANCE_ONLY): KMS is called by
+        Secrets Manager on the role's behalf (a forward access session), where AWS redacts the
+        network keys, so the condition would refuse every secret read. A thief holding the
+        credentials still gets nothing: the key is usable only through Secrets Manager, whose
+        own grants carry the condition.
+        """
         return grant(
             self,
             "SecretsUse",

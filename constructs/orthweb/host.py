@@ -9,7 +9,7 @@ from cdktf import Fn, TerraformLocal, TerraformResourceLifecycle
 from cdktf_cdktf_provider_aws.data_aws_ssm_parameter import DataAwsSsmParameter
 from cdktf_cdktf_provider_aws.iam_instance_profile import IamInstanceProfile
 from cdktf_cdktf_provider_aws.iam_role import IamRole
-from cdktf_cdktf_provider_aws.iam_role_policy_attachment import IamRolePolicyAttachment
+from cdktf_cdktf_provider_aws.iam_role_policy import IamRolePolicy
 from cdktf_cdktf_provider_aws.instance import Instance, InstanceMetadataOptions, InstanceRootBlockDevice
 from cdktf_cdktf_provider_aws.launch_template import (
     LaunchTemplate,
@@ -30,7 +30,7 @@ from orthweb import defaults
 from orthweb.connections import Connections
 from orthweb.encryption import Encryption
 from orthweb.network import Network
-from orthweb.policy import assume_role_policy
+from orthweb.policy import FROM_THE_INSTANCE_ONLY, assume_role_policy, policy_document, with_condition
 
 
 class HasConnections(Protocol):
@@ -45,10 +45,34 @@ SSH_PORT = 22
 # Terraform address of the instance: the runbook's `-target aws_instance.orthweb` relies on it.
 INSTANCE_LOGICAL_ID = "orthweb"
 AMI_PARAMETER = "/aws/service/ami-amazon-linux-latest/al2023-ami-kernel-default-{arch}"
-# IMDSv2 PUT response hop limit of the launched hosts: 1 keeps instance metadata (and the role's
-# credentials) on the host itself, out of every container's reach; Orthanc gets its S3 session
-# from a file (orthweb-images), so no container needs metadata.
-LAUNCH_TEMPLATE_HOP_LIMIT = 1
+# What the SSM Agent needs for Session Manager, by the endpoint service each action is called on.
+# From the Systems Manager User Guide: "Create a custom IAM role for Session Manager" (the
+# minimal instance permissions: ssm:UpdateInstanceInformation and the four ssmmessages actions)
+# and "Reference: ec2messages, ssmmessages, and other API operations" (the ec2messages actions the
+# agent uses to receive commands). Unlike AmazonSSMManagedInstanceCore, nothing here reads SSM
+# parameters, documents or associations.
+SESSION_MANAGER_ACTIONS: dict[str, tuple[str, ...]] = {
+    "ssm": ("ssm:UpdateInstanceInformation",),
+    "ssmmessages": (
+        "ssmmessages:CreateControlChannel",
+        "ssmmessages:CreateDataChannel",
+        "ssmmessages:OpenControlChannel",
+        "ssmmessages:OpenDataChannel",
+    ),
+    "ec2messages": (
+        "ec2messages:AcknowledgeMessage",
+        "ec2messages:DeleteMessage",
+        "ec2messages:FailMessage",
+        "ec2messages:GetEndpoint",
+        "ec2messages:GetMessages",
+        "ec2messages:SendReply",
+    ),
+}
+# IMDSv2 PUT response hop limit of the instance and of the launched hosts: 1 keeps instance
+# metadata (and the role's credentials) on the host itself, out of every container's reach;
+# Orthanc gets its S3 session from a file (orthweb-images), so no container needs metadata.
+IMDS_HOP_LIMIT = 1
+LAUNCH_TEMPLATE_HOP_LIMIT = IMDS_HOP_LIMIT
 # Amazon Linux 2023's root device.
 ROOT_DEVICE = "/dev/xvda"
 
@@ -56,11 +80,14 @@ ROOT_DEVICE = "/dev/xvda"
 class Host(Construct):
     """One Amazon Linux 2023 instance in a public subnet, replaceable without data loss.
 
-    IMDSv2 only (hop limit 2 so containers can use the role); encrypted gp3 root volume; reachable
-    from outside only on the ports given (HTTPS, DICOM TLS, and SSH only when a key and CIDR are
-    configured); managed through Session Manager. Its role starts with no data access: grant it
-    with the owning constructs' ``grant_*`` methods. The AMI is read once at creation and
-    ignored afterwards, so a new Amazon Linux release replaces the host only when you choose to.
+    IMDSv2 only, with a hop limit of 1: the instance role's credentials reach processes of the host
+    (the AWS CLI of the host scripts, the Docker daemon's log driver) and never a container, whose
+    traffic crosses Docker's bridge, one hop more. Encrypted gp3 root volume; reachable from
+    outside only on the ports given (HTTPS, DICOM TLS, and SSH only when a key and CIDR are
+    configured); managed through Session Manager with the few actions it needs. Its role starts
+    with no data access: grant it with the owning constructs' ``grant_*`` methods. The AMI is read
+    once at creation and ignored afterwards, so a new Amazon Linux release replaces the host only
+    when you choose to.
 
     With ``launch_template`` the same host is described by a launch template instead of being one
     instance (``hosts`` >= 2: an Auto Scaling group launches it, see :class:`orthweb.fleet.Fleet`):
@@ -122,16 +149,48 @@ class Host(Construct):
                 to_port=port,
                 cidr_ipv4=cidr,
             )
-        # Out: HTTPS for packages, images, AWS APIs and the RDS CA bundle. PostgreSQL is added by
-        # connect_to(); DNS and NTP go to the VPC's link-local services, which groups do not filter.
-        VpcSecurityGroupEgressRule(
-            self,
+
+        # Out, besides PostgreSQL to the database (connect_to): HTTPS, said three times so each
+        # destination is explicit. The private endpoints and S3 (through the gateway endpoint: the
+        # Amazon Linux repositories are S3 buckets in the region) would be enough for AWS APIs and
+        # packages; Docker Hub, Docker's package repository and the RDS CA bundle have no fixed
+        # address ranges, so HTTPS to anywhere stays (docs/host.md, "Egress"). DNS, NTP and IMDS
+        # are link-local VPC services, which security groups do not filter. Each rule is its own
+        # resource: adding or removing one never touches the instance.
+        def https_out(
+            rule_id: str,
+            description: str,
+            *,
+            cidr_ipv4: str | None = None,
+            referenced_security_group_id: str | None = None,
+            prefix_list_id: str | None = None,
+        ) -> None:
+            VpcSecurityGroupEgressRule(
+                self,
+                rule_id,
+                security_group_id=self.security_group.id,
+                description=description,
+                ip_protocol="tcp",
+                from_port=HTTPS_PORT,
+                to_port=HTTPS_PORT,
+                cidr_ipv4=cidr_ipv4,
+                referenced_security_group_id=referenced_security_group_id,
+                prefix_list_id=prefix_list_id,
+            )
+
+        https_out(
+            "HttpsToEndpoints",
+            "HTTPS to the private AWS API endpoints",
+            referenced_security_group_id=network.endpoint_security_group.id,
+        )
+        https_out(
+            "HttpsToS3",
+            "HTTPS to S3 through the gateway endpoint (package repositories)",
+            prefix_list_id=network.s3_endpoint.prefix_list_id,
+        )
+        https_out(
             "HttpsOut",
-            security_group_id=self.security_group.id,
-            description="HTTPS to package repositories, container registries and AWS APIs",
-            ip_protocol="tcp",
-            from_port=HTTPS_PORT,
-            to_port=HTTPS_PORT,
+            "HTTPS to image registries, Docker's repository, the RDS CA bundle, AWS APIs without an endpoint",
             cidr_ipv4="0.0.0.0/0",
         )
         # C-MOVE: Orthanc sends the images to each peer granted move, at its host and port, over
@@ -155,11 +214,24 @@ class Host(Construct):
             description="Orthanc host: reads its secrets, fills the admin secret, Session Manager",
             assume_role_policy=assume_role_policy("ec2.amazonaws.com"),
         )
-        IamRolePolicyAttachment(
+        # Session Manager, in place of AmazonSSMManagedInstanceCore. Where the VPC has the
+        # service's interface endpoint, the agent's calls go through it and carry the
+        # from-the-instance condition (policy.FROM_THE_INSTANCE_ONLY); over the public endpoint
+        # the condition's keys are absent and would refuse the agent, so it is left out there.
+        IamRolePolicy(
             self,
             "SessionManager",
-            role=self.role.name,
-            policy_arn=f"arn:{encryption.partition}:iam::aws:policy/AmazonSSMManagedInstanceCore",
+            role=self.role.id,
+            name="session-manager",
+            policy=policy_document(
+                *(
+                    with_condition(
+                        {"Sid": f"SessionManager{service.capitalize()}", "Action": list(actions), "Resource": "*"},
+                        FROM_THE_INSTANCE_ONLY if service in network.private_services else None,
+                    )
+                    for service, actions in SESSION_MANAGER_ACTIONS.items()
+                )
+            ),
         )
         profile = IamInstanceProfile(self, "Profile", name_prefix=f"{name_prefix}-host-", role=self.role.name)
 
@@ -196,7 +268,8 @@ class Host(Construct):
             metadata_options=InstanceMetadataOptions(
                 http_endpoint="enabled",
                 http_tokens="required",
-                http_put_response_hop_limit=2,
+                # 1: a container's request to IMDS crosses Docker's bridge and never gets a token.
+                http_put_response_hop_limit=IMDS_HOP_LIMIT,
                 instance_metadata_tags="disabled",
             ),
             root_block_device=InstanceRootBlockDevice(

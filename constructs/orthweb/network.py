@@ -169,6 +169,8 @@ class Network(Construct):
                 security_group_ids=[self.endpoint_security_group.id],
                 tags={"Name": f"{name_prefix}-{service}"},
             )
+        # What the VPC reaches without the internet: the gateway endpoint, the interface endpoints.
+        self.private_services: frozenset[str] = frozenset({"s3", *self.interface_endpoints})
 
         self.flow_log_group = CloudwatchLogGroup(
             self,

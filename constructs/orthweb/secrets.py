@@ -4,6 +4,8 @@ hosts, the shared certificate. Terraform creates them empty, so no value ever pa
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
+from typing import Any
 
 from cdktf_cdktf_provider_aws.iam_role import IamRole
 from cdktf_cdktf_provider_aws.iam_role_policy import IamRolePolicy
@@ -38,8 +40,9 @@ class AdminSecret(Construct):
         )
         self.secret_arn: str = self.secret.arn
 
-    def grant_read_write(self, role: IamRole) -> IamRolePolicy:
-        """Let ``role`` read this secret and set its value (the host fills it at first boot); returns the policy."""
+    def grant_read_write(self, role: IamRole, *, condition: Mapping[str, Any] | None = None) -> IamRolePolicy:
+        """Let ``role`` read this secret and set its value (the host fills it at first boot), under
+        ``condition``; returns the policy."""
         return grant(
             self,
             "ReadWrite",
@@ -54,6 +57,7 @@ class AdminSecret(Construct):
                 ],
                 "Resource": self.secret_arn,
             },
+            condition=condition,
         )
 
 
@@ -81,8 +85,9 @@ class CertificateSecret(Construct):
         )
         self.secret_arn: str = self.secret.arn
 
-    def grant_read_write(self, role: IamRole) -> IamRolePolicy:
-        """Let ``role`` (and no one else) read the value and offer a new one; returns the role's policy."""
+    def grant_read_write(self, role: IamRole, *, condition: Mapping[str, Any] | None = None) -> IamRolePolicy:
+        """Let ``role`` (and no one else) read the value and offer a new one, under ``condition``;
+        returns the role's policy."""
         SecretsmanagerSecretPolicy(
             self,
             "Policy",
@@ -118,4 +123,5 @@ class CertificateSecret(Construct):
                 ],
                 "Resource": self.secret_arn,
             },
+            condition=condition,
         )

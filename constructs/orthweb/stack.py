@@ -15,6 +15,7 @@ from orthweb.encryption import Encryption
 from orthweb.fleet import Balancer, HostGroup
 from orthweb.host import DICOM_TLS_PORT, HTTP_PORT, HTTPS_PORT, Host
 from orthweb.network import Network
+from orthweb.policy import FROM_THE_INSTANCE_ONLY
 from orthweb.secrets import AdminSecret, CertificateSecret
 from orthweb.settings import Settings
 from orthweb.storage import ImageBucket
@@ -129,15 +130,19 @@ class OrthwebStack(TerraformStack):
             tags=tags,
         )
         host.connect_to(database)
-        database.grant_read_master_secret(host.role)
-        admin.grant_read_write(host.role)
+        # The host calls Secrets Manager through its interface endpoint (always present, private
+        # DNS on), so its secret grants carry the from-the-instance condition. The key grant does
+        # not: KMS is called by Secrets Manager for the host, and that call has no network keys.
+        secrets_condition = FROM_THE_INSTANCE_ONLY if "secretsmanager" in network.private_services else None
+        database.grant_read_master_secret(host.role, condition=secrets_condition)
+        admin.grant_read_write(host.role, condition=secrets_condition)
         encryption.grant_secrets_use(host.role, region=s.region)
         launched_after: list[str] = []
         if images:
             role = images.grant_assume(host.role)
             launched_after.append(f"{role.terraform_resource_type}.{role.friendly_unique_id}")
         if certificate:
-            certificate.grant_read_write(host.role)
+            certificate.grant_read_write(host.role, condition=secrets_condition)
         group = None
         if balancer:
             group = HostGroup(

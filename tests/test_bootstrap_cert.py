@@ -21,6 +21,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from orthweb.bootstrap import USERDATA_DIR
+from orthweb_dev.proc import stop_process, wait_until
 from orthweb_dev.testing import require
 
 BIN = USERDATA_DIR / "bin"
@@ -231,6 +232,30 @@ def test_rds_ca_bundle_is_downloaded_kept_and_survives_a_failed_download(
 
 def test_rds_ca_step_fails_when_there_is_no_bundle_at_all(tmp_path: Path) -> None:
     env = base_env(tmp_path, ORTHWEB_RDS_CA_URL="https://127.0.0.1:9/bundle.pem")
+    env.update(ORTHWEB_RETRY_ATTEMPTS="2", ORTHWEB_RETRY_DELAY="1")
     proc = subprocess.run([str(BIN / "orthweb-rds-ca.sh")], env=env, capture_output=True, text=True, check=False)
     assert proc.returncode != 0
-    assert "cannot download the RDS CA bundle" in proc.stderr
+    assert "download the RDS CA bundle from https://127.0.0.1:9/bundle.pem: failed 2 times" in proc.stderr
+    assert "giving up" in proc.stderr
+    assert not (tmp_path / "etc" / "tls" / "rds-ca.pem").exists()
+
+
+def test_first_rds_ca_download_is_retried_until_the_bundle_is_served(
+    tmp_path: Path, https_server: tuple[str, Path, Path]
+) -> None:
+    url, docroot, server_ca = https_server  # serves nothing yet: 404
+    env = base_env(tmp_path, ORTHWEB_RDS_CA_URL=f"{url}/bundle.pem", CURL_CA_BUNDLE=str(server_ca))
+    env.update(ORTHWEB_RETRY_ATTEMPTS="30", ORTHWEB_RETRY_DELAY="1", ORTHWEB_RETRY_MAX_DELAY="1")
+    log = tmp_path / "rds-ca.log"
+    with log.open("w") as err:
+        step = subprocess.Popen([str(BIN / "orthweb-rds-ca.sh")], env=env, stdout=subprocess.PIPE, stderr=err)
+    try:
+        wait_until("a first failed download", lambda: "failed (attempt 1 of 30" in log.read_text(), proc=step)
+        (docroot / "bundle.pem").write_bytes(server_ca.read_bytes())
+        out, _ = step.communicate(timeout=60)
+    finally:
+        stop_process(step)
+    assert step.returncode == 0, log.read_text()
+    assert out.split() == [b"rds-ca.pem"]
+    assert "succeeded at attempt" in log.read_text()
+    assert (tmp_path / "etc" / "tls" / "rds-ca.pem").read_bytes() == server_ca.read_bytes()

@@ -1,6 +1,7 @@
 """The host's secret steps, run for real against a local AWS emulator with the AWS CLI:
 the admin password is made once and kept, the DB secret lands in a 0400 file as a verify-full
-connection URI, and a rotated DB password makes the refresh step recreate Orthanc only."""
+connection URI, a rotated DB password makes the refresh step recreate Orthanc only, and a
+re-create that failed is tried again at the next run."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import base64
 import hashlib
 import json
 import os
+import re
 import stat
 import subprocess
 import sys
@@ -20,8 +22,8 @@ from urllib.parse import parse_qs, unquote, urlsplit
 import pytest
 
 from orthweb.bootstrap import USERDATA_DIR
-from orthweb_dev.emulator_server import MotoServer, moto_server
-from orthweb_dev.proc import wait_until
+from orthweb_dev.emulator_server import MotoServer, moto_server, start
+from orthweb_dev.proc import free_port, stop_process, wait_until
 from orthweb_dev.testing import not_run, require
 
 pytestmark = pytest.mark.emulator
@@ -49,11 +51,14 @@ class Host:
 
     def run(self, script: str, *args: str) -> list[str]:
         """Run a host script; return the lines it printed (what changed)."""
-        proc = subprocess.run(
-            [str(self.root / "sbin" / script), *args], env=self.env, capture_output=True, text=True, check=False
-        )
+        proc = self.run_unchecked(script, *args)
         assert proc.returncode == 0, f"{script} failed:\n{proc.stdout}\n{proc.stderr}"
         return [line for line in proc.stdout.splitlines() if line]
+
+    def run_unchecked(self, script: str, *args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [str(self.root / "sbin" / script), *args], env=self.env, capture_output=True, text=True, check=False
+        )
 
     def aws(self, *args: str) -> Any:
         """The AWS CLI (the venv's, as on the host) against the emulator; parsed JSON output."""
@@ -76,11 +81,11 @@ def emulator() -> Iterator[MotoServer]:
         yield server
 
 
-@pytest.fixture
-def host(tmp_path: Path, emulator: MotoServer) -> Host:
+def fake_host(tmp_path: Path, emulator: MotoServer) -> Host:
+    """A host's /etc/orthweb in ``tmp_path``, its scripts, and a Docker shim, pointed at ``emulator``
+    (which need not be running yet); its secrets are not created here."""
     require("jq", "jq")
     require("openssl", "openssl")
-    emulator.reset()
     (tmp_path / "etc").mkdir()
     sbin = tmp_path / "sbin"
     sbin.mkdir()
@@ -91,7 +96,11 @@ def host(tmp_path: Path, emulator: MotoServer) -> Host:
     (sbin / "orthweb-rds-ca").write_text("#!/bin/sh\nexit 0\n")
     (sbin / "orthweb-rds-ca").chmod(0o755)
     docker = tmp_path / "docker"
-    docker.write_text(f'#!/bin/sh\necho "$*" >> {tmp_path / "docker.log"}\n')
+    # Records each call; fails a re-create while the file docker-fails exists (Docker Hub down, say).
+    docker.write_text(
+        f'#!/bin/sh\necho "$*" >> {tmp_path / "docker.log"}\n'
+        f'case "$*" in *force-recreate*) [ ! -e {tmp_path / "docker-fails"} ] || exit 1 ;; esac\n'
+    )
     docker.chmod(0o755)
     (tmp_path / "orthweb.env").write_text(
         "ORTHWEB_REGION=us-east-1\nORTHWEB_DB_ADDRESS=db.example.internal\nORTHWEB_DB_PORT=5432\n"
@@ -103,7 +112,12 @@ def host(tmp_path: Path, emulator: MotoServer) -> Host:
         ORTHWEB_ENV_FILE=str(tmp_path / "orthweb.env"),
         ORTHWEB_LIB=str(USERDATA_DIR / "lib"),
         ORTHWEB_ETC=str(tmp_path / "etc"),
+        ORTHWEB_STATE_DIR=str(tmp_path / "state"),
         ORTHWEB_SBIN=str(sbin),
+        # Fast back-off: these tests are about what is retried, not how long it waits.
+        ORTHWEB_RETRY_ATTEMPTS="2",
+        ORTHWEB_RETRY_DELAY="1",
+        ORTHWEB_RETRY_MAX_DELAY="1",
         ORTHWEB_DOCKER=str(docker),
         ORTHWEB_IMDS_URL="http://127.0.0.1:9",  # nothing there: every host fact is given below
         ORTHWEB_PUBLIC_HOSTNAME="ec2-203-0-113-10.compute-1.amazonaws.com",
@@ -111,15 +125,29 @@ def host(tmp_path: Path, emulator: MotoServer) -> Host:
         ORTHWEB_PUBLIC_IPV4="203.0.113.10",
         ORTHWEB_LOCAL_IPV4="10.64.1.10",
     )
-    host = Host(root=tmp_path, env=env, db_arn="", admin_arn="")
+    return Host(root=tmp_path, env=env, db_arn="", admin_arn="")
+
+
+def set_secret_ids(host: Host, db: str, admin: str) -> None:
+    host.db_arn, host.admin_arn = db, admin
+    with (host.root / "orthweb.env").open("a") as facts:
+        facts.write(f"ORTHWEB_DB_SECRET_ARN={db}\nORTHWEB_ADMIN_SECRET_ARN={admin}\n")
+
+
+def create_secrets(host: Host, db_name: str = "rds!db-test", admin_name: str = "orthweb/orthanc-admin-test") -> None:
+    """The stack's two secrets: RDS's master secret with a value, the admin secret without one."""
     db_secret = {"username": "orthweb", "password": DB_PASSWORD}
-    host.db_arn = host.aws(
-        "secretsmanager", "create-secret", "--name", "rds!db-test", "--secret-string", json.dumps(db_secret)
-    )["ARN"]
-    # No value, like the stack's admin secret.
-    host.admin_arn = host.aws("secretsmanager", "create-secret", "--name", "orthweb/orthanc-admin-test")["ARN"]
-    with (tmp_path / "orthweb.env").open("a") as facts:
-        facts.write(f"ORTHWEB_DB_SECRET_ARN={host.db_arn}\nORTHWEB_ADMIN_SECRET_ARN={host.admin_arn}\n")
+    db = host.aws("secretsmanager", "create-secret", "--name", db_name, "--secret-string", json.dumps(db_secret))
+    admin = host.aws("secretsmanager", "create-secret", "--name", admin_name)
+    if not host.db_arn:
+        set_secret_ids(host, db["ARN"], admin["ARN"])
+
+
+@pytest.fixture
+def host(tmp_path: Path, emulator: MotoServer) -> Host:
+    emulator.reset()
+    host = fake_host(tmp_path, emulator)
+    create_secrets(host)
     return host
 
 
@@ -211,7 +239,7 @@ def test_rotated_db_secret_is_detected_and_only_orthanc_is_recreated(host: Host)
     host.run("orthweb-refresh", "--up")
     compose = f"compose --project-name orthweb --file {host.root / 'etc' / 'docker-compose.yml'}"
     # Fresh containers read the new files: no recreate right after the first start.
-    assert host.docker_calls() == [f"{compose} ps --quiet", f"{compose} up --detach --remove-orphans"]
+    assert host.docker_calls() == [f"{compose} ps --quiet", f"{compose} up --detach --pull missing --remove-orphans"]
     calls_after_start = len(host.docker_calls())
 
     host.run("orthweb-refresh")  # the timer, nothing rotated
@@ -265,6 +293,30 @@ def test_orthanc_is_recreated_when_nginx_was_restarted_under_it(host: Host) -> N
     assert actions(host.docker_calls()[calls_before:]) == [f"{compose} up --detach --no-deps --force-recreate orthanc"]
 
 
+def test_a_failed_orthanc_recreate_is_tried_again_at_the_next_run(host: Host) -> None:
+    host.run("orthweb-refresh", "--up")
+    compose = f"compose --project-name orthweb --file {host.root / 'etc' / 'docker-compose.yml'}"
+    recreate = f"{compose} up --detach --no-deps --force-recreate orthanc"
+    host.put_secret(host.db_arn, {"username": "orthweb", "password": "rotated-while-docker-fails"})
+    (host.root / "docker-fails").touch()
+    start = len(host.docker_calls())
+    failed = host.run_unchecked("orthweb-refresh")
+    assert failed.returncode != 0
+    assert actions(host.docker_calls()[start:]) == [recreate, recreate]  # ORTHWEB_RETRY_ATTEMPTS=2
+    assert "recreate Orthanc: failed 2 times (last exit status 1); giving up" in failed.stderr
+    assert "error: orthweb-refresh line" in failed.stderr
+    # The new password is on disk, but Orthanc did not get it: the next run must not think it did.
+    assert urlsplit((host.secrets / DB_URI).read_text()).password == "rotated-while-docker-fails"
+
+    (host.root / "docker-fails").unlink()
+    start = len(host.docker_calls())
+    host.run("orthweb-refresh")  # the timer, ten minutes later: nothing new in the secret
+    assert actions(host.docker_calls()[start:]) == [recreate]
+    start = len(host.docker_calls())
+    host.run("orthweb-refresh")  # and now it is applied: nothing to do
+    assert actions(host.docker_calls()[start:]) == []
+
+
 def test_a_db_secret_without_a_password_stops_the_step(host: Host) -> None:
     host.put_secret(host.db_arn, {"username": "x"})
     proc = subprocess.run(
@@ -272,3 +324,60 @@ def test_a_db_secret_without_a_password_stops_the_step(host: Host) -> None:
     )
     assert proc.returncode != 0
     assert "not JSON with username and password" in proc.stderr
+
+
+# --- boot while AWS does not answer --------------------------------------------------------------
+
+# Secret names stand in for the ARNs: the emulator makes up ARNs only when it creates the secrets,
+# and here the host is configured before the emulator even runs.
+DB_SECRET_NAME = "rds!db-late"
+ADMIN_SECRET_NAME = "orthweb/orthanc-admin-late"
+
+
+def test_boot_waits_for_secrets_manager_and_comes_up_once_it_answers(tmp_path: Path) -> None:
+    port = free_port()  # where the emulator will answer, once it is started
+    host = fake_host(tmp_path, MotoServer(endpoint=f"http://127.0.0.1:{port}"))
+    set_secret_ids(host, DB_SECRET_NAME, ADMIN_SECRET_NAME)
+    # The CLI's own retries off, so each failed attempt is one of the script's.
+    host.env.update(ORTHWEB_RETRY_ATTEMPTS="60", ORTHWEB_RETRY_MAX_DELAY="2", AWS_MAX_ATTEMPTS="1")
+    log = tmp_path / "orthweb-refresh.log"
+    with log.open("w") as err:
+        boot = subprocess.Popen(
+            [str(tmp_path / "sbin" / "orthweb-refresh"), "--up"], env=host.env, stdout=subprocess.PIPE, stderr=err
+        )
+    moto = None
+    try:
+        # What orthweb.service runs at boot, with nothing answering at the endpoint yet.
+        wait_until("a first failed attempt", lambda: "failed (attempt 1 of 60" in log.read_text(), proc=boot)
+        moto, _ = start(port=port)
+        create_secrets(host, DB_SECRET_NAME, ADMIN_SECRET_NAME)
+        assert boot.wait(timeout=180) == 0, log.read_text()
+    finally:
+        stop_process(boot)
+        stop_process(moto)
+    stderr = log.read_text()
+    assert f"read secret {DB_SECRET_NAME}: failed (attempt 1 of 60" in stderr
+    assert re.search(rf"read secret {re.escape(DB_SECRET_NAME)}: succeeded at attempt [2-9]", stderr)
+    # And then the whole boot went on: both secret files, the certificate, and the project started.
+    assert sorted(p.name for p in host.secrets.iterdir()) == [DB_URI, USERS]
+    assert (tmp_path / "etc" / "tls" / "server.crt").exists()
+    compose = f"compose --project-name orthweb --file {tmp_path / 'etc' / 'docker-compose.yml'}"
+    assert host.docker_calls()[-1] == f"{compose} up --detach --pull missing --remove-orphans"
+
+
+def test_boot_gives_up_with_a_clear_message_when_secrets_manager_never_answers(tmp_path: Path) -> None:
+    host = fake_host(tmp_path, MotoServer(endpoint=f"http://127.0.0.1:{free_port()}"))  # nothing there
+    set_secret_ids(host, DB_SECRET_NAME, ADMIN_SECRET_NAME)
+    host.env.update(ORTHWEB_RETRY_ATTEMPTS="3", AWS_MAX_ATTEMPTS="1")
+    boot = host.run_unchecked("orthweb-refresh", "--up")
+    assert boot.returncode != 0
+    lines = [line for line in boot.stderr.splitlines() if line.startswith("orthweb: ")]
+    assert [line for line in lines if "retrying in" in line] == [
+        f"orthweb: read secret {DB_SECRET_NAME}: failed (attempt {n} of 3, exit status 1); retrying in 1s"
+        for n in (1, 2)
+    ]
+    assert f"orthweb: error: read secret {DB_SECRET_NAME}: failed 3 times (last exit status 1); giving up" in lines
+    # The refresh names the step that failed, and nothing was started or half-written.
+    assert any(line.startswith("orthweb: error: orthweb-refresh line ") and "orthweb-secrets" in line for line in lines)
+    assert host.docker_calls() == []
+    assert not host.secrets.exists() or sorted(p.name for p in host.secrets.iterdir()) == []

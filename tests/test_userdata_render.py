@@ -116,7 +116,7 @@ def test_user_data_needs_gzip_and_fits_ec2_limit_gzipped(variant: tuple[str, Set
     user_data = render_user_data(variant[1], FACTS)
     # Plain, the cloud-config is over EC2's limit: that is why Terraform gzips it (host.py).
     assert user_data_size(user_data) > USER_DATA_LIMIT
-    # Gzipped (Terraform's output differs by a few bytes from zlib's), with room to grow.
+    # Gzipped (Terraform's output differs by a few bytes from zlib's), with a quarter left to grow.
     assert compressed_size(user_data) <= USER_DATA_LIMIT * 3 // 4
 
 
@@ -149,11 +149,15 @@ def test_user_data_writes_the_host_files_with_tight_modes() -> None:
     assert all(files[p]["permissions"] == "0700" for p in scripts)
     for name in ("docker-compose.yml", "orthanc.json", "nginx.conf", "orthanc-roles.lua"):
         assert f"/etc/orthweb/{name}" in files
-    for unit in ("orthweb.service", "orthweb-refresh.service", "orthweb-refresh.timer"):
+    for unit in ("orthweb-bootstrap.service", "orthweb.service", "orthweb-refresh.service", "orthweb-refresh.timer"):
         assert f"/etc/systemd/system/{unit}" in files
     assert "/etc/orthweb/tls/dicom-client-ca.pem" not in files
     doc = yaml.safe_load(render_user_data(Settings(), FACTS))
-    assert doc["runcmd"] == [["/usr/local/sbin/orthweb-bootstrap"]]
+    # cloud-init only starts the bootstrap unit; systemd retries it until it has run once.
+    assert doc["runcmd"] == [
+        ["systemctl", "daemon-reload"],
+        ["systemctl", "enable", "--now", "--no-block", "orthweb-bootstrap.service"],
+    ]
 
 
 def test_the_host_learns_its_web_users_admins_first() -> None:
@@ -226,6 +230,56 @@ def test_rendered_scripts_are_shellcheck_clean(tmp_path: Path) -> None:
         check=False,
     )
     assert run.returncode == 0, run.stdout + run.stderr
+
+
+# --- systemd -----------------------------------------------------------------------------------
+
+SYSTEM_UNITS = Path("/usr/lib/systemd/system")
+
+
+def _host_root(root: Path, files: dict[str, dict[str, Any]]) -> list[str]:
+    """Lay the user data's files out under ``root`` as cloud-init would, beside the distribution's
+    own units and stand-ins for Docker's; the Orthweb unit names."""
+    for path, entry in files.items():
+        dest = root / path.lstrip("/")
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        dest.write_text(entry["text"])
+        dest.chmod(int(entry["permissions"], 8))
+    shutil.copytree(SYSTEM_UNITS, root / SYSTEM_UNITS.relative_to("/"), symlinks=True)
+    # Docker comes from dnf on the host: a unit and binaries by the same names stand in for it.
+    (root / "usr/lib/systemd/system/docker.service").write_text(
+        "[Unit]\nDescription=Docker stand-in\n[Service]\nExecStart=/usr/bin/dockerd\n"
+    )
+    for binary in ("docker", "dockerd"):
+        (root / "usr/bin" / binary).parent.mkdir(parents=True, exist_ok=True)
+        (root / "usr/bin" / binary).write_text("#!/bin/sh\n")
+        (root / "usr/bin" / binary).chmod(0o755)
+    return sorted(Path(p).name for p in files if p.startswith("/etc/systemd/system/"))
+
+
+def test_systemd_units_pass_systemd_analyze_verify(tmp_path: Path, variant: tuple[str, Settings]) -> None:
+    analyze = require("systemd-analyze", "systemd")
+    if not (SYSTEM_UNITS / "multi-user.target").exists():
+        pytest.fail(f"{SYSTEM_UNITS} has no systemd units: install the Debian package systemd")
+    units = _host_root(tmp_path, written_files(render_user_data(variant[1], FACTS)))
+    run = subprocess.run([analyze, "verify", f"--root={tmp_path}", *units], capture_output=True, text=True, check=False)
+    # A bad setting, a missing executable or an unknown key each print a line here.
+    assert run.returncode == 0, run.stderr
+    assert run.stderr.strip() == ""
+
+
+def test_systemd_analyze_verify_sees_what_the_host_would_refuse(tmp_path: Path) -> None:
+    """The check above is only worth something if it fails where systemd on the host would."""
+    analyze = require("systemd-analyze", "systemd")
+    files = written_files(render_user_data(Settings(), FACTS))
+    service = files["/etc/systemd/system/orthweb.service"]
+    service["text"] = service["text"].replace("Restart=on-failure", "Restart=always")  # oneshot: refused
+    files["/usr/local/sbin/orthweb-refresh"]["permissions"] = "0600"  # not executable
+    units = _host_root(tmp_path, files)
+    run = subprocess.run([analyze, "verify", f"--root={tmp_path}", *units], capture_output=True, text=True, check=False)
+    assert run.returncode != 0
+    assert "Restart= set to either always or on-success, which isn't allowed for Type=oneshot" in run.stderr
+    assert "/usr/local/sbin/orthweb-refresh is not executable" in run.stderr
 
 
 # --- compose -----------------------------------------------------------------------------------

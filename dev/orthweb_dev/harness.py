@@ -266,6 +266,7 @@ class AppHost:
             ORTHWEB_ENV_FILE=str(self.etc / "orthweb.env"),
             ORTHWEB_LIB=str(USERDATA_DIR / "lib"),
             ORTHWEB_ETC=str(self.etc),
+            ORTHWEB_STATE_DIR=str(self.root / "state"),
             ORTHWEB_SBIN=str(self.root / "sbin"),
             ORTHWEB_DOCKER=str(self.root / "sbin" / "docker"),
             ORTHWEB_IMDS_URL="http://127.0.0.1:9",  # nothing there: the host facts are given here
@@ -665,10 +666,16 @@ class AppHost:
             db_secret_arn=self.db_secret_arn,
             admin_secret_arn=self.admin_secret_arn,
         )
-        (self.etc / "orthweb.env").write_text(render_file("orthweb.env", template_values(self.settings, facts)))
-        # The host's boot steps, for real: secrets (generating the admin password), then the certificate.
-        self.host_step("orthweb-secrets")
-        self.host_step("orthweb-cert")
+        # The host's own orthweb.env, rendered from the template with the harness's facts; only the
+        # web port differs (the health probe's), a listed host difference.
+        env_text = render_file("orthweb.env", template_values(self.settings, facts))
+        web_port = "443" if self.settings.https else "80"
+        env_text = env_text.replace(f"ORTHWEB_WEB_PORT={web_port}\n", f"ORTHWEB_WEB_PORT={self.ports['nginx_web']}\n")
+        (self.etc / "orthweb.env").write_text(env_text)
+        # The host's boot step, for real, as orthweb.service runs it: secrets (generating the
+        # passwords), CA bundle, certificate, then `docker compose up`, which the shim records and
+        # the harness carries out below.
+        self.host_step("orthweb-refresh", "--up")
         self.start_orthanc()
         self._start_nginx()
 

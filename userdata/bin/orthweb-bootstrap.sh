@@ -1,8 +1,10 @@
 #!/bin/bash
-# First boot (cloud-init runcmd): installs Docker from Amazon Linux's repositories and the compose
-# plugin pinned to one version from Docker's signed repository, then hands over to systemd:
-# orthweb.service starts the project at every boot, orthweb-refresh.timer follows rotation.
-# Running it again changes nothing that works.
+# First boot (orthweb-bootstrap.service, started by cloud-init): installs Docker from Amazon Linux's
+# repositories and the compose plugin pinned to one version from Docker's signed repository, then
+# hands over to systemd: orthweb.service starts the project at every boot, orthweb-refresh.timer
+# follows rotation. Every download is retried with back-off; if one still fails, the unit starts
+# this script again (Restart=on-failure) until it has run to the end once. Running it again
+# changes nothing that works.
 set -euo pipefail
 # shellcheck source=../lib/common.sh
 . "${ORTHWEB_LIB:-/usr/local/lib/orthweb}/common.sh"
@@ -10,13 +12,15 @@ set -euo pipefail
 # Docker's RPM signing key, as published in Docker's installation guide.
 DOCKER_KEY_FPR=060A61C51B558A7F742B77AAC52FEB6B621E9F35
 DOCKER_KEY=/etc/pki/rpm-gpg/docker-ce.gpg
+DOCKER_KEY_URL=https://download.docker.com/linux/centos/gpg
 
-# Amazon Linux 2023 pins its repositories to the AMI's release, so these versions are fixed too.
-dnf install -y docker jq
+# Amazon Linux 2023 pins its repositories to the AMI's release, so these versions are fixed too
+# (orthweb-patch moves them on). dnf-plugins-core has `dnf needs-restarting`, for orthweb-patch.
+retry "dnf install docker" dnf install -y docker jq dnf-plugins-core
 
 if [ "$(docker compose version --short 2>/dev/null || true)" != "$ORTHWEB_COMPOSE_VERSION" ]; then
   tmp=$(mktemp)
-  curl -fsSL --proto '=https' --retry 5 -o "$tmp" https://download.docker.com/linux/centos/gpg
+  retry "download Docker's signing key" curl -fsSL --proto '=https' --max-time 60 -o "$tmp" "$DOCKER_KEY_URL"
   fpr=$(gpg --show-keys --with-colons "$tmp" | awk -F: '$1 == "fpr" { print $10; exit }')
   [ "$fpr" = "$DOCKER_KEY_FPR" ] || die "Docker's signing key has fingerprint '$fpr', expected $DOCKER_KEY_FPR"
   install -m 0644 "$tmp" "$DOCKER_KEY"
@@ -31,11 +35,19 @@ gpgcheck=1
 gpgkey=file://$DOCKER_KEY
 includepkgs=docker-compose-plugin
 REPO
-  dnf install -y --enablerepo=orthweb-docker-compose "docker-compose-plugin-$ORTHWEB_COMPOSE_VERSION"
+  retry "dnf install docker-compose-plugin" \
+    dnf install -y --enablerepo=orthweb-docker-compose "docker-compose-plugin-$ORTHWEB_COMPOSE_VERSION"
 fi
 
 systemctl daemon-reload
 systemctl enable --now docker.service
 # {{ include refresh/enable-health.sh if multi_host }}
-systemctl enable --now orthweb.service orthweb-refresh.timer
+# --no-block: orthweb.service retries its own start (secrets, images) and must not hold this one.
+systemctl enable --now --no-block orthweb.service orthweb-refresh.timer orthweb-patch.timer
+# The health probe is there only when alarms are on (setting alarm_email).
+if [ -e /etc/systemd/system/orthweb-health.timer ]; then
+  systemctl enable --now --no-block orthweb-health.timer
+fi
+install -d -m 0755 "$ORTHWEB_STATE_DIR"
+touch "$ORTHWEB_STATE_DIR/bootstrapped"
 log "bootstrap finished"

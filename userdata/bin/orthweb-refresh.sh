@@ -1,10 +1,12 @@
 #!/bin/bash
 # Brings the host's secrets, certificate and CA bundle up to date and applies what changed:
-# Orthanc is recreated only when its database URI, logins or CA bundle changed; nginx reloads
-# (SIGHUP, no interruption) when the certificate or the login map did. With --up
-# (orthweb.service at every boot) it also starts the project. The orthweb-refresh timer runs it
-# without --up to follow RDS password rotation, and to rejoin Orthanc to nginx's network
-# namespace if nginx was restarted under it.
+# Orthanc is recreated when its database URI, logins or CA bundle differ from what it was started
+# with; nginx reloads (SIGHUP, no interruption) when the certificate or the login map differ from
+# what it last loaded. With --up (orthweb.service at every boot) it also starts the project. The
+# orthweb-refresh timer runs it without --up to follow RDS password rotation, and to rejoin Orthanc
+# to nginx's network namespace if nginx was restarted under it. What each container runs on is
+# recorded (a fingerprint of its files) only after the start, re-create or reload succeeded, so
+# one that failed is tried again at the next run.
 set -euo pipefail
 # shellcheck source=../lib/common.sh
 . "${ORTHWEB_LIB:-/usr/local/lib/orthweb}/common.sh"
@@ -16,7 +18,29 @@ changed+=$'\n'$("$sbin/orthweb-rds-ca")
 # {{ include refresh/images.sh if images_in_bucket }}
 # {{ include refresh/shared-cert.sh if multi_host }}
 changed+=$'\n'$("$sbin/orthweb-cert")
+changed=$(grep -v '^$' <<<"$changed" || true)
+[ -z "$changed" ] || log "updated: $(tr '\n' ' ' <<<"$changed")"
 compose() { "$ORTHWEB_DOCKER" compose --project-name orthweb --file "$ORTHWEB_ETC/docker-compose.yml" "$@"; }
+
+# The files each container reads; a change means Orthanc must be re-created, nginx reloaded.
+declare -A inputs=(
+  [orthanc]="$ORTHWEB_SECRETS_DIR/ORTHANC__POSTGRESQL__CONNECTION_URI $ORTHWEB_SECRETS_DIR/ORTHANC__REGISTERED_USERS $ORTHWEB_TLS_DIR/rds-ca.pem"
+  [nginx]="$ORTHWEB_TLS_DIR/server.crt $ORTHWEB_TLS_DIR/server.key $ORTHWEB_NGINX_AUTH_DIR/logins.map"
+)
+install -d -m 0700 "$ORTHWEB_STATE_DIR"
+fingerprint() {
+  local file
+  # shellcheck disable=SC2086 # the list is space-separated paths without spaces
+  for file in ${inputs[$1]}; do
+    if [ -e "$file" ]; then
+      printf '%s %s\n' "$file" "$(sha256sum <"$file" | cut -d' ' -f1)"
+    else
+      printf '%s missing\n' "$file"
+    fi
+  done | sha256sum | cut -d' ' -f1
+}
+record() { fingerprint "$1" >"$ORTHWEB_STATE_DIR/$1.started-with"; }
+current() { [ "$(fingerprint "$1")" = "$(cat "$ORTHWEB_STATE_DIR/$1.started-with" 2>/dev/null)" ]; }
 
 # netns SERVICE: the network namespace of the service's running container, or nothing.
 netns() {
@@ -30,9 +54,14 @@ netns() {
 
 if [ "${1:-}" = "--up" ]; then
   running=$(compose ps --quiet 2>/dev/null || true)
-  compose up --detach --remove-orphans
-  # Containers made just now already read the new files; ones left running (a crash) did not.
-  [ -n "$running" ] || exit 0
+  # Pulls the pinned images if they are missing, then starts what is not running.
+  retry "docker compose up" compose up --detach --pull missing --remove-orphans
+  if [ -z "$running" ]; then
+    # Containers made just now read the files as they are; ones left running (a crash) did not.
+    record orthanc
+    record nginx
+    exit 0
+  fi
 fi
 # Orthanc lives in nginx's network namespace. If Docker restarted nginx (a crash), nginx has a
 # new namespace and Orthanc is left in the old one, unreachable: recreate it to join the new one.
@@ -42,11 +71,13 @@ stale=""
 if [ -n "$orthanc_ns" ] && [ -n "$nginx_ns" ] && [ "$orthanc_ns" != "$nginx_ns" ]; then
   stale=yes
 fi
-if [ -n "$stale" ] || grep -qE '^(ORTHANC__|rds-ca)' <<<"$changed"; then
-  log "database secret, logins, CA bundle or nginx's namespace changed: recreating Orthanc"
-  compose up --detach --no-deps --force-recreate orthanc
+if [ -n "$stale" ] || ! current orthanc; then
+  log "Orthanc's database URI, logins or CA bundle differ from what it started with, or nginx's namespace changed: recreating Orthanc"
+  retry "recreate Orthanc" compose up --detach --no-deps --force-recreate orthanc
+  record orthanc
 fi
-if grep -qxE 'server.crt|logins.map' <<<"$changed"; then
-  log "certificate or login map changed: reloading nginx"
-  compose kill --signal HUP nginx
+if ! current nginx; then
+  log "the certificate or the login map differ from what nginx loaded: reloading nginx"
+  retry "reload nginx" compose kill --signal HUP nginx
+  record nginx
 fi

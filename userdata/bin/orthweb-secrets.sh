@@ -18,13 +18,17 @@ err=$(mktemp "$ORTHWEB_SECRETS_DIR/.err.XXXXXX")
 trap 'rm -f "$err"' EXIT
 
 # secret_value ARN: the current SecretString, or nothing when the secret has no value yet.
-secret_value() {
-  if aws secretsmanager get-secret-value --secret-id "$1" --query SecretString --output text 2>"$err"; then
+# Retried with back-off: at boot, Secrets Manager or its endpoint may not answer yet.
+secret_value() { retry "read secret $1" _secret_value "$1"; }
+_secret_value() {
+  local value
+  if value=$(aws secretsmanager get-secret-value --secret-id "$1" --query SecretString --output text 2>"$err"); then
+    printf '%s\n' "$value"
     return 0
   fi
-  grep -q "ResourceNotFoundException" "$err" && grep -q "AWSCURRENT" "$err" && return 0
+  if grep -q "ResourceNotFoundException" "$err" && grep -q "AWSCURRENT" "$err"; then return 0; fi
   cat "$err" >&2
-  die "cannot read secret $1"
+  return 1
 }
 
 # Database: the RDS-managed master login becomes a verify-full connection URI.
@@ -61,8 +65,8 @@ if [ -n "$missing" ] || ! printf '%s' "$stored" | jq -e '(.users | type) == "obj
   done
   new=$(mktemp "$ORTHWEB_SECRETS_DIR/.users.XXXXXX")
   jq -c '{users: .}' <<<"$users" >"$new"
-  aws secretsmanager put-secret-value --secret-id "$ORTHWEB_ADMIN_SECRET_ARN" \
-    --secret-string "file://$new" >/dev/null
+  retry "store the web users' passwords in $ORTHWEB_ADMIN_SECRET_ARN" aws secretsmanager put-secret-value \
+    --secret-id "$ORTHWEB_ADMIN_SECRET_ARN" --secret-string "file://$new" --output text --query VersionId >/dev/null
   rm -f "$new"
   users=$(secret_value "$ORTHWEB_ADMIN_SECRET_ARN" | jq -ce '.users | objects') ||
     die "the admin secret does not hold the users just written"

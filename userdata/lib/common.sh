@@ -1,5 +1,5 @@
 # shellcheck shell=bash
-# Shared by the Orthweb host scripts: paths, deployment facts, logging, IMDS and file helpers.
+# Shared by the Orthweb host scripts: paths, deployment facts, logging, retries, IMDS and file helpers.
 # Every path and host lookup can be overridden from the environment, so tests run the scripts
 # on any machine, against a local AWS emulator, without IMDS or systemd.
 
@@ -10,12 +10,53 @@ ORTHWEB_ENV_FILE=${ORTHWEB_ENV_FILE:-/etc/orthweb/orthweb.env}
 : "${ORTHWEB_SECRETS_DIR:=$ORTHWEB_ETC/secrets}"
 : "${ORTHWEB_TLS_DIR:=$ORTHWEB_ETC/tls}"
 : "${ORTHWEB_NGINX_AUTH_DIR:=$ORTHWEB_ETC/nginx-auth}"
+: "${ORTHWEB_STATE_DIR:=/var/lib/orthweb}"
 : "${ORTHWEB_IMDS_URL:=http://169.254.169.254}"
 : "${ORTHWEB_DOCKER:=docker}"
+# Back-off of retry(): attempts, first delay and longest delay (seconds). A network step gives up
+# after about 3 minutes; orthweb.service then starts again by itself (Restart=on-failure).
+: "${ORTHWEB_RETRY_ATTEMPTS:=8}"
+: "${ORTHWEB_RETRY_DELAY:=2}"
+: "${ORTHWEB_RETRY_MAX_DELAY:=60}"
 export AWS_DEFAULT_REGION=${AWS_DEFAULT_REGION:-$ORTHWEB_REGION}
 
 log() { echo "orthweb: $*" >&2; }
 die() { log "error: $*"; exit 1; }
+
+# An unhandled failure stops the script (set -e); this names the script, line and command first,
+# as amazon-eks-ami's bootstrap.sh does with its ERR trap. errtrace makes it fire inside functions
+# too; inside a subshell ($(...), a pipeline) it stays quiet, and the statement that used the
+# subshell is named instead, once.
+set -o errtrace
+_orthweb_err() { [ "$BASH_SUBSHELL" -gt 0 ] || log "error: ${1##*/} line $2: '$3' exited with $4"; }
+trap '_orthweb_err "$0" "$LINENO" "$BASH_COMMAND" "$?"' ERR
+
+# retry WHAT COMMAND...: run COMMAND until it succeeds. Between attempts it waits
+# ORTHWEB_RETRY_DELAY seconds, doubling each time up to ORTHWEB_RETRY_MAX_DELAY, plus up to half
+# as much again at random (so hosts that failed together do not retry together). After
+# ORTHWEB_RETRY_ATTEMPTS failures it says so and returns COMMAND's last exit status. COMMAND runs
+# as an if condition, so a shell function given here must check its own steps (set -e is off).
+retry() {
+  local what=$1 attempt=1 delay=$ORTHWEB_RETRY_DELAY rc
+  shift
+  while true; do
+    if "$@"; then
+      [ "$attempt" -eq 1 ] || log "$what: succeeded at attempt $attempt"
+      return 0
+    else
+      rc=$?
+    fi
+    if [ "$attempt" -ge "$ORTHWEB_RETRY_ATTEMPTS" ]; then
+      log "error: $what: failed $attempt times (last exit status $rc); giving up"
+      return "$rc"
+    fi
+    local wait=$((delay + RANDOM % (delay / 2 + 1)))
+    log "$what: failed (attempt $attempt of $ORTHWEB_RETRY_ATTEMPTS, exit status $rc); retrying in ${wait}s"
+    sleep "$wait"
+    attempt=$((attempt + 1))
+    delay=$((delay * 2 > ORTHWEB_RETRY_MAX_DELAY ? ORTHWEB_RETRY_MAX_DELAY : delay * 2))
+  done
+}
 
 # imds PATH: an instance metadata value through IMDSv2, or nothing if the instance has none.
 _imds_token=""
@@ -31,6 +72,15 @@ imds() {
 # host_fact VAR PATH: $VAR when set (tests), else the instance metadata at PATH.
 host_fact() {
   if [ -n "${!1:-}" ]; then printf '%s\n' "${!1}"; else imds "$2"; fi
+}
+
+# site_name: the name the certificate is made for and clients use: the site_name setting, else the
+# public DNS name, else the private one.
+site_name() {
+  local name=${ORTHWEB_SITE_NAME:-}
+  [ -n "$name" ] || name=$(host_fact ORTHWEB_PUBLIC_HOSTNAME public-hostname)
+  [ -n "$name" ] || name=$(host_fact ORTHWEB_LOCAL_HOSTNAME local-hostname)
+  printf '%s\n' "$name"
 }
 
 # replace_file DEST MODE < content: atomic replace; returns 1 (and leaves DEST alone) when unchanged.

@@ -7,6 +7,10 @@ import json
 import re
 from typing import Any
 
+import yaml
+
+from orthweb.bootstrap import render_app
+from orthweb.settings import Settings
 from orthweb_dev.synth import data, only, policy, resources
 
 Synth = dict[str, Any]
@@ -84,6 +88,50 @@ def test_flow_logs_go_to_an_encrypted_log_group_kept_a_year(synth: Synth) -> Non
     group = next(g for g in resources(synth, "aws_cloudwatch_log_group").values() if "flow" in g["name"])
     assert group["retention_in_days"] == 365
     assert "aws_kms_key" in group["kms_key_id"]
+
+
+def _container_log_groups(synth: Synth) -> dict[str, dict[str, Any]]:
+    return {n: g for n, g in resources(synth, "aws_cloudwatch_log_group").items() if n.startswith("AppLogs_")}
+
+
+def test_container_logs_go_to_encrypted_log_groups_kept_a_year(synth: Synth) -> None:
+    groups = _container_log_groups(synth)
+    assert sorted(g["name"] for g in groups.values()) == ["/orthweb/nginx", "/orthweb/orthanc"]
+    for group in groups.values():
+        assert group["retention_in_days"] == 365
+        assert "aws_kms_key" in group["kms_key_id"]
+
+
+def test_host_may_only_create_streams_in_and_write_to_its_container_log_groups(synth: Synth) -> None:
+    (write,) = [
+        policy(p["policy"])["Statement"]
+        for p in resources(synth, "aws_iam_role_policy").values()
+        if p["name"] == "write-container-logs" and "Host_Role" in p["role"]
+    ]
+    (statement,) = write
+    assert sorted(statement["Action"]) == ["logs:CreateLogStream", "logs:PutLogEvents"]
+    group_arns = sorted(f"${{aws_cloudwatch_log_group.{n}.arn}}" for n in _container_log_groups(synth))
+    assert sorted(statement["Resource"]) == sorted(group_arns + [f"{arn}:log-stream:*" for arn in group_arns])
+    # No logs endpoint by default: the daemon calls the public one, where the network keys are absent.
+    assert "Condition" not in statement
+
+
+def test_compose_sends_each_container_to_its_log_group_through_the_daemon(synth: Synth) -> None:
+    compose = yaml.safe_load(render_app(Settings())["docker-compose.yml"])
+    names = {g["name"] for g in _container_log_groups(synth).values()}
+    for service_name, service in compose["services"].items():
+        logging = service["logging"]
+        assert logging["driver"] == "awslogs"
+        options = logging["options"]
+        assert options["awslogs-group"] == f"/orthweb/{service_name}"
+        assert options["awslogs-group"] in names
+        assert options["awslogs-region"] == "us-east-1"
+        assert options.get("awslogs-create-group", "false") == "false"  # the stack made it, encrypted
+        # A stalled CloudWatch never stalls Orthanc or nginx: lines past the buffer are dropped.
+        assert options["mode"] == "non-blocking"
+        assert options["max-buffer-size"] == "16m"
+        # No container gets AWS credentials for it: the daemon sends the logs.
+        assert not any(k.startswith("AWS_") for k in (service.get("environment") or {}))
 
 
 # --- Encryption ----------------------------------------------------------------------------------

@@ -30,6 +30,8 @@ def test_extra_interface_endpoints_are_added_in_the_private_subnets(variant: Syn
     interface = [e for e in resources(variant, "aws_vpc_endpoint").values() if e["vpc_endpoint_type"] == "Interface"]
     assert sorted(e["service_name"].rsplit(".", 1)[1] for e in interface) == [
         "ec2messages",
+        "logs",
+        "monitoring",
         "secretsmanager",
         "ssm",
         "ssmmessages",
@@ -128,3 +130,17 @@ def test_session_manager_calls_through_configured_endpoints_work_only_from_the_i
                 "aws:Ec2InstanceSourcePrivateIPv4": "$${aws:VpcSourceIp}",
             }
         }
+
+
+def test_container_logs_written_through_the_logs_endpoint_work_only_from_the_instance(variant: Synth) -> None:
+    (write,) = [
+        policy(p["policy"])["Statement"]
+        for p in resources(variant, "aws_iam_role_policy").values()
+        if p["name"] == "write-container-logs"
+    ]
+    assert write[0]["Condition"] == {
+        "StringEquals": {
+            "aws:Ec2InstanceSourceVpc": "$${aws:SourceVpc}",
+            "aws:Ec2InstanceSourcePrivateIPv4": "$${aws:VpcSourceIp}",
+        }
+    }

@@ -142,6 +142,8 @@ def settings_values(settings: Settings) -> dict[str, str]:
     """The values that come from settings alone: enough for the application files."""
     return {
         "name_prefix": settings.name_prefix,
+        "region": settings.region,
+        "log_group_prefix": f"/{settings.name_prefix}",
         "vpc_cidr": settings.vpc_cidr,
         "orthanc_aet": settings.orthanc_aet,
         "site_name": settings.site_name or "",

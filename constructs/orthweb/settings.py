@@ -47,7 +47,7 @@ POSTGRES_MAJORS = ("14", "15", "16", "17")
 LOG_RETENTION_DAYS: tuple[int, ...] = (1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731)
 LOG_RETENTION_DAYS += (1096, 1827, 2192, 2557, 2922, 3288, 3653)
 
-INTERFACE_ENDPOINTS = ("ssm", "ssmmessages", "ec2messages", "kms", "logs")
+INTERFACE_ENDPOINTS = ("ssm", "ssmmessages", "ec2messages", "kms", "logs", "monitoring")
 # What a DICOM peer may be granted besides C-ECHO (always allowed to a listed peer).
 DICOM_PERMISSIONS = ("store", "find", "get", "move")
 # Web roles, from most to least powerful (the Lua filter in userdata/app/orthanc-roles.lua).
@@ -357,7 +357,8 @@ class Settings(BaseModel):
         "set false only for throwaway proofs of concept",
     )
     log_retention_days: Annotated[int, _check(_retention)] = Field(
-        defaults.LOG_RETENTION_DAYS, description="Retention of the flow-log and database log groups, in days"
+        defaults.LOG_RETENTION_DAYS,
+        description="Retention of every log group (containers, database, flow logs), in days",
     )
     interface_endpoints: Annotated[list[str], _check(_endpoints)] = Field(
         default_factory=lambda: list(defaults.INTERFACE_ENDPOINTS),

@@ -14,6 +14,7 @@ from orthweb.database import Database
 from orthweb.encryption import Encryption
 from orthweb.fleet import Balancer, HostGroup
 from orthweb.host import DICOM_TLS_PORT, HTTP_PORT, HTTPS_PORT, Host
+from orthweb.logs import AppLogs
 from orthweb.network import Network
 from orthweb.policy import FROM_THE_INSTANCE_ONLY
 from orthweb.secrets import AdminSecret, CertificateSecret
@@ -137,6 +138,11 @@ class OrthwebStack(TerraformStack):
         database.grant_read_master_secret(host.role, condition=secrets_condition)
         admin.grant_read_write(host.role, condition=secrets_condition)
         encryption.grant_secrets_use(host.role, region=s.region)
+        # Docker's awslogs driver calls CloudWatch Logs through the logs endpoint when the VPC has one.
+        logs = AppLogs(
+            self, "AppLogs", name_prefix=s.name_prefix, encryption=encryption, retention_days=s.log_retention_days
+        )
+        logs.grant_write(host.role, condition=FROM_THE_INSTANCE_ONLY if "logs" in network.private_services else None)
         launched_after: list[str] = []
         if images:
             role = images.grant_assume(host.role)

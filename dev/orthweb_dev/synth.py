@@ -39,7 +39,7 @@ VARIANT_SETTINGS: dict[str, Any] = {
     "db_backup_days": 14,
     "deletion_protection": False,
     "log_retention_days": 731,
-    "interface_endpoints": ["ssm", "ssmmessages", "ec2messages"],
+    "interface_endpoints": ["ssm", "ssmmessages", "ec2messages", "logs", "monitoring"],
     "endpoints_in_all_azs": True,
     "ssh_key_name": "ops-key",
     "ssh_cidr": "192.0.2.0/24",

@@ -61,9 +61,20 @@ def stack_dir(synthesized: tuple[dict[str, Any], Path]) -> Path:
 
 
 @pytest.fixture(scope="session")
-def variant(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+def variant_synthesized(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str, Any], Path]:
+    return synthesize(VARIANT_SETTINGS, tmp_path_factory.mktemp("synth-variant"))
+
+
+@pytest.fixture(scope="session")
+def variant(variant_synthesized: tuple[dict[str, Any], Path]) -> dict[str, Any]:
     """The parsed cdk.tf.json of the stack with VARIANT_SETTINGS."""
-    return synthesize(VARIANT_SETTINGS, tmp_path_factory.mktemp("synth-variant"))[0]
+    return variant_synthesized[0]
+
+
+@pytest.fixture(scope="session")
+def variant_dir(variant_synthesized: tuple[dict[str, Any], Path]) -> Path:
+    """The synthesized stack directory with VARIANT_SETTINGS."""
+    return variant_synthesized[1]
 
 
 @pytest.fixture(scope="session")

@@ -7,6 +7,7 @@ import os
 import shutil
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -44,20 +45,37 @@ def test_every_skipped_check_has_a_reason_line_above_it() -> None:
         assert len(reason) > 40, f"{check} has no real reason"
 
 
-@pytest.mark.parametrize("stack", ["default", "scaled"])
-def test_checkov_passes_the_synthesized_stack(stack: str, request: pytest.FixtureRequest) -> None:
-    """Both topologies: one host (the defaults), and three hosts behind the balancer with images in S3."""
-    stack_dir: Path = request.getfixturevalue("stack_dir" if stack == "default" else "scaled_stack_dir")
+def _checkov(*stack_dirs: Path) -> dict[str, Any]:
+    files = [arg for d in stack_dirs for arg in ("-f", str(d / "cdk.tf.json"))]
     proc = subprocess.run(
-        [checkov_command(), "--config-file", str(CONFIG), "-f", str(stack_dir / "cdk.tf.json"), "-o", "json"],
+        [checkov_command(), "--config-file", str(CONFIG), *files, "-o", "json"],
         capture_output=True,
         text=True,
         timeout=600,
         check=False,
     )
-    report = json.loads(proc.stdout)
+    report: dict[str, Any] = json.loads(proc.stdout)
+    return report
+
+
+@pytest.mark.parametrize("stack", ["default", "scaled"])
+def test_checkov_passes_the_synthesized_stack(stack: str, request: pytest.FixtureRequest) -> None:
+    """Both topologies: one host (the defaults), and three hosts behind the balancer with images in S3."""
+    stack_dir: Path = request.getfixturevalue("stack_dir" if stack == "default" else "scaled_stack_dir")
+    report = _checkov(stack_dir)
     summary = report["summary"]
     failed = [f"{c['check_id']} {c['resource']}" for c in report["results"]["failed_checks"]]
     assert summary["failed"] == 0, failed
     assert summary["passed"] >= 100
     assert summary["parsing_errors"] == 0
+
+
+def test_checkov_flags_only_what_the_variant_chose(variant_dir: Path) -> None:
+    """The variant turns on what defaults leave off (alarms and their topic, a restore from a
+    snapshot, every endpoint, SSH, plain DICOM) and sets deletion_protection = false (a throwaway
+    proof of concept): that, and only that, is what checkov flags."""
+    report = _checkov(variant_dir)
+    failed = {(c["check_id"], c["resource"]) for c in report["results"]["failed_checks"]}
+    assert failed == {("CKV_AWS_293", "resource.Database_Instance_02E622FB")}, failed
+    assert report["summary"]["passed"] >= 150
+    assert report["summary"]["parsing_errors"] == 0

@@ -22,7 +22,7 @@ from orthweb.bootstrap import (
     render_user_data,
     user_data_size,
 )
-from orthweb.settings import Settings
+from orthweb.settings import Settings, systemd_calendar
 from orthweb_dev.testing import require
 
 # The only environment a container gets (default settings): DCMTK socket tuning, the image's
@@ -77,8 +77,11 @@ VARIANTS = {
         dicom_cidrs=["192.0.2.0/28"],
         web_users={"admin": "admin", "ann": "viewer", "upton": "uploader"},
         vpc_cidr="10.20.0.0/20",
+        alarm_email="pacs-ops@example.org",
+        patch_schedule="Mon..Fri 02:30",
+        patch_reboot=False,
     ),
-    "plain-http": Settings(https=False, web_cidrs=["10.0.0.0/8"]),
+    "plain-http": Settings(https=False, web_cidrs=["10.0.0.0/8"], patch_schedule="off"),
 }
 SCRIPTS = [*sorted((USERDATA_DIR / "bin").glob("*.sh")), USERDATA_DIR / "lib" / "common.sh"]
 
@@ -144,13 +147,15 @@ def test_user_data_writes_the_host_files_with_tight_modes() -> None:
     files = written_files(render_user_data(Settings(), FACTS))
     scripts = [p for p in files if p.startswith("/usr/local/sbin/")]
     assert sorted(scripts) == [
-        f"/usr/local/sbin/orthweb-{n}" for n in ("bootstrap", "cert", "rds-ca", "refresh", "secrets")
+        f"/usr/local/sbin/orthweb-{n}" for n in ("bootstrap", "cert", "patch", "rds-ca", "refresh", "secrets")
     ]
     assert all(files[p]["permissions"] == "0700" for p in scripts)
     for name in ("docker-compose.yml", "orthanc.json", "nginx.conf", "orthanc-roles.lua"):
         assert f"/etc/orthweb/{name}" in files
-    for unit in ("orthweb-bootstrap.service", "orthweb.service", "orthweb-refresh.service", "orthweb-refresh.timer"):
-        assert f"/etc/systemd/system/{unit}" in files
+    units = ["orthweb-bootstrap.service", "orthweb.service", "orthweb-refresh.service", "orthweb-refresh.timer"]
+    units += ["orthweb-patch.service", "orthweb-patch.timer"]
+    assert sorted(p.rsplit("/", 1)[1] for p in files if p.startswith("/etc/systemd/system/")) == sorted(units)
+    assert all(files[f"/etc/systemd/system/{unit}"]["permissions"] == "0644" for unit in units)
     assert "/etc/orthweb/tls/dicom-client-ca.pem" not in files
     doc = yaml.safe_load(render_user_data(Settings(), FACTS))
     # cloud-init only starts the bootstrap unit; systemd retries it until it has run once.
@@ -166,6 +171,18 @@ def test_the_host_learns_its_web_users_admins_first() -> None:
     settings = Settings(web_users={"ann": "viewer", "root": "admin", "upton": "uploader"})
     env = written_files(render_user_data(settings, FACTS))["/etc/orthweb/orthweb.env"]["text"]
     assert 'ORTHWEB_WEB_USERS="root ann upton"' in env.splitlines()
+
+
+def test_health_probe_is_on_the_host_only_with_alarms_and_the_patch_timer_unless_off() -> None:
+    on = written_files(render_user_data(VARIANTS["everything-on"], FACTS))
+    for path in ("/usr/local/sbin/orthweb-health", "/etc/systemd/system/orthweb-health.timer"):
+        assert path in on
+        assert path not in written_files(render_user_data(Settings(), FACTS))
+    assert "OnCalendar=Mon..Fri *-*-* 02:30:00 UTC" in on["/etc/systemd/system/orthweb-patch.timer"]["text"]
+    assert "ORTHWEB_PATCH_REBOOT=false" in on["/etc/orthweb/orthweb.env"]["text"]
+    off = written_files(render_user_data(VARIANTS["plain-http"], FACTS))
+    assert "/etc/systemd/system/orthweb-patch.timer" not in off
+    assert "/usr/local/sbin/orthweb-patch" in off  # for a patch run by hand: sudo orthweb-patch
 
 
 def test_dicom_client_ca_reaches_the_host_only_when_set() -> None:
@@ -266,6 +283,16 @@ def test_systemd_units_pass_systemd_analyze_verify(tmp_path: Path, variant: tupl
     # A bad setting, a missing executable or an unknown key each print a line here.
     assert run.returncode == 0, run.stderr
     assert run.stderr.strip() == ""
+
+
+@pytest.mark.parametrize("schedule", ["Sun 03:00", "Mon..Fri 02:30", "Sat,Sun 23:59", "04:00"])
+def test_patch_schedules_become_calendar_expressions_systemd_accepts(schedule: str) -> None:
+    analyze = require("systemd-analyze", "systemd")
+    run = subprocess.run([analyze, "calendar", systemd_calendar(schedule)], capture_output=True, text=True, check=False)
+    assert run.returncode == 0, run.stderr
+    assert "Next elapse:" in run.stdout
+    hour_minute = schedule.rsplit(" ", 1)[-1]
+    assert f"{hour_minute}:00 UTC" in run.stdout  # "Normalized form: ... HH:MM:00 UTC"
 
 
 def test_systemd_analyze_verify_sees_what_the_host_would_refuse(tmp_path: Path) -> None:

@@ -29,7 +29,8 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 
 from orthweb import capacity
-from orthweb.settings import Settings
+from orthweb.settings import Settings, systemd_calendar
+from orthweb.thresholds import HEALTH_METRIC, HEALTH_NAMESPACE
 
 USERDATA_DIR = Path(__file__).resolve().parents[2] / "userdata"
 CLOUD_CONFIG = "cloud-config.yaml"
@@ -171,6 +172,12 @@ def settings_values(settings: Settings) -> dict[str, str]:
         "multi_host": json.dumps(settings.multi_host),
         "host_config": json.dumps(settings.storage == "s3" or settings.multi_host),
         "index_connections": str(capacity.INDEX_CONNECTIONS),
+        "alarms": json.dumps(settings.alarm_email is not None),
+        "health_namespace": HEALTH_NAMESPACE,
+        "health_metric": HEALTH_METRIC,
+        "patching": json.dumps(settings.patch_schedule != "off"),
+        "patch_calendar": "" if settings.patch_schedule == "off" else systemd_calendar(settings.patch_schedule),
+        "patch_reboot": json.dumps(settings.patch_reboot),
     }
 
 

@@ -8,6 +8,7 @@ from typing import Any
 from cdktf_cdktf_provider_aws.cloudwatch_log_group import CloudwatchLogGroup
 from cdktf_cdktf_provider_aws.db_instance import DbInstance
 from cdktf_cdktf_provider_aws.db_parameter_group import DbParameterGroup, DbParameterGroupParameter
+from cdktf_cdktf_provider_aws.db_snapshot_copy import DbSnapshotCopy
 from cdktf_cdktf_provider_aws.db_subnet_group import DbSubnetGroup
 from cdktf_cdktf_provider_aws.iam_role import IamRole
 from cdktf_cdktf_provider_aws.iam_role_policy import IamRolePolicy
@@ -36,6 +37,11 @@ class Database(Construct):
     Secrets Manager (encrypted with the key, rotated by RDS), so it never appears in the
     synthesized JSON or the Terraform state. Reachable on 5432 only from what is connected to it
     (``other.connections.allow_to(database.connections)``).
+
+    With ``snapshot_identifier`` the database is created from that snapshot (restore): the stack
+    first copies it under this deployment's key, because a restored instance keeps the key of its
+    snapshot, and the snapshot of another deployment is encrypted with that deployment's key,
+    which goes when that deployment is destroyed. RDS then manages a new master password.
     """
 
     def __init__(
@@ -53,6 +59,7 @@ class Database(Construct):
         backup_days: int = defaults.DB_BACKUP_DAYS,
         deletion_protection: bool = defaults.DELETION_PROTECTION,
         log_retention_days: int = defaults.LOG_RETENTION_DAYS,
+        snapshot_identifier: str | None = None,
     ) -> None:
         super().__init__(scope, id_)
         major = engine_version.split(".", maxsplit=1)[0]
@@ -115,10 +122,21 @@ class Database(Construct):
             policy_arn=f"arn:{encryption.partition}:iam::aws:policy/service-role/AmazonRDSEnhancedMonitoringRole",
         )
 
+        restore_source = None
+        if snapshot_identifier:
+            restore_source = DbSnapshotCopy(
+                self,
+                "RestoreSource",
+                source_db_snapshot_identifier=snapshot_identifier,
+                target_db_snapshot_identifier=f"{identifier}-restore-source",
+                kms_key_id=encryption.key_arn,
+                tags={"Name": f"{identifier}-restore-source", "RestoredFrom": snapshot_identifier.rsplit(":", 1)[-1]},
+            )
         self.instance = DbInstance(
             self,
             "Instance",
             identifier=identifier,
+            snapshot_identifier=restore_source.id if restore_source else None,
             engine="postgres",
             engine_version=engine_version,
             # No paid RDS Extended Support: an end-of-life major is upgraded, not billed.
@@ -155,6 +173,7 @@ class Database(Construct):
             depends_on=log_groups,
             tags={"Name": identifier},
         )
+        self.identifier: str = identifier
         self.endpoint_address: str = self.instance.address
         self.port: int = DB_PORT
         self.db_name: str = DB_NAME

@@ -27,6 +27,9 @@ DB_MULTI_AZ = False
 DB_BACKUP_DAYS = 7
 DELETION_PROTECTION = True
 LOG_RETENTION_DAYS = 365
+# Security updates weekly, Sunday 03:00 UTC, rebooting only when the kernel or core libraries changed.
+PATCH_SCHEDULE = "Sun 03:00"
+PATCH_REBOOT = True
 INTERFACE_ENDPOINTS: tuple[str, ...] = ()
 ENDPOINTS_IN_ALL_AZS = False
 ORTHANC_AET = "ORTHANC"

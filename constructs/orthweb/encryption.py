@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from cdktf_cdktf_provider_aws.data_aws_caller_identity import DataAwsCallerIdentity
 from cdktf_cdktf_provider_aws.data_aws_partition import DataAwsPartition
 from cdktf_cdktf_provider_aws.iam_role import IamRole
@@ -21,7 +23,8 @@ class Encryption(Construct):
 
     The key policy lets the account administer the key through IAM, CloudWatch Logs encrypt this
     deployment's log groups, and RDS, Secrets Manager and EBS (and S3, with ``s3``: the image
-    bucket) use it on behalf of principals of this account only. No other principal can use it.
+    bucket) use it on behalf of principals of this account only; with alarms, CloudWatch publish to
+    the alarm topic it encrypts. No other principal can use it.
     """
 
     def __init__(
@@ -45,7 +48,7 @@ class Encryption(Construct):
 
         # A key policy is a resource policy: "Resource": "*" means this key. Access is narrowed by
         # principal and by the kms:ViaService / kms:CallerAccount conditions.
-        policy = policy_document(
+        self._statements: list[dict[str, Any]] = [
             {
                 "Sid": "AccountAdministersKeyThroughIam",
                 "Principal": {"AWS": account_root},
@@ -78,7 +81,7 @@ class Encryption(Construct):
                     }
                 },
             },
-        )
+        ]
         self.key = KmsKey(
             self,
             "Key",
@@ -86,11 +89,30 @@ class Encryption(Construct):
             enable_key_rotation=True,
             rotation_period_in_days=365,
             deletion_window_in_days=deletion_window_days,
-            policy=policy,
+            policy=policy_document(*self._statements),
         )
         KmsAlias(self, "Alias", name=f"alias/{name_prefix}", target_key_id=self.key.key_id)
         self.key_arn: str = self.key.arn
         self.key_id: str = self.key.key_id
+
+    def allow_alarm_notifications(self) -> None:
+        """Let CloudWatch alarms publish to SNS topics that this key encrypts.
+
+        An alarm publishes as the service principal cloudwatch.amazonaws.com, which needs the data
+        key of the encrypted topic: kms:GenerateDataKey* and kms:Decrypt, as the Amazon SNS
+        Developer Guide documents for AWS services publishing to encrypted topics. Only topics
+        encrypted with this key are concerned, and the stack's topic accepts only this account's
+        alarms (its topic policy).
+        """
+        self._statements.append(
+            {
+                "Sid": "CloudWatchAlarmsPublishToEncryptedTopics",
+                "Principal": {"Service": "cloudwatch.amazonaws.com"},
+                "Action": ["kms:Decrypt", "kms:GenerateDataKey*"],
+                "Resource": "*",
+            }
+        )
+        self.key.policy = policy_document(*self._statements)
 
     def grant_secrets_use(self, role: IamRole, *, region: str) -> IamRolePolicy:
         """Let ``role`` decrypt and encrypt with the key, but only through Secrets Manager; returns the policy.

@@ -8,8 +8,8 @@ from typing import Any
 from cdktf_cdktf_provider_aws.cloudwatch_log_group import CloudwatchLogGroup
 from cdktf_cdktf_provider_aws.iam_role import IamRole
 from cdktf_cdktf_provider_aws.iam_role_policy import IamRolePolicy
-from constructs import Construct
 
+from constructs import Construct
 from orthweb import defaults
 from orthweb.encryption import Encryption
 from orthweb.policy import grant

@@ -80,6 +80,13 @@ _TAG_KEY_RE = re.compile(r"^[\w .:/=+@-]{1,128}$")
 _BUCKET_RE = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
 _ORIGIN_RE = re.compile(r"^https://(?P<host>[^/:]+)(:(?P<port>[0-9]{1,5}))?$")
 _ZONE_ID_RE = re.compile(r"^Z[A-Z0-9]{1,31}$")
+_EMAIL_RE = re.compile(r"^[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}$")
+_SNAPSHOT_RE = re.compile(
+    r"^(arn:aws[a-z-]*:rds:[a-z]{2}(-gov)?-[a-z]+-[0-9]:[0-9]{12}:snapshot:)?(rds:)?[A-Za-z]([A-Za-z0-9]|-(?!-)){0,254}$"
+)
+_DAY = "(Mon|Tue|Wed|Thu|Fri|Sat|Sun)"
+# `[DAYS ]HH:MM`: days as systemd writes them (Sun, Mon..Fri, Sat,Sun), the time in UTC.
+_PATCH_RE = re.compile(rf"^(?P<days>{_DAY}((\.\.|,){_DAY})* )?(?P<time>([01][0-9]|2[0-3]):[0-5][0-9])$")
 _HOSTNAME_RE = re.compile(r"^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*$")
 
 
@@ -289,6 +296,21 @@ def _pem_bundle(v: str) -> str | None:
     return None if "-----BEGIN CERTIFICATE-----" in v else "a PEM bundle of CA certificates"
 
 
+def _patch_schedule(v: str) -> str | None:
+    if v == "off" or _PATCH_RE.match(v):
+        return None
+    return "`[DAYS ]HH:MM` in UTC, such as 'Sun 03:00', 'Mon..Fri 02:30' or '04:00' (daily), or 'off'"
+
+
+def systemd_calendar(schedule: str) -> str:
+    """The systemd OnCalendar= expression of a ``patch_schedule`` (not 'off')."""
+    m = _PATCH_RE.match(schedule)
+    if not m:
+        raise ValueError(f"not a patch schedule: {schedule!r}")
+    days = f"{m['days'].strip()} " if m["days"] else ""
+    return f"{days}*-*-* {m['time']}:00 UTC"
+
+
 _IMAGE = _pattern(_IMAGE_RE, "IMAGE:TAG, optionally @sha256:DIGEST")
 
 
@@ -351,6 +373,14 @@ class Settings(BaseModel):
     db_backup_days: Annotated[int, _range(7, 35)] = Field(
         defaults.DB_BACKUP_DAYS, description="Days of automated RDS backups"
     )
+    db_snapshot_identifier: Annotated[
+        str | None,
+        _pattern(_SNAPSHOT_RE, "an RDS DB snapshot identifier or ARN, such as rds:orthweb-db-2026-11-27-03-10"),
+    ] = Field(
+        None,
+        description="Create the database from this RDS snapshot (copied under this deployment's key first); "
+        "for restoring into a new deployment, see docs/operations.md",
+    )
     deletion_protection: bool = Field(
         defaults.DELETION_PROTECTION,
         description="Protect the database from deletion and take a final snapshot on destroy; "
@@ -359,6 +389,20 @@ class Settings(BaseModel):
     log_retention_days: Annotated[int, _check(_retention)] = Field(
         defaults.LOG_RETENTION_DAYS,
         description="Retention of every log group (containers, database, flow logs), in days",
+    )
+    alarm_email: Annotated[str | None, _pattern(_EMAIL_RE, "an e-mail address such as pacs-ops@example.org")] = Field(
+        None,
+        description="E-mail address that receives the alarms (host, application health, database); unset: no alarms",
+    )
+    patch_schedule: Annotated[str, _check(_patch_schedule)] = Field(
+        defaults.PATCH_SCHEDULE,
+        description="When the host applies Amazon Linux security updates: `[DAYS ]HH:MM` in UTC "
+        "('Sun 03:00', 'Mon..Fri 02:30', '04:00' daily) or 'off'",
+    )
+    patch_reboot: bool = Field(
+        defaults.PATCH_REBOOT,
+        description="Reboot after patching when the kernel or core libraries changed (a few minutes of downtime "
+        "in the patch window); false leaves the reboot to you",
     )
     interface_endpoints: Annotated[list[str], _check(_endpoints)] = Field(
         default_factory=lambda: list(defaults.INTERFACE_ENDPOINTS),
@@ -469,6 +513,11 @@ class Settings(BaseModel):
                 "name each peer in 'dicom_peers' with its AET, cidr and permissions (dicom_cidrs is deprecated)"
             )
         self._check_scaling()
+        if self.alarm_email and capacity.class_memory_gib(self.db_instance_class) is None:
+            raise _Refusal(
+                f"setting 'db_instance_class' is {self.db_instance_class!r}, whose memory the connection alarm "
+                "(set by 'alarm_email') does not know: use a db.t*, db.m* or db.r* class, or unset alarm_email"
+            )
         return self
 
     def _check_scaling(self) -> None:

@@ -9,6 +9,7 @@ from cdktf import LocalBackend, S3Backend, TerraformOutput, TerraformStack
 from cdktf_cdktf_provider_aws.provider import AwsProvider, AwsProviderDefaultTags
 
 from constructs import Construct
+from orthweb.alarms import Alarms
 from orthweb.bootstrap import HostFacts, render_user_data
 from orthweb.database import Database
 from orthweb.encryption import Encryption
@@ -72,6 +73,7 @@ class OrthwebStack(TerraformStack):
             backup_days=s.db_backup_days,
             deletion_protection=s.deletion_protection,
             log_retention_days=s.log_retention_days,
+            snapshot_identifier=s.db_snapshot_identifier,
         )
         admin = AdminSecret(
             self,
@@ -159,6 +161,30 @@ class OrthwebStack(TerraformStack):
         elif launched_after:
             # The host's first boot assumes the image-store role: create it first.
             host.instance.depends_on = launched_after
+        if s.alarm_email:
+            alarms = Alarms(
+                self,
+                "Alarms",
+                name_prefix=s.name_prefix,
+                region=s.region,
+                encryption=encryption,
+                email=s.alarm_email,
+                instance_id=None if balancer else host.instance_id,
+                db_identifier=database.identifier,
+                db_instance_class=s.db_instance_class,
+                db_storage_gb=s.db_storage_gb,
+            )
+            if balancer:
+                for port, target_group in balancer.target_groups.items():
+                    alarms.add_unhealthy_targets_alarm(
+                        load_balancer=balancer.balancer.arn_suffix,
+                        target_group=target_group.arn_suffix,
+                        name="dicom" if port == DICOM_TLS_PORT else "web",
+                    )
+            # The health probe calls CloudWatch through the monitoring endpoint when the VPC has one.
+            alarms.grant_publish_health(
+                host.role, condition=FROM_THE_INSTANCE_ONLY if "monitoring" in network.private_services else None
+            )
 
         outputs = self._outputs(
             s, host=host, database=database, admin=admin, images=images, balancer=balancer,

@@ -39,6 +39,10 @@ VARIANT_SETTINGS: dict[str, Any] = {
     "db_backup_days": 14,
     "deletion_protection": False,
     "log_retention_days": 731,
+    "alarm_email": "pacs-ops@example.org",
+    "patch_schedule": "Mon..Fri 02:30",
+    "patch_reboot": False,
+    "db_snapshot_identifier": "rds:orthweb-db-2026-11-27-03-10",
     "interface_endpoints": ["ssm", "ssmmessages", "ec2messages", "logs", "monitoring"],
     "endpoints_in_all_azs": True,
     "ssh_key_name": "ops-key",
@@ -94,8 +98,13 @@ def synthesize(settings_values: Mapping[str, Any], outdir: Path) -> tuple[Synth,
     app = App(outdir=str(outdir))
     OrthwebStack(app, STACK_NAME, settings=Settings(**settings_values), project_dir=outdir)
     app.synth()
-    stack_dir = outdir / "stacks" / STACK_NAME
-    return json.loads((stack_dir / "cdk.tf.json").read_text()), stack_dir
+    return load_stack(outdir, STACK_NAME), outdir / "stacks" / STACK_NAME
+
+
+def load_stack(outdir: Path, stack_name: str) -> Synth:
+    """The parsed cdk.tf.json of ``stack_name`` synthesized into ``outdir``."""
+    parsed: Synth = json.loads((outdir / "stacks" / stack_name / "cdk.tf.json").read_text())
+    return parsed
 
 
 def resources(synth: Synth, type_: str) -> dict[str, dict[str, Any]]:

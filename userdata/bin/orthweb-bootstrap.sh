@@ -43,11 +43,13 @@ systemctl daemon-reload
 systemctl enable --now docker.service
 # {{ include refresh/enable-health.sh if multi_host }}
 # --no-block: orthweb.service retries its own start (secrets, images) and must not hold this one.
-systemctl enable --now --no-block orthweb.service orthweb-refresh.timer orthweb-patch.timer
-# The health probe is there only when alarms are on (setting alarm_email).
-if [ -e /etc/systemd/system/orthweb-health.timer ]; then
-  systemctl enable --now --no-block orthweb-health.timer
-fi
+systemctl enable --now --no-block orthweb.service orthweb-refresh.timer
+# The patch timer exists unless patch_schedule is off; the health probe only with alarms.
+for timer in orthweb-patch.timer orthweb-probe.timer; do
+  if [ -e "/etc/systemd/system/$timer" ]; then
+    systemctl enable --now --no-block "$timer"
+  fi
+done
 install -d -m 0755 "$ORTHWEB_STATE_DIR"
 touch "$ORTHWEB_STATE_DIR/bootstrapped"
 log "bootstrap finished"

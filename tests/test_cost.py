@@ -50,3 +50,17 @@ def test_images_are_priced_per_tb_month_for_each_choice(scaled: dict[str, Any], 
     lines = cost.report(scaled, PRICES, target=False)
     assert any(line.startswith("  s3 ") and line.endswith("<- this stack") for line in lines)
     assert not any(line.startswith("  postgresql") and line.endswith("<- this stack") for line in lines)
+
+
+def test_alarms_cost_ten_cents_a_month_each_and_the_health_metric_is_counted(variant: dict[str, Any]) -> None:
+    items = dict(cost.line_items(variant, PRICES))
+    month_days = PRICES["hours_per_month"] / 24
+    assert items["CloudWatch alarms x5"] == 5 * 0.10 / month_days
+    assert items["Custom metric Orthweb/ApplicationHealthy"] == 0.30 / month_days
+    assert items["PutMetricData once a minute x1 host (Orthweb)"] == 1440 * 0.01 / 1000
+
+
+def test_without_alarms_nothing_is_charged_for_them(synth: dict[str, Any]) -> None:
+    items = dict(cost.line_items(synth, PRICES))
+    assert not any(name.startswith(("CloudWatch alarms", "Custom metric", "PutMetricData", "SNS")) for name in items)
+    assert items["CloudWatch Logs groups x5 (no fixed charge; usage below)"] == 0.0

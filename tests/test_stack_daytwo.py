@@ -29,6 +29,7 @@ def _key_statements(synth: Synth) -> dict[str, dict[str, Any]]:
 
 
 def _role_policy(synth: Synth, name: str) -> list[dict[str, Any]]:
+    found: list[dict[str, Any]]
     (found,) = [
         policy(p["policy"])["Statement"] for p in resources(synth, "aws_iam_role_policy").values() if p["name"] == name
     ]

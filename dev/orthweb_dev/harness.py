@@ -149,6 +149,7 @@ HOST_DIFFERENCES: dict[str, tuple[str, str, str]] = {
         "the image's nginx user (101), capabilities NET_BIND_SERVICE, SETUID, SETGID",
         "a system user nginx, same capabilities (setpriv) when run as root; as another user, that user",
     ),
+    "web_port": ("orthweb.env ORTHWEB_WEB_PORT (the health probe's port)", "443 (or 80)", "<nginx's free port>"),
     "host_names": (
         "certificate names (orthweb-cert)",
         "public/private DNS names and IPs from IMDSv2",
@@ -657,7 +658,6 @@ class AppHost:
         literal = db_password.replace("'", "''")
         self.psql(f"CREATE ROLE {self.db_user} LOGIN PASSWORD '{literal}'", db="postgres")
         self.psql(f"CREATE DATABASE {DB_NAME} OWNER {self.db_user}", db="postgres")
-        # The host's own orthweb.env, rendered from the template with the harness's facts.
         facts = HostFacts(
             region=self.moto.region,
             db_address="127.0.0.1",

@@ -145,3 +145,40 @@ def test_launch_template_own_tags_stay_off_what_it_launches(endpoint: str) -> No
     specs = version["LaunchTemplateData"]["TagSpecifications"]
     assert [s["ResourceType"] for s in specs] == ["instance"]
     assert specs[0]["Tags"] == [{"Key": "Name", "Value": "host"}]
+
+
+def test_ec2_prefix_list_rule_description(endpoint: str) -> None:
+    ec2 = _client(endpoint, "ec2")
+    vpc = ec2.create_vpc(CidrBlock="10.8.0.0/16")["Vpc"]["VpcId"]
+    host = ec2.create_security_group(GroupName="host-pl", Description="h", VpcId=vpc)["GroupId"]
+    table = ec2.create_route_table(VpcId=vpc)["RouteTable"]["RouteTableId"]
+    endpoint_ = ec2.create_vpc_endpoint(
+        VpcId=vpc, ServiceName="com.amazonaws.us-east-1.s3", VpcEndpointType="Gateway", RouteTableIds=[table]
+    )["VpcEndpoint"]
+    prefix_list = next(
+        p["PrefixListId"] for p in ec2.describe_prefix_lists()["PrefixLists"] if p["PrefixListName"].endswith(".s3")
+    )
+    assert endpoint_["VpcEndpointId"]
+    pair = {"PrefixListId": prefix_list, "Description": "HTTPS to S3"}
+    perm = {"IpProtocol": "tcp", "FromPort": 443, "ToPort": 443, "PrefixListIds": [pair]}
+    rule = ec2.authorize_security_group_egress(GroupId=host, IpPermissions=[perm])["SecurityGroupRules"][0]
+    (described,) = ec2.describe_security_group_rules(SecurityGroupRuleIds=[rule["SecurityGroupRuleId"]])[
+        "SecurityGroupRules"
+    ]
+    assert described["PrefixListId"] == prefix_list
+    assert described["Description"] == "HTTPS to S3"
+
+
+def test_rds_unique_resource_id(endpoint: str) -> None:
+    rds = _client(endpoint, "rds")
+    common = {"DBInstanceClass": "db.t4g.micro", "Engine": "postgres", "AllocatedStorage": 20}
+    common |= {"MasterUsername": "admin1", "MasterUserPassword": "not-a-secret-1"}
+    rds.create_db_instance(DBInstanceIdentifier="first", **common)
+    rds.create_db_snapshot(DBInstanceIdentifier="first", DBSnapshotIdentifier="first-snap")
+    rds.restore_db_instance_from_db_snapshot(DBInstanceIdentifier="restored", DBSnapshotIdentifier="first-snap")
+    ids = {d["DBInstanceIdentifier"]: d["DbiResourceId"] for d in rds.describe_db_instances()["DBInstances"]}
+    assert ids["first"] != ids["restored"]
+    assert all(len(i) == 29 and i.startswith("db-") for i in ids.values())
+    # What the AWS provider does to find an instance by its ID:
+    found = rds.describe_db_instances(Filters=[{"Name": "dbi-resource-id", "Values": [ids["restored"]]}])
+    assert [d["DBInstanceIdentifier"] for d in found["DBInstances"]] == ["restored"]

@@ -2,8 +2,9 @@
 
 The synthesized JSON is driven by plain `terraform` in its stack directory, in order: apply, a clean
 second plan, targeted destroy and apply of `aws_instance.orthweb`, a settings change that touches only
-the instance, full destroy leaving nothing behind, and a state that never held the DB password.
-Tests in this module run in file order and share one deployment.
+the instance, a state that never held the DB password, the restore runbook (a snapshot of the
+database, a second deployment created from it, with alarms), and full destroy leaving nothing
+behind. Tests in this module run in file order and share one deployment.
 """
 
 from __future__ import annotations
@@ -228,7 +229,120 @@ def test_6_state_never_contains_the_database_password(workdir: Path, aws: Any) -
     assert password not in (workdir / "cdk.tf.json").read_text()
 
 
-def test_7_destroy_leaves_nothing_behind(tf: Any, workdir: Path, aws: Any) -> None:
+def test_6b_host_grants_reach_iam_as_from_the_instance_only_conditions(workdir: Path, aws: Any) -> None:
+    # Terraform turned the synthesized `$${aws:SourceVpc}` into the policy variable IAM reads.
+    role = next(
+        r["instances"][0]["attributes"]["name"]
+        for r in state(workdir)["resources"]
+        if r["type"] == "aws_iam_role" and r["name"].startswith("Host_Role")
+    )
+    iam = aws("iam")
+    documents = {
+        n: iam.get_role_policy(RoleName=role, PolicyName=n)["PolicyDocument"]
+        for n in iam.list_role_policies(RoleName=role)["PolicyNames"]
+    }
+    secret_reads = [
+        s for d in documents.values() for s in d["Statement"] if "secretsmanager:GetSecretValue" in s["Action"]
+    ]
+    assert len(secret_reads) == 2
+    for statement in secret_reads:
+        assert statement["Condition"] == {
+            "StringEquals": {
+                "aws:Ec2InstanceSourceVpc": "${aws:SourceVpc}",
+                "aws:Ec2InstanceSourcePrivateIPv4": "${aws:VpcSourceIp}",
+            }
+        }
+
+
+# --- restore into a second deployment (docs/operations.md, "Restore") -------------------------------
+
+SNAPSHOT = "orthweb-db-before-restore"
+RESTORED = "restored"
+
+
+@pytest.fixture(scope="module")
+def restored(
+    tmp_path_factory: pytest.TempPathFactory, terraform: Any, aws_env: dict[str, str], step_timings: dict[str, float]
+) -> Any:
+    """A second deployment (another name_prefix, its own state) created from SNAPSHOT, with alarms."""
+    settings = {"name_prefix": RESTORED, "deletion_protection": False, "db_snapshot_identifier": SNAPSHOT}
+    settings["alarm_email"] = "pacs-ops@example.org"
+    _, stack_dir = synthesize(settings, tmp_path_factory.mktemp("restored"))
+
+    def run(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        started = time.monotonic()
+        proc = terraform(stack_dir, *args, check=check, env=aws_env, timeout=900)
+        step_timings["restored: " + " ".join(a for a in args if not a.startswith("-"))] = time.monotonic() - started
+        return typing.cast(subprocess.CompletedProcess[str], proc)
+
+    run("init", "-input=false")
+    run.stack_dir = stack_dir  # type: ignore[attr-defined]
+    return run
+
+
+def test_8_a_snapshot_of_the_database_is_taken(aws: Any) -> None:
+    rds = aws("rds")
+    rds.create_db_snapshot(DBInstanceIdentifier="orthweb-db", DBSnapshotIdentifier=SNAPSHOT)
+    (snapshot,) = rds.describe_db_snapshots(DBSnapshotIdentifier=SNAPSHOT)["DBSnapshots"]
+    assert snapshot["Status"] == "available"
+    assert snapshot["DBInstanceIdentifier"] == "orthweb-db"
+
+
+def test_9_a_second_deployment_is_created_from_the_snapshot_and_converges(
+    restored: Any, workdir: Path, aws: Any
+) -> None:
+    restored("apply", "-auto-approve", "-input=false")
+    proc = restored("plan", "-detailed-exitcode", "-input=false", check=False)
+    assert proc.returncode == 0, proc.stdout[-4000:]
+
+    resources = {
+        f"{r['type']}.{r['name']}": r["instances"][0]["attributes"] for r in state(restored.stack_dir)["resources"]
+    }
+    (copy,) = [v for k, v in resources.items() if k.startswith("aws_db_snapshot_copy.")]
+    (db,) = [v for k, v in resources.items() if k.startswith("aws_db_instance.")]
+    (key,) = [v for k, v in resources.items() if k.startswith("aws_kms_key.")]
+    # The snapshot was copied under the new deployment's key, and the database created from the copy.
+    assert copy["source_db_snapshot_identifier"] == SNAPSHOT
+    assert copy["kms_key_id"] == key["arn"]
+    assert db["snapshot_identifier"] == copy["id"] == f"{RESTORED}-db-restore-source"
+    rds = aws("rds")
+    (snapshot_copy,) = rds.describe_db_snapshots(DBSnapshotIdentifier=copy["id"])["DBSnapshots"]
+    assert snapshot_copy["DBInstanceIdentifier"] == "orthweb-db"  # it descends from the first deployment's database
+    assert snapshot_copy["KmsKeyId"] == key["arn"]
+    (instance,) = rds.describe_db_instances(DBInstanceIdentifier=f"{RESTORED}-db")["DBInstances"]
+    assert instance["KmsKeyId"] == key["arn"]
+    assert instance["StorageEncrypted"] is True
+    # RDS manages a new master password for it, in a secret of its own.
+    assert instance["MasterUserSecret"]["SecretArn"] == db["master_user_secret"][0]["secret_arn"]
+    assert instance["MasterUserSecret"]["SecretArn"] != state(workdir)["outputs"]["db_master_secret_arn"]["value"]
+
+
+def test_10_the_restored_deployment_has_its_alarms_on_an_encrypted_topic(restored: Any, aws: Any) -> None:
+    alarms = {
+        a["AlarmName"]: a for a in aws("cloudwatch").describe_alarms(AlarmNamePrefix=f"{RESTORED}-")["MetricAlarms"]
+    }
+    assert sorted(alarms) == sorted(
+        f"{RESTORED}-{n}"
+        for n in ("application-health", "db-connections", "db-cpu", "db-free-storage", "host-status-check")
+    )
+    topic_arn = next(iter(alarms.values()))["AlarmActions"][0]
+    attributes = aws("sns").get_topic_attributes(TopicArn=topic_arn)["Attributes"]
+    assert attributes["KmsMasterKeyId"].startswith("arn:aws:kms:")
+    assert all(a["AlarmActions"] == a["OKActions"] == [topic_arn] for a in alarms.values())
+
+
+def test_11_the_restored_deployment_is_destroyed_alone(restored: Any, workdir: Path, aws: Any) -> None:
+    first = ids(workdir)
+    restored("destroy", "-auto-approve", "-input=false")
+    assert ids(restored.stack_dir) == {}
+    assert ids(workdir) == first
+    assert aws("cloudwatch").describe_alarms(AlarmNamePrefix=f"{RESTORED}-")["MetricAlarms"] == []
+    snapshots = [s["DBSnapshotIdentifier"] for s in aws("rds").describe_db_snapshots()["DBSnapshots"]]
+    assert f"{RESTORED}-db-restore-source" not in snapshots  # the copy went with its deployment
+    aws("rds").delete_db_snapshot(DBSnapshotIdentifier=SNAPSHOT)
+
+
+def test_12_destroy_leaves_nothing_behind(tf: Any, workdir: Path, aws: Any) -> None:
     tf("destroy", "-auto-approve", "-input=false")
     assert ids(workdir) == {}
 
@@ -251,4 +365,5 @@ def test_7_destroy_leaves_nothing_behind(tf: Any, workdir: Path, aws: Any) -> No
     assert all(aws("kms").describe_key(KeyId=k)["KeyMetadata"]["KeyState"] == "PendingDeletion" for k in keys)
     assert [r for r in aws("iam").list_roles()["Roles"] if r["RoleName"].startswith("orthweb-")] == []
     groups = aws("logs").describe_log_groups()["logGroups"]
-    assert [g for g in groups if "orthweb" in g["logGroupName"]] == []
+    assert [g for g in groups if "orthweb" in g["logGroupName"] or RESTORED in g["logGroupName"]] == []
+    assert aws("sns").list_topics()["Topics"] == []

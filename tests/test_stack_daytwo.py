@@ -13,6 +13,7 @@ from cdktf_cdktf_provider_aws.provider import AwsProvider
 from orthweb import thresholds
 from orthweb.alarms import Alarms
 from orthweb.encryption import Encryption
+from orthweb_dev import alarms_table
 from orthweb_dev.synth import VARIANT_SETTINGS, load_stack, only, policy, resources
 
 Synth = dict[str, Any]
@@ -191,3 +192,8 @@ def test_a_snapshot_is_copied_under_the_deployment_key_and_the_database_created_
 def test_without_a_snapshot_the_database_starts_empty(synth: Synth) -> None:
     assert resources(synth, "aws_db_snapshot_copy") == {}
     assert "snapshot_identifier" not in only(synth, "aws_db_instance")
+
+
+def test_operations_doc_lists_every_alarm_with_its_threshold() -> None:
+    doc = (Path(__file__).resolve().parents[1] / "docs" / "operations.md").read_text()
+    assert alarms_table.table() in doc, "docs/operations.md: paste `python -m orthweb_dev.alarms_table` over the table"

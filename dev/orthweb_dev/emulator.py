@@ -11,9 +11,12 @@ own behaviour when moto's internals do not have the expected shape. It also sets
 from __future__ import annotations
 
 import argparse
+import inspect
 import json
 import logging
 import os
+import secrets
+import string
 import sys
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -28,6 +31,7 @@ RDS_EXTENDED_SUPPORT_ENGINES = ("postgres", "mysql", "aurora-postgresql", "auror
 # The CA RDS gives a new DB instance that names none: DescribeCertificates' DefaultCertificateForNewLaunches
 # (https://docs.aws.amazon.com/AmazonRDS/latest/UserGuide/UsingWithRDS.SSL.html, "Certificate authorities").
 RDS_DEFAULT_CA = "rds-ca-rsa2048-g1"
+_RESOURCE_ID_CHARS = string.ascii_uppercase + string.digits
 
 
 @dataclass(frozen=True)
@@ -65,6 +69,15 @@ FIDELITY_PATCHES: tuple[FidelityPatch, ...] = (
         f"a new instance that names no CA gets RDS's default for new launches, {RDS_DEFAULT_CA}",
     ),
     FidelityPatch(
+        "rds_unique_resource_id",
+        "aws_db_instance",
+        "id (the provider finds an instance by its DbiResourceId)",
+        "every DB instance gets the same DbiResourceId (db-M5ENSHXFPU6XHZ4G4ZEI5QIO2U), so with two instances "
+        "(a deployment restored beside the first) the dbi-resource-id filter finds both and the provider reports "
+        "the new one as missing",
+        "gives each instance its own identifier, as AWS's Region-unique, immutable DbiResourceId",
+    ),
+    FidelityPatch(
         "rds_parameter_source",
         "aws_db_parameter_group",
         "parameter",
@@ -83,9 +96,11 @@ FIDELITY_PATCHES: tuple[FidelityPatch, ...] = (
     FidelityPatch(
         "ec2_group_rule_description",
         "aws_vpc_security_group_ingress_rule / aws_vpc_security_group_egress_rule",
-        "description (rules with referenced_security_group_id)",
-        "DescribeSecurityGroupRules takes Description from the CIDR range only, so group-referencing rules lose it",
-        "falls back to the Description given with the referenced group (UserIdGroupPairs)",
+        "description (rules with referenced_security_group_id or prefix_list_id)",
+        "DescribeSecurityGroupRules takes Description from the CIDR range only, so rules naming a group or a prefix "
+        "list (an S3 gateway endpoint's) lose it",
+        "falls back to the Description given with the referenced group (UserIdGroupPairs) or prefix list "
+        "(PrefixListIds)",
     ),
     FidelityPatch(
         "autoscaling_warmup_and_maintenance",
@@ -176,6 +191,22 @@ def _patch_rds_default_ca() -> None:
     _setattr(DBInstance, "__init__", __init__)
 
 
+def _patch_rds_unique_resource_id() -> None:
+    # Gap: aws_db_instance.id (moto hard-codes one DbiResourceId for every instance).
+    from moto.rds.models import DBInstance
+
+    init: Callable[..., None] = DBInstance.__init__
+
+    def __init__(self: DBInstance, *args: Any, **kwargs: Any) -> None:
+        init(self, *args, **kwargs)
+        if not hasattr(self, "dbi_resource_id"):
+            raise TypeError("DBInstance has no dbi_resource_id")
+        # AWS's are "db-" and 26 upper-case letters and digits.
+        _setattr(self, "dbi_resource_id", "db-" + "".join(secrets.choice(_RESOURCE_ID_CHARS) for _ in range(26)))
+
+    _setattr(DBInstance, "__init__", __init__)
+
+
 def _patch_rds_parameter_source() -> None:
     # Gap: aws_db_parameter_group.parameter (moto's parameters lack Source=user; the Source filter is ignored).
     from moto.core.responses import ActionResult
@@ -218,21 +249,35 @@ def _patch_ec2_instance_groups_from_eni() -> None:
 
 
 def _patch_ec2_group_rule_description() -> None:
-    # Gap: aws_vpc_security_group_{in,e}gress_rule.description with referenced_security_group_id (dropped).
+    # Gap: aws_vpc_security_group_{in,e}gress_rule.description with referenced_security_group_id or
+    # prefix_list_id (dropped).
     from moto.ec2.models.security_groups import SecurityGroupRule
 
     original = SecurityGroupRule.__dict__["description"]
     if not isinstance(original, property) or original.fget is None:
         raise TypeError("SecurityGroupRule.description is not a property")
     fget = original.fget
+    init: Callable[..., None] = SecurityGroupRule.__init__
+    signature = inspect.signature(init)
+    if "prefix_list_id" not in signature.parameters:
+        raise TypeError("SecurityGroupRule() takes no prefix_list_id")
+
+    def __init__(self: SecurityGroupRule, *args: Any, **kwargs: Any) -> None:
+        init(self, *args, **kwargs)
+        prefix_list = signature.bind(self, *args, **kwargs).arguments.get("prefix_list_id")
+        described = prefix_list.get("Description") if isinstance(prefix_list, dict) else None
+        _setattr(self, "prefix_list_description", described)
 
     def description(self: SecurityGroupRule) -> str | None:
         value: str | None = fget(self)
         source_group = getattr(self, "source_group", None)
         if value is None and isinstance(source_group, dict):
             value = source_group.get("Description")
+        if value is None:
+            value = getattr(self, "prefix_list_description", None)
         return value
 
+    _setattr(SecurityGroupRule, "__init__", __init__)
     _setattr(SecurityGroupRule, "description", property(description))
 
 
@@ -298,6 +343,7 @@ _APPLIERS: dict[str, Callable[[], None]] = {
     "kms_rotation_period": _patch_kms_rotation_period,
     "rds_engine_lifecycle_support": _patch_rds_engine_lifecycle_support,
     "rds_default_ca": _patch_rds_default_ca,
+    "rds_unique_resource_id": _patch_rds_unique_resource_id,
     "rds_parameter_source": _patch_rds_parameter_source,
     "ec2_instance_groups_from_eni": _patch_ec2_instance_groups_from_eni,
     "ec2_group_rule_description": _patch_ec2_group_rule_description,

@@ -141,7 +141,7 @@ HOST_DIFFERENCES: dict[str, tuple[str, str, str]] = {
     ),
     "nginx_files": (
         "nginx.conf access_log (both), pid, temp paths",
-        "/dev/stdout (journald), /run/nginx.pid, /var/cache/nginx (tmpfs)",
+        "/dev/stdout (CloudWatch Logs through Docker's awslogs), /run/nginx.pid, /var/cache/nginx (tmpfs)",
         "<tmp>/nginx/",
     ),
     "nginx_user": (

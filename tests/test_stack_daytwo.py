@@ -187,6 +187,9 @@ def test_a_snapshot_is_copied_under_the_deployment_key_and_the_database_created_
     # RDS still manages the master password, in a new secret of this deployment.
     assert db["manage_master_user_password"] is True
     assert db["kms_key_id"] == copy["kms_key_id"]
+    # Read at creation only: a later change of the setting never replaces a database holding data.
+    assert db["lifecycle"]["ignore_changes"] == ["snapshot_identifier"]
+    assert copy["lifecycle"]["ignore_changes"] == ["source_db_snapshot_identifier"]
 
 
 def test_without_a_snapshot_the_database_starts_empty(synth: Synth) -> None:

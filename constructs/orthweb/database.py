@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from cdktf import TerraformResourceLifecycle
 from cdktf_cdktf_provider_aws.cloudwatch_log_group import CloudwatchLogGroup
 from cdktf_cdktf_provider_aws.db_instance import DbInstance
 from cdktf_cdktf_provider_aws.db_parameter_group import DbParameterGroup, DbParameterGroupParameter
@@ -41,7 +42,8 @@ class Database(Construct):
     With ``snapshot_identifier`` the database is created from that snapshot (restore): the stack
     first copies it under this deployment's key, because a restored instance keeps the key of its
     snapshot, and the snapshot of another deployment is encrypted with that deployment's key,
-    which goes when that deployment is destroyed. RDS then manages a new master password.
+    which goes when that deployment is destroyed. RDS then manages a new master password. The
+    snapshot is read only at creation: setting or changing it later never replaces the database.
     """
 
     def __init__(
@@ -131,6 +133,10 @@ class Database(Construct):
                 target_db_snapshot_identifier=f"{identifier}-restore-source",
                 kms_key_id=encryption.key_arn,
                 tags={"Name": f"{identifier}-restore-source", "RestoredFrom": snapshot_identifier.rsplit(":", 1)[-1]},
+                # RDS reports where a snapshot was copied from only for cross-Region and cross-account
+                # copies (DescribeDBSnapshots, SourceDBSnapshotIdentifier); the provider would read
+                # this same-Region copy's source back as empty and replace it at every plan.
+                lifecycle=TerraformResourceLifecycle(ignore_changes=["source_db_snapshot_identifier"]),
             )
         self.instance = DbInstance(
             self,
@@ -172,6 +178,9 @@ class Database(Construct):
             apply_immediately=False,
             depends_on=log_groups,
             tags={"Name": identifier},
+            # The snapshot matters only when the database is created: setting or changing
+            # db_snapshot_identifier later must never replace a database that holds data.
+            lifecycle=TerraformResourceLifecycle(ignore_changes=["snapshot_identifier"]),
         )
         self.identifier: str = identifier
         self.endpoint_address: str = self.instance.address

@@ -379,7 +379,7 @@ class Settings(BaseModel):
     ] = Field(
         None,
         description="Create the database from this RDS snapshot (copied under this deployment's key first); "
-        "for restoring into a new deployment, see docs/operations.md",
+        "read only when the database is created: restore into a new name_prefix (docs/operations.md)",
     )
     deletion_protection: bool = Field(
         defaults.DELETION_PROTECTION,

@@ -20,6 +20,7 @@ from orthweb.bootstrap import (
     compressed_size,
     render_app,
     render_user_data,
+    strip_comments,
     user_data_size,
 )
 from orthweb.settings import Settings, systemd_calendar
@@ -121,6 +122,38 @@ def test_user_data_needs_gzip_and_fits_ec2_limit_gzipped(variant: tuple[str, Set
     assert user_data_size(user_data) > USER_DATA_LIMIT
     # Gzipped (Terraform's output differs by a few bytes from zlib's), with a quarter left to grow.
     assert compressed_size(user_data) <= USER_DATA_LIMIT * 3 // 4
+
+
+def test_files_reach_the_host_without_their_full_line_comments_and_nothing_else_changes() -> None:
+    files = written_files(render_user_data(VARIANTS["everything-on"], FACTS))
+    for path in (
+        "/usr/local/sbin/orthweb-refresh",
+        "/usr/local/sbin/orthweb-cert",
+        "/usr/local/sbin/orthweb-bootstrap",
+    ):
+        source = (USERDATA_DIR / "bin" / (Path(path).name + ".sh")).read_text()
+        shipped = files[path]["text"]
+        assert shipped.startswith("#!/bin/bash\n")
+        assert "# shellcheck source=../lib/common.sh" in shipped  # directives stay
+        kept = [
+            line
+            for line in source.splitlines()
+            if not line.strip().startswith("#") or line.strip().startswith(("#!", "# shellcheck"))
+        ]
+        assert shipped.rstrip("\n").splitlines() == kept, path
+    # A here-document is data, comments and all: its lines are never touched.
+    heredoc = "cat <<CONF\n# kept: inside the document\nCONF\n# dropped\necho <<<'# a here-string, not a document'"
+    assert (
+        strip_comments(heredoc, ".sh")
+        == "cat <<CONF\n# kept: inside the document\nCONF\necho <<<'# a here-string, not a document'"
+    )
+    assert (
+        strip_comments("-- a comment\nlocal x = 1 -- kept: not a full line\n", ".lua")
+        == "local x = 1 -- kept: not a full line\n"
+    )
+    assert strip_comments('{"a": 1}\n', ".json") == '{"a": 1}\n'
+    for unit in ("orthweb.service", "orthweb-patch.timer"):
+        assert not any(line.startswith("#") for line in files[f"/etc/systemd/system/{unit}"]["text"].splitlines())
 
 
 def test_terraform_rendering_escapes_shell_and_leaves_only_the_facts() -> None:

@@ -14,9 +14,11 @@ Python only fills values and expands three kinds of line, each alone on its line
 - In shell scripts an include is written as a comment, ``# {{ include path if flag }}``, so the
   script stays valid shell as it is in the repository (shellcheck reads it); it renders the same.
 
-So scripts stay files that shellcheck and friends can read. The rendered cloud-config is larger
-than EC2's 16 KiB, so the host construct hands it to Terraform's ``base64gzip()``: Terraform
-compresses it at plan time, the same bytes on every machine, and cloud-init unpacks it.
+So scripts stay files that shellcheck and friends can read. A file written with ``content``
+reaches the host without its full-line comments (:func:`strip_comments`): they are for readers of
+``userdata/``, and EC2 takes at most 16 KiB of user data. The rendered cloud-config is still larger
+than that, so the host construct hands it to Terraform's ``base64gzip()``: Terraform compresses it
+at plan time, the same bytes on every machine, and cloud-init unpacks it.
 """
 
 from __future__ import annotations
@@ -217,17 +219,6 @@ def _value(values: Mapping[str, str], name: str) -> str:
 _COMMENT_MARKS = {".sh": "#", ".service": "#", ".timer": "#", ".yml": "#", ".conf": "#", ".lua": "--"}
 # The start of a shell here-document (`<<WORD`, `<<-'WORD'`), not a here-string (`<<<`).
 _HEREDOC_RE = re.compile(r"(?<!<)<<-?\s*(['\"]?)(?P<word>[A-Za-z_][A-Za-z0-9_]*)\1(?!<)")
-# The files the steps for several hosts and images in S3 add reach the host without their full-line
-# comments (they stay in userdata/ for readers): EC2 takes at most 16 KiB of user data.
-_WITHOUT_COMMENTS = frozenset(
-    {
-        "bin/orthweb-host-config.sh",
-        "bin/orthweb-images.sh",
-        "bin/orthweb-shared-cert.sh",
-        "bin/orthweb-health.sh",
-        "systemd/orthweb-health@.service",
-    }
-)
 
 
 def strip_comments(text: str, suffix: str) -> str:
@@ -283,8 +274,7 @@ def render_text(text: str, values: Mapping[str, str], *, base: Path = USERDATA_D
             if m["kind"] == "include":
                 out += _indent(body, indent)
             else:
-                if m["path"] in _WITHOUT_COMMENTS:
-                    body = strip_comments(body, path.suffix)
+                body = strip_comments(body, path.suffix)
                 out += [f"{indent}content: |", *_indent(body, indent + "  ")]
             continue
         b = _BLOCK_VALUE_RE.match(line)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 from orthweb.encryption import Encryption
 from orthweb.host import DICOM_TLS_PORT, HTTPS_PORT, Host
 from orthweb.network import Network
@@ -41,8 +43,28 @@ def test_dicom_opens_only_to_the_networks_given_and_ssh_needs_both_key_and_cidr(
     assert host_ingress(host_synth(ssh_key_name="ops")) == [(HTTPS_PORT, "0.0.0.0/0")]
 
 
-def test_the_role_starts_with_no_inline_data_access() -> None:
+def test_the_role_starts_with_no_data_access_only_session_manager() -> None:
     synth = host_synth()
     (profile,) = resources(synth, "aws_iam_instance_profile").values()
     host_role = profile["role"].removesuffix(".name}")
-    assert [p for p in resources(synth, "aws_iam_role_policy").values() if p["role"].startswith(host_role + ".")] == []
+    inline = [p for p in resources(synth, "aws_iam_role_policy").values() if p["role"].startswith(host_role + ".")]
+    assert [p["name"] for p in inline] == ["session-manager"]
+    actions = {a for s in json.loads(inline[0]["policy"])["Statement"] for a in s["Action"]}
+    assert {a.split(":")[0] for a in actions} == {"ssm", "ssmmessages", "ec2messages"}
+    assert actions.isdisjoint({"ssm:GetParameter", "ssm:GetParameters", "ssm:GetParametersByPath"})
+    assert resources(synth, "aws_iam_role_policy_attachment") == {}  # no AWS managed policy
+
+
+def test_no_container_reaches_the_role_and_egress_names_its_destinations() -> None:
+    synth = host_synth()
+    assert resources(synth, "aws_instance")["orthweb"]["metadata_options"]["http_put_response_hop_limit"] == 1
+    egress = resources(synth, "aws_vpc_security_group_egress_rule").values()
+    destinations = sorted(
+        r.get("cidr_ipv4") or r.get("prefix_list_id") or r["referenced_security_group_id"] for r in egress
+    )
+    assert [d.split(".")[0] for d in destinations] == [
+        "${aws_security_group",  # the private endpoints' group
+        "${aws_vpc_endpoint",  # S3's prefix list, through the gateway endpoint
+        "0",  # 0.0.0.0/0: registries and repositories without fixed ranges
+    ]
+    assert all(r["from_port"] == r["to_port"] == HTTPS_PORT for r in egress)

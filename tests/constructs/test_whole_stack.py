@@ -28,7 +28,7 @@ def test_every_concern_is_present_once_and_the_host_keeps_its_address(stack_synt
     assert list(resources(stack_synth, "aws_instance")) == ["orthweb"]
 
 
-def test_the_host_role_gets_exactly_its_three_grants(stack_synth: Synth) -> None:
+def test_the_host_role_gets_exactly_its_grants(stack_synth: Synth) -> None:
     (profile,) = resources(stack_synth, "aws_iam_instance_profile").values()
     host_role = profile["role"].removesuffix(".name}")  # "${aws_iam_role.<host role>"
     granted = [
@@ -37,7 +37,9 @@ def test_the_host_role_gets_exactly_its_three_grants(stack_synth: Synth) -> None
     assert sorted(p["name"] for p in granted) == [
         "read-db-master-secret",
         "read-write-orthanc-admin-secret",
+        "session-manager",
         "use-key-through-secrets-manager",
+        "write-container-logs",
     ]
 
 

@@ -86,14 +86,22 @@ def _health_values(app: AppHost) -> list[float]:
 
 
 def test_health_probe_reports_orthanc_answering_through_nginx_and_its_absence(app: AppHost) -> None:
-    before = len(_health_values(app))
+    def access_log() -> list[dict[str, Any]]:
+        return [json.loads(line) for line in app.nginx_access_log.read_text().splitlines()]
+
+    before, mark = len(_health_values(app)), len(access_log())
     app.host_step("orthweb-health")  # what orthweb-health.timer runs every minute
     assert _health_values(app)[before:] == [1.0]
-    # It went through nginx over HTTPS, as an authenticated client, and says who it is.
-    access = (app.root / "nginx" / "access.log").read_text().splitlines()
-    probe = [line for line in access if "orthweb-health" in line]
-    assert probe
-    assert '"GET /changes?last HTTP/1.1" 200' in probe[-1]
+    # It went through nginx over HTTPS, logged in as the first admin, and Orthanc answered.
+    wait_until("the probe's access log line", lambda: len(access_log()) > mark, timeout=10)
+    (probe,) = access_log()[mark:]
+    assert (probe["user"], probe["login"], probe["method"], probe["path"], probe["status"]) == (
+        app.admin_user,
+        "ok",
+        "GET",
+        "/changes",
+        200,
+    )
 
     app.stop_orthanc()  # Orthanc down: nginx answers 502
     try:
@@ -154,7 +162,7 @@ def orthanc_on_restored_db(app: AppHost, stored: list[Sample], tmp_path: Path) -
 
 
 def _get(app: AppHost, url: str) -> bytes:
-    token = b64encode(f"admin:{app.admin_password}".encode()).decode()
+    token = b64encode(f"{app.admin_user}:{app.admin_password}".encode()).decode()
     req = urllib.request.Request(url, headers={"Authorization": f"Basic {token}"})  # noqa: S310 - loopback
     with urllib.request.urlopen(req, timeout=60) as resp:  # noqa: S310
         body: bytes = resp.read()

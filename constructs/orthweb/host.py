@@ -150,8 +150,8 @@ class Host(Construct):
                 cidr_ipv4=cidr,
             )
 
-        # Out, besides PostgreSQL to the database (connect_to): HTTPS, said three times so each
-        # destination is explicit. The private endpoints and S3 (through the gateway endpoint: the
+        # Out, besides PostgreSQL to the database (connect_to) and C-MOVE to the peers (below):
+        # HTTPS, said three times so each destination is explicit. The private endpoints and S3 (through the gateway endpoint: the
         # Amazon Linux repositories are S3 buckets in the region) would be enough for AWS APIs and
         # packages; Docker Hub, Docker's package repository and the RDS CA bundle have no fixed
         # address ranges, so HTTPS to anywhere stays (docs/host.md, "Egress"). DNS, NTP and IMDS

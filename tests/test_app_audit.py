@@ -1,0 +1,89 @@
+"""The audit trail on the real application: the access log lines the harness's nginx writes carry
+what the Logs Insights query of docs/operations.md reads, and its filters find exactly who read
+and who deleted a study, even once the study is gone from Orthanc (and from its change log)."""
+
+from __future__ import annotations
+
+import io
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from pydicom import dcmread
+
+from orthweb.settings import Settings
+from orthweb_dev import audit
+from orthweb_dev.dicom import TEST_AET, Sample, dicom_ae, make_instance, store
+from orthweb_dev.harness import AppHost, app_host, dicom_tls, missing_prerequisites
+from orthweb_dev.proc import wait_until
+from orthweb_dev.testing import INSTALL_HINT, not_run
+
+pytestmark = pytest.mark.app
+
+USERS = {"admin": "admin", "ann": "viewer"}
+
+
+@pytest.fixture(scope="module")
+def app() -> Iterator[AppHost]:
+    missing = missing_prerequisites()
+    if missing:
+        not_run(f"the application harness needs {', '.join(missing)} ({INSTALL_HINT})")
+    peer = {"aet": TEST_AET, "cidr": "127.0.0.0/8", "permissions": ["store", "find"]}
+    with app_host(Settings(web_users=USERS, dicom_peers=[peer])) as host:
+        yield host
+
+
+def _uids(sample: Sample) -> tuple[str, str, str, str]:
+    ds = dcmread(io.BytesIO(sample.data))
+    return ds.PatientID, ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.SOPInstanceUID
+
+
+def _access_log(app: AppHost) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in app.nginx_access_log.read_text().splitlines()]
+
+
+def test_the_query_finds_who_read_and_who_deleted_a_study_once_it_is_gone(app: AppHost) -> None:
+    x, y = make_instance("audited"), make_instance("other")
+    assoc = dicom_ae([x, y]).associate(
+        "127.0.0.1", app.ports["nginx_dicom"], ae_title="ORTHANC", tls_args=dicom_tls(app)
+    )
+    assert assoc.is_established
+    assert [store(assoc, s) for s in (x, y)] == [0, 0]
+    assoc.release()
+
+    # Orthanc's IDs follow from the DICOM UIDs: what the runbook computes for a deleted study.
+    patient, study_uid, series_uid, sop_uid = _uids(x)
+    study = audit.orthanc_id(patient, study_uid)
+    instance = audit.orthanc_id(patient, study_uid, series_uid, sop_uid)
+    lookup = json.loads(app.rest("POST", "/tools/lookup", study_uid.encode())[1])
+    assert [r["ID"] for r in lookup] == [study]
+    other = json.loads(app.rest("POST", "/tools/lookup", _uids(y)[1].encode())[1])[0]["ID"]
+
+    mark = len(_access_log(app))
+    requests = [
+        ("ann", "GET", f"/studies/{study}", 200),
+        ("ann", "GET", f"/instances/{instance}/file", 200),
+        ("ann", "GET", f"/studies/{other}", 200),  # another study: not in the answer
+        ("ann", "DELETE", f"/studies/{study}", 403),  # a viewer may not delete: refused, not a delete
+        ("admin", "DELETE", f"/studies/{study}", 200),
+    ]
+    for user, method, path, status in requests:
+        assert app.rest(method, path, user=user)[0] == status, (user, method, path)
+    wait_until("the access log lines", lambda: len(_access_log(app)) >= mark + len(requests), timeout=10)
+    entries = _access_log(app)[mark:]
+    # Every line carries the fields the query reads (@timestamp is CloudWatch's, from the event).
+    assert all({"time", "user", "client", "method", "path", "status"} <= e.keys() for e in entries)
+
+    # Orthanc forgets a deleted study, change log included: nginx's log is the record.
+    assert app.rest("GET", f"/studies/{study}")[0] == 404
+    changes = json.loads(app.rest("GET", "/changes?limit=1000")[1])["Changes"]
+    assert study not in {c["ID"] for c in changes}
+
+    ids = [study, audit.orthanc_id(patient, study_uid, series_uid), instance]
+    found = [(e["user"], e["method"], e["path"]) for e in entries if audit.kept_by_query(e, ids, study_uid)]
+    assert found == [
+        ("ann", "GET", f"/studies/{study}"),
+        ("ann", "GET", f"/instances/{instance}/file"),
+        ("admin", "DELETE", f"/studies/{study}"),
+    ]

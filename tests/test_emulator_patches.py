@@ -182,3 +182,20 @@ def test_rds_unique_resource_id(endpoint: str) -> None:
     # What the AWS provider does to find an instance by its ID:
     found = rds.describe_db_instances(Filters=[{"Name": "dbi-resource-id", "Values": [ids["restored"]]}])
     assert [d["DBInstanceIdentifier"] for d in found["DBInstances"]] == ["restored"]
+
+
+def test_rds_restore_master_secret(endpoint: str) -> None:
+    rds, secrets = _client(endpoint, "rds"), _client(endpoint, "secretsmanager")
+    common = {"DBInstanceClass": "db.t4g.micro", "Engine": "postgres", "AllocatedStorage": 20}
+    rds.create_db_instance(
+        DBInstanceIdentifier="managed", MasterUsername="admin1", ManageMasterUserPassword=True, **common
+    )
+    rds.create_db_snapshot(DBInstanceIdentifier="managed", DBSnapshotIdentifier="managed-snap")
+    before = {s["ARN"] for s in secrets.list_secrets()["SecretList"]}
+    plain = rds.restore_db_instance_from_db_snapshot(DBInstanceIdentifier="plain", DBSnapshotIdentifier="managed-snap")
+    assert "MasterUserSecret" not in plain["DBInstance"]
+    assert {s["ARN"] for s in secrets.list_secrets()["SecretList"]} == before  # no secret nobody asked for
+    asked = rds.restore_db_instance_from_db_snapshot(
+        DBInstanceIdentifier="asked", DBSnapshotIdentifier="managed-snap", ManageMasterUserPassword=True
+    )
+    assert asked["DBInstance"]["MasterUserSecret"]["SecretArn"] not in before

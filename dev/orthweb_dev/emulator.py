@@ -78,6 +78,15 @@ FIDELITY_PATCHES: tuple[FidelityPatch, ...] = (
         "gives each instance its own identifier, as AWS's Region-unique, immutable DbiResourceId",
     ),
     FidelityPatch(
+        "rds_restore_master_secret",
+        "aws_db_instance (snapshot_identifier, manage_master_user_password)",
+        "master_user_secret",
+        "RestoreDBInstanceFromDBSnapshot copies the source instance's managed master password, making a secret the "
+        "request did not ask for (AWS manages it only when ManageMasterUserPassword is given); the provider's "
+        "ModifyDBInstance then makes a second one, and the first outlives the instance",
+        "a restored instance manages its master password only when the restore asks for it",
+    ),
+    FidelityPatch(
         "rds_parameter_source",
         "aws_db_parameter_group",
         "parameter",
@@ -205,6 +214,23 @@ def _patch_rds_unique_resource_id() -> None:
         _setattr(self, "dbi_resource_id", "db-" + "".join(secrets.choice(_RESOURCE_ID_CHARS) for _ in range(26)))
 
     _setattr(DBInstance, "__init__", __init__)
+
+
+def _patch_rds_restore_master_secret() -> None:
+    # Gap: aws_db_instance.master_user_secret after a restore (moto copies the source's secret management).
+    from moto.rds.models import DBInstance, RDSBackend
+
+    restore: Callable[..., DBInstance] = RDSBackend.restore_db_instance_from_db_snapshot
+
+    def restore_db_instance_from_db_snapshot(
+        self: RDSBackend, from_snapshot_id: str, overrides: dict[str, Any]
+    ) -> DBInstance:
+        database = restore(self, from_snapshot_id, overrides)
+        if not overrides.get("manage_master_user_password") and hasattr(database, "master_user_secret"):
+            database.update(manage_master_user_password=False)  # moto's own way to drop it, secret and all
+        return database
+
+    _setattr(RDSBackend, "restore_db_instance_from_db_snapshot", restore_db_instance_from_db_snapshot)
 
 
 def _patch_rds_parameter_source() -> None:
@@ -344,6 +370,7 @@ _APPLIERS: dict[str, Callable[[], None]] = {
     "rds_engine_lifecycle_support": _patch_rds_engine_lifecycle_support,
     "rds_default_ca": _patch_rds_default_ca,
     "rds_unique_resource_id": _patch_rds_unique_resource_id,
+    "rds_restore_master_secret": _patch_rds_restore_master_secret,
     "rds_parameter_source": _patch_rds_parameter_source,
     "ec2_instance_groups_from_eni": _patch_ec2_instance_groups_from_eni,
     "ec2_group_rule_description": _patch_ec2_group_rule_description,

@@ -151,12 +151,13 @@ class Host(Construct):
             )
 
         # Out, besides PostgreSQL to the database (connect_to) and C-MOVE to the peers (below):
-        # HTTPS, said three times so each destination is explicit. The private endpoints and S3 (through the gateway endpoint: the
-        # Amazon Linux repositories are S3 buckets in the region) would be enough for AWS APIs and
-        # packages; Docker Hub, Docker's package repository and the RDS CA bundle have no fixed
-        # address ranges, so HTTPS to anywhere stays (docs/host.md, "Egress"). DNS, NTP and IMDS
-        # are link-local VPC services, which security groups do not filter. Each rule is its own
-        # resource: adding or removing one never touches the instance.
+        # HTTPS, said three times so each destination is explicit. The private endpoints and S3
+        # (through the gateway endpoint: the Amazon Linux repositories are S3 buckets in the
+        # region) would be enough for AWS APIs and packages; Docker Hub, Docker's package
+        # repository and the RDS CA bundle have no fixed address ranges, so HTTPS to anywhere
+        # stays (docs/host.md, "Egress"). DNS, NTP and IMDS are link-local VPC services, which
+        # security groups do not filter. Each rule is its own resource: adding or removing one
+        # never touches the instance.
         def https_out(
             rule_id: str,
             description: str,

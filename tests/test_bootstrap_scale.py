@@ -25,7 +25,8 @@ from cryptography.hazmat.primitives import serialization
 
 from orthweb.bootstrap import USERDATA_DIR, render_file, settings_values
 from orthweb.settings import Settings
-from orthweb_dev.emulator_server import MotoServer, moto_server
+from orthweb_dev.emulator_server import MotoServer, moto_server, start
+from orthweb_dev.proc import free_port, stop_process, wait_until
 from orthweb_dev.testing import require
 
 pytestmark = pytest.mark.emulator
@@ -242,8 +243,11 @@ def test_a_session_that_cannot_be_had_stops_the_step_and_keeps_the_old_one(deplo
         "ORTHWEB_IMAGES_RENEW_BELOW": "3660",
         "AWS_ENDPOINT_URL": "http://127.0.0.1:9",
         "AWS_MAX_ATTEMPTS": "1",
+        "ORTHWEB_RETRY_ATTEMPTS": "2",
+        "ORTHWEB_RETRY_DELAY": "1",
     }
     assert host.run("orthweb-images", check=False, env=unreachable) == ["exit 1"]
+    assert "assume the image-store role: failed (attempt 1 of 2" in host.last_stderr  # retried first
     assert "cannot assume the image-store role" in host.last_stderr
     assert (host.etc / "aws" / "credentials").read_text() == before
     assert sorted(p.name for p in (host.etc / "aws").iterdir()) == ["credentials", "expiration"]
@@ -270,6 +274,54 @@ def test_the_first_host_makes_the_certificate_and_the_others_adopt_it(deployment
     assert first.run("orthweb-shared-cert") == []  # nothing changed
     # orthweb-cert finds the shared certificate valid for the site and keeps it.
     assert second.run("orthweb-cert") == []
+
+
+def test_the_shared_certificate_waits_for_secrets_manager_and_gives_up_clearly(
+    deployment: Deployment, tmp_path: Path
+) -> None:
+    """Secrets Manager not answering at first: the step retries with back-off and goes on once an
+    emulator starts on the port; never answering: it stops with the step's own message."""
+    port = free_port()
+    host = deployment.host()
+    env_file = host.root / "orthweb.env"
+    secret_name = "orthweb/tls-late"  # the emulator starts empty: name the secret, its ARN is not known yet
+    env_file.write_text(env_file.read_text().replace(deployment.tls_arn, secret_name))
+    host.env.update(
+        AWS_ENDPOINT_URL=f"http://127.0.0.1:{port}",
+        AWS_MAX_ATTEMPTS="1",
+        ORTHWEB_RETRY_ATTEMPTS="60",
+        ORTHWEB_RETRY_DELAY="1",
+        ORTHWEB_RETRY_MAX_DELAY="2",
+    )
+    log = tmp_path / "shared-cert.log"
+    moto = None
+    with log.open("w") as err:
+        step = subprocess.Popen(
+            [str(host.root / "sbin" / "orthweb-shared-cert")], env=host.env, stdout=subprocess.PIPE, stderr=err
+        )
+    try:
+        wait_until("a first failed attempt", lambda: "failed (attempt 1 of 60" in log.read_text(), proc=step)
+        moto, late = start(port=port)
+        boto3.client(
+            "secretsmanager",
+            endpoint_url=late.endpoint,
+            region_name="us-east-1",
+            aws_access_key_id="testing",
+            aws_secret_access_key="testing",
+        ).create_secret(Name=secret_name)
+        out, _ = step.communicate(timeout=120)
+        assert step.returncode == 0, log.read_text()
+    finally:
+        stop_process(step)
+        stop_process(moto)
+    assert out.decode().split() == ["server.crt"]
+    assert "read the shared certificate secret: succeeded at attempt" in log.read_text()
+    assert (host.etc / "tls" / "server.crt").exists()
+
+    host.env.update(ORTHWEB_RETRY_ATTEMPTS="2")  # nothing on the port any more
+    assert host.run("orthweb-shared-cert", check=False) == ["exit 1"]
+    assert "orthweb: error: read the shared certificate secret: failed 2 times" in host.last_stderr
+    assert "cannot read the shared certificate secret orthweb/tls-late" in host.last_stderr
 
 
 def _rival_aws(host: Host, candidate: dict[str, str]) -> None:
@@ -385,7 +437,7 @@ def test_refresh_runs_the_new_steps_at_boot_and_reloads_nginx_only_for_a_new_cer
     assert (host.etc / "aws" / "credentials").exists()
     assert (host.etc / "tls" / "server.crt").exists()
     compose = f"compose --project-name orthweb --file {host.etc / 'docker-compose.yml'}"
-    assert host.docker_calls() == [f"{compose} ps --quiet", f"{compose} up --detach --remove-orphans"]
+    assert host.docker_calls() == [f"{compose} ps --quiet", f"{compose} up --detach --pull missing --remove-orphans"]
     started = len(host.docker_calls())
 
     host.run("orthweb-refresh")  # the timer, nothing changed: nothing restarted

@@ -208,7 +208,7 @@ def test_the_host_learns_its_web_users_admins_first() -> None:
 
 def test_health_probe_is_on_the_host_only_with_alarms_and_the_patch_timer_unless_off() -> None:
     on = written_files(render_user_data(VARIANTS["everything-on"], FACTS))
-    for path in ("/usr/local/sbin/orthweb-health", "/etc/systemd/system/orthweb-health.timer"):
+    for path in ("/usr/local/sbin/orthweb-probe", "/etc/systemd/system/orthweb-probe.timer"):
         assert path in on
         assert path not in written_files(render_user_data(Settings(), FACTS))
     assert "OnCalendar=Mon..Fri *-*-* 02:30:00 UTC" in on["/etc/systemd/system/orthweb-patch.timer"]["text"]

@@ -41,6 +41,28 @@ class PriceMissing(KeyError):
     pass
 
 
+def _monitoring_items(res: dict[str, Any], prices: dict[str, Any], month_days: float) -> list[tuple[str, float]]:
+    """Alarms, the host's health metric, log groups and the alarm topic."""
+    items: list[tuple[str, float]] = []
+    alarms = list(res.get("aws_cloudwatch_metric_alarm", {}).values())
+    if alarms:
+        items.append((f"CloudWatch alarms x{len(alarms)}", len(alarms) * prices["cloudwatch_alarm_month"] / month_days))
+    # A metric the stack's alarms watch outside AWS/ namespaces is published by the host.
+    custom = sorted({(a["namespace"], a["metric_name"]) for a in alarms if not a["namespace"].startswith("AWS/")})
+    for namespace, metric in custom:
+        items.append((f"Custom metric {namespace}/{metric}", prices["cloudwatch_custom_metric_month"] / month_days))
+        # Published once a minute by every host (orthweb-probe.timer): one PutMetricData request each.
+        hosts = sum(g["desired_capacity"] for g in res.get("aws_autoscaling_group", {}).values()) or 1
+        per_day = 24 * 60 * hosts * prices["cloudwatch_api_requests_per_1000"] / 1000
+        items.append((f"PutMetricData once a minute x{hosts} host{'s' if hosts > 1 else ''} ({namespace})", per_day))
+    groups = res.get("aws_cloudwatch_log_group", {})
+    if groups:
+        items.append((f"CloudWatch Logs groups x{len(groups)} (no fixed charge; usage below)", 0.0))
+    for _ in res.get("aws_sns_topic", {}).values():
+        items.append(("SNS alarm topic and e-mail (no fixed charge; 1,000 e-mails/month free)", 0.0))
+    return items
+
+
 def line_items(synth: dict[str, Any], prices: dict[str, Any]) -> list[tuple[str, float]]:
     """(description, USD per day) for every priced resource in the synthesized stack."""
     hours, month_days = 24.0, prices["hours_per_month"] / 24.0
@@ -92,22 +114,7 @@ def line_items(synth: dict[str, Any], prices: dict[str, Any]) -> list[tuple[str,
     for secret in res.get("aws_secretsmanager_secret", {}).values():
         what = "shared TLS certificate" if "/tls-" in secret.get("name_prefix", "") else "Orthanc admin secret"
         items.append((f"Secrets Manager: {what}", prices["secret_month"] / month_days))
-    alarms = list(res.get("aws_cloudwatch_metric_alarm", {}).values())
-    if alarms:
-        items.append((f"CloudWatch alarms x{len(alarms)}", len(alarms) * prices["cloudwatch_alarm_month"] / month_days))
-    # A metric the stack's alarms watch outside AWS/ namespaces is published by the host.
-    custom = sorted({(a["namespace"], a["metric_name"]) for a in alarms if not a["namespace"].startswith("AWS/")})
-    for namespace, metric in custom:
-        items.append((f"Custom metric {namespace}/{metric}", prices["cloudwatch_custom_metric_month"] / month_days))
-        # Published once a minute by every host (orthweb-probe.timer): one PutMetricData request each.
-        hosts = sum(g["desired_capacity"] for g in res.get("aws_autoscaling_group", {}).values()) or 1
-        per_day = 24 * 60 * hosts * prices["cloudwatch_api_requests_per_1000"] / 1000
-        items.append((f"PutMetricData once a minute x{hosts} host{'s' if hosts > 1 else ''} ({namespace})", per_day))
-    groups = res.get("aws_cloudwatch_log_group", {})
-    if groups:
-        items.append((f"CloudWatch Logs groups x{len(groups)} (no fixed charge; usage below)", 0.0))
-    for _ in res.get("aws_sns_topic", {}).values():
-        items.append(("SNS alarm topic and e-mail (no fixed charge; 1,000 e-mails/month free)", 0.0))
+    items += _monitoring_items(res, prices, month_days)
     return items
 
 

@@ -30,9 +30,11 @@ instance_id=$(host_fact ORTHWEB_INSTANCE_ID instance-id)
 session=$(mktemp "$dir/.session.XXXXXX")
 new=$(mktemp "$dir/.credentials.XXXXXX")
 trap 'rm -f "$session" "$new"' EXIT
-aws sts assume-role --role-arn "$ORTHWEB_IMAGES_ROLE_ARN" --role-session-name "orthanc-${instance_id:-host}" \
-  --duration-seconds "$SESSION_SECONDS" --output json >"$session" ||
-  die "cannot assume the image-store role $ORTHWEB_IMAGES_ROLE_ARN"
+assume() {
+  aws sts assume-role --role-arn "$ORTHWEB_IMAGES_ROLE_ARN" --role-session-name "orthanc-${instance_id:-host}" \
+    --duration-seconds "$SESSION_SECONDS" --output json >"$session"
+}
+retry "assume the image-store role" assume || die "cannot assume the image-store role $ORTHWEB_IMAGES_ROLE_ARN"
 jq -r '.Credentials | "[default]",
   "aws_access_key_id = \(.AccessKeyId)",
   "aws_secret_access_key = \(.SecretAccessKey)",

@@ -1,8 +1,8 @@
 #!/bin/bash
 # Brings the host's secrets, certificate and CA bundle up to date and applies what changed:
-# Orthanc is recreated when its database URI, logins or CA bundle differ from what it was started
-# with; nginx reloads (SIGHUP, no interruption) when the certificate or the login map differ from
-# what it last loaded. With --up (orthweb.service at every boot) it also starts the project. The
+# Orthanc is recreated when its database URI, logins, CA bundle or host settings differ from
+# what it was started with; nginx reloads (SIGHUP, no interruption) when the certificate or the
+# login map differ from what it last loaded. With --up (orthweb.service at every boot) it also starts the project. The
 # orthweb-refresh timer runs it without --up to follow RDS password rotation, and to rejoin Orthanc
 # to nginx's network namespace if nginx was restarted under it. What each container runs on is
 # recorded (a fingerprint of its files) only after the start, re-create or reload succeeded, so
@@ -24,7 +24,7 @@ compose() { "$ORTHWEB_DOCKER" compose --project-name orthweb --file "$ORTHWEB_ET
 
 # The files each container reads; a change means Orthanc must be re-created, nginx reloaded.
 declare -A inputs=(
-  [orthanc]="$ORTHWEB_SECRETS_DIR/ORTHANC__POSTGRESQL__CONNECTION_URI $ORTHWEB_SECRETS_DIR/ORTHANC__REGISTERED_USERS $ORTHWEB_TLS_DIR/rds-ca.pem"
+  [orthanc]="$ORTHWEB_SECRETS_DIR/ORTHANC__POSTGRESQL__CONNECTION_URI $ORTHWEB_SECRETS_DIR/ORTHANC__REGISTERED_USERS $ORTHWEB_TLS_DIR/rds-ca.pem $ORTHWEB_ETC/orthanc-host.json"
   [nginx]="$ORTHWEB_TLS_DIR/server.crt $ORTHWEB_TLS_DIR/server.key $ORTHWEB_NGINX_AUTH_DIR/logins.map"
 )
 install -d -m 0700 "$ORTHWEB_STATE_DIR"
@@ -72,7 +72,7 @@ if [ -n "$orthanc_ns" ] && [ -n "$nginx_ns" ] && [ "$orthanc_ns" != "$nginx_ns" 
   stale=yes
 fi
 if [ -n "$stale" ] || ! current orthanc; then
-  log "Orthanc's database URI, logins or CA bundle differ from what it started with, or nginx's namespace changed: recreating Orthanc"
+  log "Orthanc's database URI, logins, CA bundle or host settings differ from what it started with, or nginx's namespace changed: recreating Orthanc"
   retry "recreate Orthanc" compose up --detach --no-deps --force-recreate orthanc
   record orthanc
 fi

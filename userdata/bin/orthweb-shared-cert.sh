@@ -23,15 +23,19 @@ install -d -m 0755 "$ORTHWEB_TLS_DIR"
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 
-# shared: the secret's JSON, or nothing when it has no value yet.
-shared() {
+# shared: the secret's JSON, or nothing when it has no value yet (other failures are retried).
+read_shared() {
   if aws secretsmanager get-secret-value --secret-id "$ORTHWEB_TLS_SECRET_ARN" \
     --query SecretString --output text 2>"$work/err"; then
     return 0
   fi
   grep -q "ResourceNotFoundException" "$work/err" && grep -q "AWSCURRENT" "$work/err" && return 0
   cat "$work/err" >&2
-  die "cannot read the shared certificate secret $ORTHWEB_TLS_SECRET_ARN"
+  return 1
+}
+shared() {
+  retry "read the shared certificate secret" read_shared ||
+    die "cannot read the shared certificate secret $ORTHWEB_TLS_SECRET_ARN"
 }
 
 # usable JSON: the certificate in JSON names the site and is valid for RENEW_DAYS more.
@@ -77,15 +81,19 @@ CONF
     -keyout "$work/key.pem" -out "$work/crt.pem" 2>/dev/null
   jq -n --rawfile certificate "$work/crt.pem" --rawfile key "$work/key.pem" \
     '{certificate: $certificate, key: $key}' >"$work/candidate.json"
-  if aws secretsmanager put-secret-value --secret-id "$ORTHWEB_TLS_SECRET_ARN" \
-    --client-request-token "$token" --secret-string "file://$work/candidate.json" >/dev/null 2>"$work/err"; then
-    log "offered a new shared certificate for $site ($generation)"
-  elif grep -q "ResourceExistsException" "$work/err"; then
-    log "another host renewed the shared certificate first ($generation): adopting it"
-  else
-    cat "$work/err" >&2
-    die "cannot store the shared certificate in $ORTHWEB_TLS_SECRET_ARN"
-  fi
+  # The same token with the same value succeeds again, so a retry after a lost answer is safe.
+  offer() {
+    if aws secretsmanager put-secret-value --secret-id "$ORTHWEB_TLS_SECRET_ARN" \
+      --client-request-token "$token" --secret-string "file://$work/candidate.json" >/dev/null 2>"$work/err"; then
+      log "offered a new shared certificate for $site ($generation)"
+    elif grep -q "ResourceExistsException" "$work/err"; then
+      log "another host renewed the shared certificate first ($generation): adopting it"
+    else
+      cat "$work/err" >&2
+      return 1
+    fi
+  }
+  retry "store the shared certificate" offer || die "cannot store the shared certificate in $ORTHWEB_TLS_SECRET_ARN"
   current=$(shared)
   usable "$current" || die "the shared certificate secret holds no usable certificate for $site"
 fi

@@ -90,7 +90,7 @@ def test_health_probe_reports_orthanc_answering_through_nginx_and_its_absence(ap
         return [json.loads(line) for line in app.nginx_access_log.read_text().splitlines()]
 
     before, mark = len(_health_values(app)), len(access_log())
-    app.host_step("orthweb-health")  # what orthweb-health.timer runs every minute
+    app.host_step("orthweb-probe")  # what orthweb-probe.timer runs every minute
     assert _health_values(app)[before:] == [1.0]
     # It went through nginx over HTTPS, logged in as the first admin, and Orthanc answered.
     wait_until("the probe's access log line", lambda: len(access_log()) > mark, timeout=10)
@@ -106,7 +106,7 @@ def test_health_probe_reports_orthanc_answering_through_nginx_and_its_absence(ap
     app.stop_orthanc()  # Orthanc down: nginx answers 502
     try:
         proc = subprocess.run(
-            [str(app.root / "sbin" / "orthweb-health")],
+            [str(app.root / "sbin" / "orthweb-probe")],
             env=app.script_env(),
             capture_output=True,
             text=True,

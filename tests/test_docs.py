@@ -1,0 +1,58 @@
+"""The README and docs/ stay true: every relative link and anchor resolves, generated tables match."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from orthweb_dev import emulator
+
+PROJECT_DIR = Path(__file__).resolve().parents[1]
+DOCUMENTS = [PROJECT_DIR / "README.md", *sorted((PROJECT_DIR / "docs").glob("*.md"))]
+# [text](target) and ![alt](target), skipping absolute URLs and mail links.
+_LINK = re.compile(r"!?\[[^\]]*\]\((?P<target>[^)\s]+)\)")
+_CODE_BLOCK = re.compile(r"^```.*?^```", re.S | re.M)
+
+
+def anchors(markdown: str) -> set[str]:
+    """GitHub's heading anchors (lower case, punctuation dropped except '-', spaces to '-') and
+    explicit ``<a id="...">`` anchors."""
+    found = set(re.findall(r'<a id="([^"]+)">', markdown))
+    for heading in re.findall(r"^#{1,6} (.+)$", _CODE_BLOCK.sub("", markdown), re.M):
+        text = re.sub(r"[`*_]|\[([^\]]*)\]\([^)]*\)", r"\1", heading.strip()).lower()
+        found.add(re.sub(r"[^\w\- ]", "", text).replace(" ", "-"))
+    return found
+
+
+def links(document: Path) -> list[str]:
+    text = _CODE_BLOCK.sub("", document.read_text())
+    return [m["target"] for m in _LINK.finditer(text) if not re.match(r"[a-z]+:", m["target"])]
+
+
+@pytest.mark.parametrize("document", DOCUMENTS, ids=lambda p: p.relative_to(PROJECT_DIR).as_posix())
+def test_every_relative_link_and_anchor_resolves(document: Path) -> None:
+    broken = []
+    for target in links(document):
+        path, _, anchor = target.partition("#")
+        file = (document.parent / path).resolve() if path else document
+        if not file.exists():
+            broken.append(f"{target}: no such file")
+        elif anchor and file.suffix == ".md" and anchor not in anchors(file.read_text()):
+            broken.append(f"{target}: no heading with that anchor")
+    assert not broken, f"{document.name}: " + "; ".join(broken)
+
+
+def test_anchors_follow_githubs_rules() -> None:
+    assert anchors("## Security notes, and the original's three vulnerabilities") == {
+        "security-notes-and-the-originals-three-vulnerabilities"
+    }
+    assert anchors('### Images in S3 (`storage = "s3"`)\n```\n# not a heading\n```') == {"images-in-s3-storage--s3"}
+
+
+def test_the_emulator_patches_table_is_the_one_the_emulator_prints() -> None:
+    doc = (PROJECT_DIR / "docs" / "demo.md").read_text()
+    assert emulator.patches_table() in doc, (
+        "docs/demo.md: paste `.venv/bin/python -m orthweb_dev.emulator --list-patches` over the patches table"
+    )

@@ -27,8 +27,8 @@ class PatchHost:
         (self.root / "services").write_text("".join(f"{s}\n" for s in services))
         (self.root / "reboothint").write_text("1" if reboot else "0")
 
-    def run(self) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([str(SCRIPT)], env=self.env, capture_output=True, text=True, check=False)
+    def run(self, *args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([str(SCRIPT), *args], env=self.env, capture_output=True, text=True, check=False)
 
     def calls(self) -> list[str]:
         log = self.root / "calls.log"
@@ -86,6 +86,29 @@ def test_security_updates_come_from_the_latest_release_and_restart_only_what_nee
     ]
     assert "orthweb: A newer release of Amazon Linux is available" in proc.stderr
     assert "no reboot needed" in proc.stderr
+
+
+def test_a_pinned_release_is_the_one_patched_to(host: PatchHost) -> None:
+    """patch_release names a release the operator has tested: its advisories, not latest's."""
+    env_file = Path(host.env["ORTHWEB_ENV_FILE"])
+    env_file.write_text(env_file.read_text() + "ORTHWEB_PATCH_RELEASE=2023.9.20251117\n")
+    host.needs_restarting()
+    assert host.run().returncode == 0
+    upgrades = [c for c in host.calls() if c.startswith("dnf upgrade")]
+    assert upgrades == ["dnf upgrade -y --security --releasever=2023.9.20251117"]
+
+
+def test_a_release_given_by_hand_wins_once_and_a_malformed_one_changes_nothing(host: PatchHost) -> None:
+    host.needs_restarting()
+    by_hand = host.run("2023.10.20260301")
+    assert by_hand.returncode == 0, by_hand.stderr
+    assert "dnf upgrade -y --security --releasever=2023.10.20260301" in host.calls()
+    calls_before = host.calls()
+    for malformed in ("2023; reboot", "2023.9x.20251117", "2023.9.2025111"):
+        bad = host.run(malformed)
+        assert bad.returncode != 0
+        assert "not an Amazon Linux 2023 release" in bad.stderr
+    assert host.calls() == calls_before
 
 
 def test_an_updated_docker_is_restarted_with_the_project_stopped(host: PatchHost) -> None:

@@ -116,6 +116,7 @@ BAD_INPUTS = [
         ["db_instance_class", "db.x2g.large", "alarm_email", "db.t*, db.m* or db.r*"],
     ),
     ({"patch_schedule": "Sunday 3am"}, {}, ["patch_schedule", "Sunday 3am", "Sun 03:00", "off"]),
+    ({"patch_release": "2023"}, {}, ["patch_release", "'2023'", "latest", "2023.9.20251117"]),
     ({}, {"ORTHWEB_PATCH_SCHEDULE": "25:00"}, ["patch_schedule", "ORTHWEB_PATCH_SCHEDULE", "HH:MM"]),
     ({"db_snapshot_identifier": "snap--1"}, {}, ["db_snapshot_identifier", "snap--1", "snapshot identifier or ARN"]),
     ({"ssh_key_name": "ops", "ssh_cidr": "0.0.0.0/0"}, {}, ["ssh_cidr", "0.0.0.0/0", "never opened"]),

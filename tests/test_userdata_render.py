@@ -81,6 +81,7 @@ VARIANTS = {
         alarm_email="pacs-ops@example.org",
         patch_schedule="Mon..Fri 02:30",
         patch_reboot=False,
+        patch_release="2023.9.20251117",
     ),
     "plain-http": Settings(https=False, web_cidrs=["10.0.0.0/8"], patch_schedule="off"),
 }
@@ -213,6 +214,9 @@ def test_health_probe_is_on_the_host_only_with_alarms_and_the_patch_timer_unless
         assert path not in written_files(render_user_data(Settings(), FACTS))
     assert "OnCalendar=Mon..Fri *-*-* 02:30:00 UTC" in on["/etc/systemd/system/orthweb-patch.timer"]["text"]
     assert "ORTHWEB_PATCH_REBOOT=false" in on["/etc/orthweb/orthweb.env"]["text"]
+    assert "ORTHWEB_PATCH_RELEASE=2023.9.20251117" in on["/etc/orthweb/orthweb.env"]["text"].splitlines()
+    default_env = written_files(render_user_data(Settings(), FACTS))["/etc/orthweb/orthweb.env"]["text"]
+    assert "ORTHWEB_PATCH_RELEASE=latest" in default_env.splitlines()
     off = written_files(render_user_data(VARIANTS["plain-http"], FACTS))
     assert "/etc/systemd/system/orthweb-patch.timer" not in off
     assert "/usr/local/sbin/orthweb-patch" in off  # for a patch run by hand: sudo orthweb-patch

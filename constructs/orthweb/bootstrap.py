@@ -180,6 +180,7 @@ def settings_values(settings: Settings) -> dict[str, str]:
         "patching": json.dumps(settings.patch_schedule != "off"),
         "patch_calendar": "" if settings.patch_schedule == "off" else systemd_calendar(settings.patch_schedule),
         "patch_reboot": json.dumps(settings.patch_reboot),
+        "patch_release": settings.patch_release,
     }
 
 

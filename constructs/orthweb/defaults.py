@@ -30,6 +30,7 @@ LOG_RETENTION_DAYS = 365
 # Security updates weekly, Sunday 03:00 UTC, rebooting only when the kernel or core libraries changed.
 PATCH_SCHEDULE = "Sun 03:00"
 PATCH_REBOOT = True
+PATCH_RELEASE = "latest"
 INTERFACE_ENDPOINTS: tuple[str, ...] = ()
 ENDPOINTS_IN_ALL_AZS = False
 ORTHANC_AET = "ORTHANC"

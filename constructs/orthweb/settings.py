@@ -86,6 +86,8 @@ _SNAPSHOT_RE = re.compile(
 )
 _DAY = "(Mon|Tue|Wed|Thu|Fri|Sat|Sun)"
 # `[DAYS ]HH:MM`: days as systemd writes them (Sun, Mon..Fri, Sat,Sun), the time in UTC.
+# An Amazon Linux 2023 release version, as `rpm -q system-release` and the release notes name it.
+_AL2023_RELEASE_RE = re.compile(r"^(latest|2023\.[0-9]+\.[0-9]{8})$")
 _PATCH_RE = re.compile(rf"^(?P<days>{_DAY}((\.\.|,){_DAY})* )?(?P<time>([01][0-9]|2[0-3]):[0-5][0-9])$")
 _HOSTNAME_RE = re.compile(r"^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*$")
 
@@ -403,6 +405,13 @@ class Settings(BaseModel):
         defaults.PATCH_REBOOT,
         description="Reboot after patching when the kernel or core libraries changed (a few minutes of downtime "
         "in the patch window); false leaves the reboot to you",
+    )
+    patch_release: Annotated[
+        str, _pattern(_AL2023_RELEASE_RE, "'latest' or an Amazon Linux 2023 release such as '2023.9.20251117'")
+    ] = Field(
+        defaults.PATCH_RELEASE,
+        description="Amazon Linux release whose security updates the host applies: 'latest', or a release you "
+        "have tested such as '2023.9.20251117' (AWS advises a tested release over latest; docs/operations.md)",
     )
     interface_endpoints: Annotated[list[str], _check(_endpoints)] = Field(
         default_factory=lambda: list(defaults.INTERFACE_ENDPOINTS),

@@ -1,17 +1,23 @@
 #!/bin/bash
 # In the patch window (orthweb-patch.timer, setting patch_schedule): applies Amazon Linux's
 # security updates in place, then restarts only what needs it. AL2023 locks its repositories to
-# the release the AMI came with, so a plain `dnf upgrade` finds nothing; --releasever=latest reads
-# the newest release's repositories, and --security keeps to the security advisories there
-# (Amazon Linux 2023 User Guide, "Deterministic upgrades through versioned repositories").
+# the release the AMI came with, so a plain `dnf upgrade` finds nothing; --releasever reads the
+# repositories of the release patch_release names (latest, or one the operator has tested, as AWS
+# advises), and --security keeps to the security advisories there (Amazon Linux 2023 User Guide,
+# "Deterministic upgrades through versioned repositories").
 # The container images do not change here: they are pinned by the settings.
 set -euo pipefail
 # shellcheck source=../lib/common.sh
 . "${ORTHWEB_LIB:-/usr/local/lib/orthweb}/common.sh"
 
-# Informational: a newer release exists (this lists it); the upgrade below takes its security fixes.
+# `orthweb-patch RELEASE` patches to another release once (to try one on a staging host).
+release=${1:-${ORTHWEB_PATCH_RELEASE:-latest}}
+[[ $release =~ ^(latest|2023\.[0-9]+\.[0-9]{8})$ ]] ||
+  die "not an Amazon Linux 2023 release: $release (use latest or a release such as 2023.9.20251117)"
+
+# Informational: a newer release exists (this lists it); the upgrade below takes the security fixes of $release.
 dnf check-release-update 2>&1 | sed 's/^/orthweb: /' >&2 || true
-retry "dnf upgrade --security --releasever=latest" dnf upgrade -y --security --releasever=latest
+retry "dnf upgrade --security --releasever=$release" dnf upgrade -y --security --releasever="$release"
 
 # Services running code that was just replaced (dnf needs-restarting, from dnf-plugins-core).
 # systemd, D-Bus and login sessions are not restarted in place: when they changed, needs-restarting

@@ -3,6 +3,7 @@ shellcheck, within EC2's size limit, and holding no secret."""
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import re
 import shutil
@@ -14,16 +15,18 @@ import pytest
 import yaml
 
 from orthweb.bootstrap import (
+    PEER_SOURCE_NETWORK,
     USER_DATA_LIMIT,
     USERDATA_DIR,
     HostFacts,
     compressed_size,
+    dicom_modalities,
     render_app,
     render_user_data,
     strip_comments,
     user_data_size,
 )
-from orthweb.settings import Settings, systemd_calendar
+from orthweb.settings import Settings, SettingsError, systemd_calendar
 from orthweb_dev.testing import require
 
 # The only environment a container gets (default settings): DCMTK socket tuning, the image's
@@ -75,7 +78,7 @@ VARIANTS = {
         plain_dicom_in_vpc=True,
         dicom_client_ca=CA_PEM,
         dicom_peers=PEERS,
-        dicom_cidrs=["192.0.2.0/28"],
+        dicom_cidrs=["203.0.113.0/24"],  # deprecated; with several peers, only a peer's own network
         web_users={"admin": "admin", "ann": "viewer", "upton": "uploader"},
         vpc_cidr="10.20.0.0/20",
         alarm_email="pacs-ops@example.org",
@@ -491,7 +494,8 @@ def test_orthanc_dicom_accepts_only_listed_peers_each_with_its_permissions(name:
     for peer in settings.dicom_peers:
         m = modalities[peer.aet]
         assert m["AET"] == peer.aet
-        assert m["Host"] == "127.0.0.1"  # nginx, the only address any peer reaches Orthanc from
+        # nginx connects from the loopback address of the caller's network: the AET's only address.
+        assert ipaddress.ip_address(m["Host"]) in PEER_SOURCE_NETWORK
         assert m["AllowEcho"] is True
         for permission in ("store", "find", "get", "move"):
             assert m[f"Allow{permission.capitalize()}"] is (permission in peer.permissions), (peer.aet, permission)
@@ -499,12 +503,49 @@ def test_orthanc_dicom_accepts_only_listed_peers_each_with_its_permissions(name:
         assert m["AllowStorageCommitment"] is False
 
 
+def stream_geo(nginx: str) -> dict[str, str]:
+    """The DICOM listeners' source map: caller network -> address nginx connects to Orthanc from."""
+    block = nginx[nginx.index("geo $dicom_peer_source {") :].split("}", maxsplit=1)[0]
+    return dict(re.findall(r"^\s*(\S+) (\S+);$", block, flags=re.M))
+
+
+def test_each_aet_is_bound_to_its_peers_network() -> None:
+    """A peer cannot call with the AET of a peer listed in another network: nginx connects to
+    Orthanc from its network's own loopback address, and that address is the AET's only Host."""
+    settings = VARIANTS["everything-on"]
+    rendered = render_app(settings)
+    modalities = json.loads(rendered["orthanc.json"])["DicomModalities"]
+    geo = stream_geo(rendered["nginx.conf"])
+    for peer in settings.dicom_peers:
+        assert geo[peer.cidr] == modalities[peer.aet]["Host"], peer.aet
+    # Different networks, different addresses; one network (CT01 and ARCHIVE), one address.
+    assert modalities["CT01"]["Host"] != modalities["WS-2"]["Host"]
+    assert modalities["CT01"]["Host"] == modalities["ARCHIVE"]["Host"]
+    # A caller of no peer's network reaches Orthanc from an address no modality has.
+    assert geo["default"] not in {m["Host"] for m in modalities.values()}
+    # Every DICOM listener (TLS, and plain DICOM from the VPC) connects from the mapped address.
+    for listen in ("listen 11112 ssl;", "listen 11113;"):
+        server = rendered["nginx.conf"].split(listen)[1].split("}")[0]
+        assert "proxy_bind $dicom_peer_source;" in server, listen
+
+
+def test_deprecated_dicom_cidrs_belong_to_the_only_peer_and_are_refused_with_several() -> None:
+    one = Settings(dicom_peers=PEERS[:1], dicom_cidrs=["192.0.2.0/28"])
+    geo = stream_geo(render_app(one)["nginx.conf"])
+    assert geo["192.0.2.0/28"] == geo["203.0.113.0/24"] == dicom_modalities(one)["CT01"]["Host"]
+    with pytest.raises(SettingsError, match=r"dicom_cidrs.*192\.0\.2\.0/28.*cannot say whose"):
+        Settings.load({"dicom_peers": [PEERS[0], PEERS[2]], "dicom_cidrs": ["192.0.2.0/28"]}, {})
+    # A network that already is a peer's adds nothing and is accepted with any number of peers.
+    assert Settings(dicom_peers=[PEERS[0], PEERS[2]], dicom_cidrs=["203.0.113.0/24"]).dicom_cidrs
+
+
 def test_c_move_goes_to_the_peer_through_a_loopback_tls_relay() -> None:
     rendered = render_app(VARIANTS["everything-on"])
     modalities = json.loads(rendered["orthanc.json"])["DicomModalities"]
     relay = modalities["WS-2"]["Port"]
     nginx = rendered["nginx.conf"]
-    block = nginx[nginx.index(f"listen 127.0.0.1:{relay};") :].split("}")[0]
+    # The relay listens where Orthanc sends the peer's C-MOVE: its modality's Host and Port.
+    block = nginx[nginx.index(f"listen {modalities['WS-2']['Host']}:{relay};") :].split("}")[0]
     assert "proxy_pass 198.51.100.5:11112;" in block
     assert "proxy_ssl on;" in block
     assert "proxy_ssl_verify on;" in block

@@ -24,6 +24,7 @@ at plan time, the same bytes on every machine, and cloud-init unpacks it.
 from __future__ import annotations
 
 import gzip
+import ipaddress
 import json
 import re
 from collections.abc import Mapping
@@ -48,6 +49,14 @@ ORTHANC_DICOM_PORT = 4242
 # C-MOVE relays: nginx listens on 127.0.0.1:(base + n) for the n-th peer granted move, and opens
 # DICOM TLS to that peer's host and port. Orthanc's modality entry for the peer points there.
 MOVE_RELAY_BASE_PORT = 11200
+# Orthanc sees every peer at the address nginx connects from. nginx connects from a loopback
+# address of the caller's network (stream `geo` + `proxy_bind`), and each peer's modality entry
+# names its network's address, so with DicomCheckModalityHost an AET is accepted only from the
+# network its peer was listed with. All of 127.0.0.0/8 is on the loopback interface: nothing to set up.
+PEER_SOURCE_NETWORK = ipaddress.IPv4Network("127.1.0.0/16")
+# Where nginx connects from when no peer's network holds the caller: no modality is there, so
+# Orthanc refuses every AET (nginx's allow list refuses such callers first).
+NO_PEER_SOURCE = "127.0.0.1"
 # A peer without move has no destination; Orthanc requires a port, and nothing listens on this
 # one in the namespace (the discard port), so Orthanc can send nothing to such a peer.
 NO_DESTINATION_PORT = 9
@@ -84,11 +93,28 @@ class HostFacts:
     site_name: str = ""
 
 
+def dicom_sources(settings: Settings) -> dict[str, str]:
+    """The loopback address nginx connects to Orthanc from, for each network DICOM may come from
+    (see ``PEER_SOURCE_NETWORK``): one per distinct peer cidr, in the peers' order, so peers that
+    share a network share an address; the deprecated ``dicom_cidrs`` networks belong to the only
+    peer (the settings refuse a network of no peer when there are several)."""
+    sources: dict[str, str] = {}
+    for peer in settings.dicom_peers:
+        sources.setdefault(peer.cidr, str(PEER_SOURCE_NETWORK[len(sources) + 1]))
+    if settings.dicom_peers:
+        only_peer = sources[settings.dicom_peers[0].cidr]
+        for cidr in settings.dicom_cidrs:
+            sources.setdefault(cidr, only_peer)
+    return sources
+
+
 def dicom_modalities(settings: Settings) -> dict[str, dict[str, object]]:
     """Orthanc's ``DicomModalities``: one entry per peer, keyed by AET, with exactly its permissions.
 
-    Every peer reaches Orthanc through nginx, so its address as Orthanc sees it is 127.0.0.1;
-    with ``DicomCheckModalityHost`` that refuses any association arriving from elsewhere."""
+    Every peer reaches Orthanc through nginx, from the loopback address of its network
+    (:func:`dicom_sources`); with ``DicomCheckModalityHost`` Orthanc accepts the AET from that
+    address only, so a peer cannot call with the AET of a peer listed in another network."""
+    sources = dicom_sources(settings)
     out: dict[str, dict[str, object]] = {}
     relay = MOVE_RELAY_BASE_PORT
     for peer in settings.dicom_peers:
@@ -97,7 +123,7 @@ def dicom_modalities(settings: Settings) -> dict[str, dict[str, object]]:
             port, relay = relay, relay + 1
         out[peer.aet] = {
             "AET": peer.aet,
-            "Host": "127.0.0.1",
+            "Host": sources[peer.cidr],
             "Port": port,
             "AllowEcho": True,
             "AllowStore": "store" in peer.permissions,
@@ -115,15 +141,22 @@ def _nginx_dicom_allow(settings: Settings) -> str:
     return "\n".join([*(f"allow {cidr};" for cidr in settings.dicom_ingress_cidrs), "deny all;"])
 
 
+def _nginx_dicom_sources(settings: Settings) -> str:
+    """The ``geo`` entries mapping each DICOM network to the address nginx connects from."""
+    return "\n".join(f"{cidr} {source};" for cidr, source in dicom_sources(settings).items())
+
+
 def _nginx_move_relays(settings: Settings) -> str:
-    """One loopback-only stream server per peer granted move (see ``MOVE_RELAY_BASE_PORT``)."""
+    """One loopback-only stream server per peer granted move (see ``MOVE_RELAY_BASE_PORT``), on
+    the address of the peer's network: the Host of its modality entry."""
+    sources = dicom_sources(settings)
     blocks = []
     peers = [p for p in settings.dicom_peers if "move" in p.permissions]
     for n, peer in enumerate(peers):
         blocks.append(
             f"# C-MOVE to {peer.aet}: Orthanc connects here; nginx opens DICOM TLS to the peer.\n"
             "server {\n"
-            f"  listen 127.0.0.1:{MOVE_RELAY_BASE_PORT + n};\n"
+            f"  listen {sources[peer.cidr]}:{MOVE_RELAY_BASE_PORT + n};\n"
             f"  proxy_pass {peer.host}:{peer.port};\n"
             "  proxy_ssl on;\n"
             "  proxy_ssl_protocols TLSv1.2 TLSv1.3;\n"
@@ -160,6 +193,8 @@ def settings_values(settings: Settings) -> dict[str, str]:
         "compose_plugin_version": COMPOSE_PLUGIN_VERSION,
         "dicom_modalities": json.dumps(dicom_modalities(settings)),
         "dicom_allow": _nginx_dicom_allow(settings),
+        "dicom_sources": _nginx_dicom_sources(settings),
+        "no_peer_source": NO_PEER_SOURCE,
         "move_relays": _nginx_move_relays(settings),
         "web_user_roles": _lua_roles(settings),
         # Admins first: orthweb-secrets writes Orthanc's users in this order, and the image's

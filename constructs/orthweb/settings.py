@@ -352,8 +352,8 @@ class Settings(BaseModel):
     )
     dicom_cidrs: Annotated[list[str], _check(_cidr_list)] = Field(
         default_factory=lambda: list(defaults.DICOM_CIDRS),
-        description="Deprecated (use `dicom_peers`): extra CIDRs allowed to reach DICOM TLS (11112); "
-        "needs at least one peer in `dicom_peers`",
+        description="Deprecated (use `dicom_peers`): extra CIDRs from which the only peer of `dicom_peers` "
+        "may also call DICOM TLS (11112); with several peers, only networks that are already a peer's",
     )
     instance_type: Annotated[str, _check(_instance_type)] = Field(
         defaults.INSTANCE_TYPE, description="EC2 instance type of the Orthanc host (Graviton by default)"
@@ -520,6 +520,14 @@ class Settings(BaseModel):
             raise _Refusal(
                 f"setting 'dicom_cidrs' ({self.dicom_cidrs!r}) opens the network but no AET may associate: "
                 "name each peer in 'dicom_peers' with its AET, cidr and permissions (dicom_cidrs is deprecated)"
+            )
+        peer_networks = {p.cidr for p in self.dicom_peers}
+        extra = [c for c in self.dicom_cidrs if c not in peer_networks]
+        if extra and len(self.dicom_peers) > 1:
+            raise _Refusal(
+                f"setting 'dicom_cidrs' holds {extra[0]!r}, no peer's network, and with {len(self.dicom_peers)} "
+                "peers it cannot say whose it is: each AET is accepted only from its own peer's cidr, so give "
+                "that network to the peer that calls from it in 'dicom_peers' (dicom_cidrs is deprecated)"
             )
         self._check_scaling()
         if self.alarm_email and capacity.class_memory_gib(self.db_instance_class) is None:

@@ -51,6 +51,7 @@ from orthweb.bootstrap import (
     ORTHANC_HTTP_PORT,
     USERDATA_DIR,
     HostFacts,
+    dicom_sources,
     render_app,
     render_file,
     template_values,
@@ -113,9 +114,9 @@ HOST_DIFFERENCES: dict[str, tuple[str, str, str]] = {
     ),
     "orthanc_temporary_dir": ("orthanc.json TemporaryDirectory", "/var/lib/orthanc/tmp (volume)", "<tmp>/orthanc-tmp"),
     "move_relays": (
-        "orthanc.json DicomModalities Port of peers with move; nginx.conf listen 127.0.0.1:112xx",
+        "orthanc.json DicomModalities Port of peers with move; nginx.conf listen 127.1.x.y:112xx",
         f"{MOVE_RELAY_BASE_PORT}+n in the shared namespace",
-        "127.0.0.1:<free port>",
+        "the same 127.1.x.y, on a free port",
     ),
     "db_endpoint": ("DB URI host:port (from orthweb.env)", "RDS endpoint:5432", "127.0.0.1:<free port>"),
     "db_ca": ("DB URI sslrootcert", HOST_RDS_CA + " (RDS CA bundle)", "<tmp>/etc/tls/rds-ca.pem (test CA)"),
@@ -496,9 +497,12 @@ class AppHost:
         ]
         if self.settings.plain_dicom_in_vpc:
             subs.append((r"^(\s*)listen 11113;", rf"\1listen 127.0.0.1:{p['nginx_plain_dicom']};"))
-        for n in range(self._move_peers()):
+        sources = dicom_sources(self.settings)
+        movers = [peer for peer in self.settings.dicom_peers if "move" in peer.permissions]
+        for n, peer in enumerate(movers):
+            source = sources[peer.cidr]
             subs.append(
-                (rf"listen 127\.0\.0\.1:{MOVE_RELAY_BASE_PORT + n};", f"listen 127.0.0.1:{p[f'move_relay_{n}']};")
+                (rf"listen {re.escape(source)}:{MOVE_RELAY_BASE_PORT + n};", f"listen {source}:{p[f'move_relay_{n}']};")
             )
         if os.geteuid() != 0:  # only root can switch the workers to another user
             subs.append((r"^user nginx;\n", ""))

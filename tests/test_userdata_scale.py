@@ -1,12 +1,18 @@
 """The user data and application files for images in S3 and for several hosts: valid for cloud-init,
-compose, shellcheck and systemd; only Orthanc gets the S3 session; the default rendering keeps none
-of it (docs/scaling.md)."""
+compose, shellcheck and systemd; the balancer's health check logs in as an admin; only Orthanc gets
+the S3 session; the default rendering keeps none of it (docs/scaling.md)."""
 
 from __future__ import annotations
 
+import base64
 import json
+import shlex
 import shutil
 import subprocess
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -181,6 +187,84 @@ def test_health_units_pass_systemd_analyze_verify(tmp_path: Path) -> None:
     service = (tmp_path / "orthweb-health@.service").read_text()
     for hardening in ("NoNewPrivileges=yes", "ProtectSystem=strict", "CapabilityBoundingSet=\n"):
         assert hardening in service, hardening
+
+
+@contextmanager
+def orthanc_roles(roles: dict[str, str], passwords: dict[str, str]) -> Iterator[tuple[int, list[tuple[str, str]]]]:
+    """A stand-in for nginx and Orthanc on loopback: ``GET /changes`` answers 200 to an admin's right
+    login, 403 to any other user's (orthanc-roles.lua), 401 to a wrong login. Yields its port and
+    each request's (login, user agent)."""
+    seen: list[tuple[str, str]] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            auth = self.headers.get("Authorization", "")
+            login = base64.b64decode(auth.removeprefix("Basic ")).decode() if auth.startswith("Basic ") else ""
+            seen.append((login, self.headers.get("User-Agent", "")))
+            user, _, password = login.partition(":")
+            if self.path != "/changes?last" or passwords.get(user) != password:
+                status = 401
+            else:
+                status = 200 if roles[user] == "admin" else 403
+            self.send_response(status)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield server.server_address[1], seen
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
+
+
+def test_the_health_check_logs_in_as_an_admin_whatever_the_names_and_passwords(tmp_path: Path) -> None:
+    # A viewer named "admin" and an admin named otherwise: /changes is for admins only.
+    roles = {"admin": "viewer", "boss": "admin"}
+    settings = Settings(hosts=2, **MANY, web_users=roles)
+    written = files(settings)
+    script = tmp_path / "orthweb-health"
+    script.write_text(written["/usr/local/sbin/orthweb-health"]["content"])
+    script.chmod(0o700)
+    # The users file as orthweb-secrets writes it: in ORTHWEB_WEB_USERS order, the passwords generated.
+    env_line = next(
+        line
+        for line in written["/etc/orthweb/orthweb.env"]["content"].splitlines()
+        if line.startswith("ORTHWEB_WEB_USERS=")
+    )
+    order = shlex.split(env_line.partition("=")[2])[0].split()
+    # Passwords a config file could break on: a quote, a backslash, a space, a comment sign.
+    passwords = {"admin": "viewer-pass", "boss": 'a"b\\c d#e\\'}
+    secrets = tmp_path / "secrets"
+    secrets.mkdir()
+    (secrets / "ORTHANC__REGISTERED_USERS").write_text(json.dumps({name: passwords[name] for name in order}))
+    with orthanc_roles(roles, passwords) as (port, seen):
+        run = subprocess.run(
+            [str(script)],
+            input=b"GET /healthz HTTP/1.1\r\nHost: 10.0.0.1:8099\r\nUser-Agent: ELB-HealthChecker/2.0\r\n\r\n",
+            env={
+                "PATH": "/usr/bin:/bin",
+                "ORTHWEB_ENV_FILE": str(tmp_path / "none.env"),
+                "ORTHWEB_LIB": str(USERDATA_DIR / "lib"),
+                "ORTHWEB_ETC": str(tmp_path),
+                "ORTHWEB_REGION": "eu-west-1",
+                "ORTHWEB_SITE_NAME": "localhost",
+                "ORTHWEB_WEB_PORT": str(port),
+                "ORTHWEB_HTTPS": "false",
+            },
+            capture_output=True,
+            timeout=30,
+            check=False,
+        )
+    assert run.returncode == 0, run.stderr.decode()
+    assert run.stdout.decode().startswith("HTTP/1.1 200 OK\r\n"), (run.stdout, seen)
+    assert seen == [(f"boss:{passwords['boss']}", "orthweb-health")]
 
 
 def test_compose_validates(tmp_path: Path, variant: Settings) -> None:

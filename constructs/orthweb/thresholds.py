@@ -10,8 +10,9 @@ from dataclasses import dataclass
 
 from orthweb import capacity
 
-# The host's health probe (userdata/bin/orthweb-health.sh) publishes this metric every minute:
-# 1 when Orthanc answered through nginx over HTTPS, 0 when it did not.
+# The host's health probe (userdata/bin/orthweb-probe.sh, run by orthweb-probe.timer) publishes this
+# metric every minute: 1 when Orthanc answered through nginx (over HTTPS unless https is off), 0 when
+# it did not.
 HEALTH_NAMESPACE = "Orthweb"
 HEALTH_METRIC = "ApplicationHealthy"
 

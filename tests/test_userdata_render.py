@@ -248,7 +248,7 @@ def test_user_data_holds_no_secret(variant: tuple[str, Settings], for_terraform:
         for pattern in SECRET_PATTERNS:
             assert not pattern.search(text), f"{pattern.pattern} found in rendered user data"
     compose = yaml.safe_load(written_files(user_data)["/etc/orthweb/docker-compose.yml"]["text"])
-    # The only environment is the allow-listed, non-secret socket tuning; secrets travel as files.
+    # The only environment is the allow-listed, non-secret one above; secrets travel as files.
     assert all("env_file" not in svc for svc in compose["services"].values())
     assert {name: svc.get("environment", {}) for name, svc in compose["services"].items()} == {
         "orthanc": NON_SECRET_ENVIRONMENT,

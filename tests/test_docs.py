@@ -8,6 +8,8 @@ from pathlib import Path
 import pytest
 
 from orthweb_dev import emulator
+from orthweb_dev.fleet_harness import FLEET_DIFFERENCES
+from orthweb_dev.harness import HOST_DIFFERENCES
 
 PROJECT_DIR = Path(__file__).resolve().parents[1]
 DOCUMENTS = [PROJECT_DIR / "README.md", *sorted((PROJECT_DIR / "docs").glob("*.md"))]
@@ -56,3 +58,26 @@ def test_the_emulator_patches_table_is_the_one_the_emulator_prints() -> None:
     assert emulator.patches_table() in doc, (
         "docs/demo.md: paste `.venv/bin/python -m orthweb_dev.emulator --list-patches` over the patches table"
     )
+
+
+def table_after(markdown: str, marker: str) -> list[str]:
+    """The body rows of the first table after ``marker`` (its header and rule skipped)."""
+    lines = markdown[markdown.index(marker) :].splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("| "))
+    rows = []
+    for line in lines[start + 2 :]:
+        if not line.startswith("| "):
+            break
+        rows.append(line)
+    return rows
+
+
+@pytest.mark.parametrize(
+    ("name", "differences"), [("HOST_DIFFERENCES", HOST_DIFFERENCES), ("FLEET_DIFFERENCES", FLEET_DIFFERENCES)]
+)
+def test_the_harness_difference_tables_list_exactly_what_the_code_does(
+    name: str, differences: dict[str, tuple[str, str, str]]
+) -> None:
+    doc = (PROJECT_DIR / "docs" / "app-harness.md").read_text()
+    expected = [f"| {what} | {on_aws} | {in_harness} |" for what, on_aws, in_harness in differences.values()]
+    assert table_after(doc, f"`{name}`") == expected, f"docs/app-harness.md: the table after `{name}` must list it"

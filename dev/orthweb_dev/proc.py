@@ -4,6 +4,7 @@ demo, the tests and the benchmarks use."""
 from __future__ import annotations
 
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -17,9 +18,33 @@ class ProcessError(RuntimeError):
     """A command or a server did not do what was asked; the message carries its output or log tail."""
 
 
+# Below the kernel's ephemeral range (ip_local_port_range, 32768-60999 by default): a port
+# chosen there cannot be handed to some process's outgoing connection between the moment it is
+# found free and the moment the server binds it (it happened: Orthanc's DICOM port, taken by a
+# client of another test run). Other listeners can still take it; the window is short.
+_LISTEN_PORTS = (20000, 32767)
+
+
+def ephemeral_low(default: int = 32768) -> int:
+    """The first port of the kernel's ephemeral range (what it gives outgoing connections)."""
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return default
+
+
 def free_port() -> int:
-    """A TCP port that is free on 127.0.0.1 right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+    """A TCP port free on 127.0.0.1 right now, outside the kernel's ephemeral range."""
+    low, high = _LISTEN_PORTS[0], min(_LISTEN_PORTS[1], ephemeral_low() - 1)
+    candidates = random.sample(range(low, high + 1), k=min(200, high - low + 1)) if high > low else []
+    for port in candidates:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:  # no room below: the kernel's choice
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
 

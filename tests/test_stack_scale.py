@@ -161,6 +161,33 @@ def test_only_the_image_store_role_reads_or_writes_images_and_only_through_the_v
     assert not any(s["Effect"] == "Allow" for s in statements.values())
 
 
+def test_the_image_store_role_cannot_delete_images_from_outside_the_vpc(with_bucket: Synth) -> None:
+    """Credentials taken from Orthanc delete nothing anywhere else: every delete the role could
+    make (a version or the current object) is refused unless it comes through the VPC's S3
+    endpoint. The account's administrators keep deleting for a teardown (no principal but the role
+    is named)."""
+    statements = _bucket_policy(with_bucket)
+    _, role = _role(with_bucket, "Images_AccessRole")
+    endpoint = _name(with_bucket, "aws_vpc_endpoint", lambda e: e["service_name"].endswith(".s3"))
+    objects = _bucket_ref(with_bucket, "arn") + "/*"
+
+    outside_the_vpc = {"aws:SourceVpce": ref("aws_vpc_endpoint", endpoint, "id")}
+
+    def covers(statement: dict[str, Any], action: str) -> bool:
+        actions = [statement["Action"]] if isinstance(statement["Action"], str) else statement["Action"]
+        return any(a == action or (a.endswith("*") and action.startswith(a[:-1])) for a in actions)
+
+    for action in ("s3:DeleteObject", "s3:DeleteObjectVersion"):
+        refusals = [
+            s for s in statements.values()
+            if s["Effect"] == "Deny" and s["Principal"] == "*" and s["Resource"] == objects and covers(s, action)
+            and s["Condition"].get("StringNotEquals") == outside_the_vpc
+        ]  # fmt: skip
+        assert refusals, f"{action} by the image-store role is not refused outside the VPC"
+        for refusal in refusals:
+            assert refusal["Condition"]["ArnEquals"]["aws:PrincipalArn"].endswith(f":role/{role['name']}")
+
+
 def test_the_image_store_role_does_exactly_the_plugins_object_actions_and_uses_the_key_through_s3(
     with_bucket: Synth,
 ) -> None:

@@ -44,6 +44,10 @@ from orthweb.policy import grant, policy_document
 OBJECT_ACTIONS = ("s3:PutObject", "s3:GetObject", "s3:DeleteObject")
 # Object content, refused to every principal but the image-store role (and to it outside the VPC).
 CONTENT_ACTIONS = ("s3:GetObject*", "s3:PutObject*", "s3:RestoreObject", "s3:ReplicateObject")
+# Deleting an image (its current version, or any version for good). Refused to the image-store role
+# outside the VPC, so its credentials, taken from Orthanc, delete nothing from anywhere else; not to
+# the account's administrators, who delete through IAM for a teardown.
+DELETE_ACTIONS = ("s3:DeleteObject", "s3:DeleteObjectVersion")
 # Deleted or overwritten images stay recoverable this long as noncurrent versions.
 NONCURRENT_DAYS = 30
 # Sessions the hosts hand to Orthanc last one hour (the host renews them well before).
@@ -64,7 +68,8 @@ class ImageBucket(Construct):
       aborted after a day; expired delete markers are removed.
     - The bucket policy refuses plain HTTP to everyone; refuses every request from outside this
       account; and refuses reading or writing image content to every principal but the image-store
-      role, and to that role too unless the request comes through this VPC's S3 endpoint, so its
+      role, and to that role too unless the request comes through this VPC's S3 endpoint; it refuses
+      that role deleting images (a version or the current object) outside the endpoint too, so its
       credentials are useless anywhere else. The account's administrators keep the bucket's
       administration (policy, lifecycle, listing, and deleting for a teardown) through IAM; they
       read images through Orthanc, like everyone else.
@@ -210,6 +215,15 @@ class ImageBucket(Construct):
                 list(CONTENT_ACTIONS),
                 objects,
                 {"StringNotEquals": {"aws:SourceVpce": s3_endpoint_id}},
+            ),
+            deny(
+                "DenyImageDeletesByOrthancOutsideTheVpc",
+                list(DELETE_ACTIONS),
+                objects,
+                {
+                    "ArnEquals": {"aws:PrincipalArn": self.access_role_arn},
+                    "StringNotEquals": {"aws:SourceVpce": s3_endpoint_id},
+                },
             ),
         ]
         return json.dumps({"Version": "2012-10-17", "Statement": statements})

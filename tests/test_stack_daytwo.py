@@ -76,6 +76,22 @@ def test_key_policy_lets_cloudwatch_alarms_use_the_key_for_the_encrypted_topic(v
     assert sorted(statement["Action"]) == ["kms:Decrypt", "kms:GenerateDataKey*"]
 
 
+def test_only_this_deployments_alarms_may_have_cloudwatch_use_the_key(variant: Synth) -> None:
+    """CloudWatch is a confused deputy without a source condition: any account's alarm could make
+    it use this key. The grant holds only for alarms of this account named like this deployment's,
+    exactly the alarms the topic policy accepts."""
+    conditions = _key_statements(variant)["CloudWatchAlarmsPublishToEncryptedTopics"]["Condition"]
+    account = conditions["StringEquals"]["aws:SourceAccount"]
+    assert account.startswith("${data.aws_caller_identity.")
+    alarms_pattern = conditions["ArnLike"]["aws:SourceArn"]
+    assert alarms_pattern.endswith(f":cloudwatch:{variant['provider']['aws'][0]['region']}:{account}:alarm:pacs-test-*")
+    topic_policy = policy(only(variant, "aws_sns_topic_policy")["policy"])["Statement"]
+    publish = next(s for s in topic_policy if s["Sid"] == "ThisDeploymentsAlarmsPublish")
+    assert conditions == publish["Condition"]
+    for alarm in resources(variant, "aws_cloudwatch_metric_alarm").values():
+        assert alarm["alarm_name"].startswith("pacs-test-")
+
+
 def test_every_alarm_is_synthesized_as_specified_and_notifies_on_alarm_and_recovery(variant: Synth) -> None:
     alarms = {a["alarm_name"]: a for a in resources(variant, "aws_cloudwatch_metric_alarm").values()}
     specs = thresholds.alarm_specs(

@@ -42,16 +42,16 @@ class Alarms(Construct):
     ) -> None:
         super().__init__(scope, id_)
         self.name_prefix = name_prefix
-        encryption.allow_alarm_notifications()
+        alarms_of_this_deployment = (
+            f"arn:{encryption.partition}:cloudwatch:{region}:{encryption.account_id}:alarm:{name_prefix}-*"
+        )
+        encryption.allow_alarm_notifications(alarms_of_this_deployment)
         self.topic = SnsTopic(
             self,
             "Topic",
             name=f"{name_prefix}-alarms",
             display_name=f"{name_prefix} alarms",
             kms_master_key_id=encryption.key_arn,
-        )
-        alarms_of_this_deployment = (
-            f"arn:{encryption.partition}:cloudwatch:{region}:{encryption.account_id}:alarm:{name_prefix}-*"
         )
         SnsTopicPolicy(
             self,

@@ -95,14 +95,23 @@ class Encryption(Construct):
         self.key_arn: str = self.key.arn
         self.key_id: str = self.key.key_id
 
-    def allow_alarm_notifications(self) -> None:
-        """Let CloudWatch alarms publish to SNS topics that this key encrypts.
+    def allow_alarm_notifications(self, alarms_arn_pattern: str) -> None:
+        """Let the CloudWatch alarms matching ``alarms_arn_pattern`` (this account's) publish to SNS
+        topics that this key encrypts.
 
         An alarm publishes as the service principal cloudwatch.amazonaws.com, which needs the data
         key of the encrypted topic: kms:GenerateDataKey* and kms:Decrypt, as the Amazon SNS
-        Developer Guide documents for AWS services publishing to encrypted topics. Only topics
-        encrypted with this key are concerned, and the stack's topic accepts only this account's
-        alarms (its topic policy).
+        Developer Guide documents for AWS services publishing to encrypted topics. A service
+        principal acts for every account, so the grant holds only when CloudWatch acts for an alarm
+        of this account (aws:SourceAccount) named like this deployment's (aws:SourceArn), the same
+        alarms the topic policy accepts: no other account's alarm can make CloudWatch use the key
+        (the confused deputy). The Amazon SNS Developer Guide, "Enable compatibility between event
+        sources from AWS services and encrypted topics"
+        (https://docs.aws.amazon.com/sns/latest/dg/sns-key-management.html#compatibility-with-aws-services),
+        shows these source conditions in the key policy; AWS's Modern Data Architecture
+        Accelerator grants CloudWatch alarms the key the same way and notes the conditions are
+        supported for them (unlike EventBridge, whose KMS requests carry no source keys)
+        (https://aws.github.io/modern-data-architecture-accelerator/typedocs/functions/_aws-mdaa_cloudwatch-constructs.grantCloudWatchAlarmsTopicAccess.html).
         """
         self._statements.append(
             {
@@ -110,6 +119,10 @@ class Encryption(Construct):
                 "Principal": {"Service": "cloudwatch.amazonaws.com"},
                 "Action": ["kms:Decrypt", "kms:GenerateDataKey*"],
                 "Resource": "*",
+                "Condition": {
+                    "StringEquals": {"aws:SourceAccount": self.account_id},
+                    "ArnLike": {"aws:SourceArn": alarms_arn_pattern},
+                },
             }
         )
         self.key.policy = policy_document(*self._statements)

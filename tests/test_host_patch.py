@@ -30,6 +30,13 @@ class PatchHost:
     def run(self, *args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run([str(SCRIPT), *args], env=self.env, capture_output=True, text=True, check=False)
 
+    def systemctl_fails(self, *command_lines: str) -> None:
+        (self.root / "systemctl-failures").write_text("".join(f"{c}\n" for c in command_lines))
+
+    def several_hosts(self) -> None:
+        env_file = Path(self.env["ORTHWEB_ENV_FILE"])
+        env_file.write_text(env_file.read_text() + "ORTHWEB_MULTI_HOST=true\n")
+
     def calls(self) -> list[str]:
         log = self.root / "calls.log"
         return log.read_text().splitlines() if log.exists() else []
@@ -55,8 +62,14 @@ case "$*" in
 esac
 """
     )
-    for tool in ("systemctl", "docker"):
-        (bin_dir / tool).write_text(f'#!/bin/sh\necho "{tool} $*" >> {log}\n')
+    # systemctl fails (status 1) for the command lines listed in systemctl-failures.
+    (bin_dir / "systemctl").write_text(
+        f"""#!/bin/bash
+echo "systemctl $*" >> {log}
+if grep -qxF -- "$*" {tmp_path}/systemctl-failures 2>/dev/null; then echo "Job for $* failed." >&2; exit 1; fi
+"""
+    )
+    (bin_dir / "docker").write_text(f'#!/bin/sh\necho "docker $*" >> {log}\n')
     for tool in ("dnf", "systemctl", "docker"):
         (bin_dir / tool).chmod(0o755)
     env_file = tmp_path / "orthweb.env"
@@ -119,6 +132,62 @@ def test_an_updated_docker_is_restarted_with_the_project_stopped(host: PatchHost
     assert calls[restart - 1] == "systemctl stop orthweb.service"
     assert calls[restart + 1] == "systemctl start orthweb.service"
     assert not any("try-restart" in c for c in calls)
+
+
+def test_the_project_comes_back_up_even_when_restarting_docker_fails(host: PatchHost) -> None:
+    """The project was stopped cleanly, so systemd would never start it again by itself: the patch
+    step starts it whatever the restart did, then fails so the unit shows it."""
+    host.needs_restarting("docker.service")
+    host.systemctl_fails("restart containerd.service docker.service")
+    proc = host.run()
+    assert proc.returncode != 0
+    calls = host.calls()
+    restart = calls.index("systemctl restart containerd.service docker.service")
+    assert calls[restart - 1] == "systemctl stop orthweb.service"
+    assert "systemctl start orthweb.service" in calls[restart + 1 :]
+    assert "restarting Docker failed" in proc.stderr
+
+
+def test_with_several_hosts_docker_is_never_restarted_in_place_and_the_group_is_rolled_instead(
+    host: PatchHost,
+) -> None:
+    """A Docker restart fails the load balancer's health checks and the group replaces the host;
+    hosts patch together: the update waits for the rolling replacement the runbook describes."""
+    host.several_hosts()
+    host.needs_restarting("docker.service", "containerd.service", "chronyd.service")
+    proc = host.run()
+    assert proc.returncode == 0, proc.stderr
+    calls = host.calls()
+    assert "systemctl try-restart chronyd.service" in calls  # ordinary services still restart
+    assert not any(
+        "docker" in c or "containerd" in c or "orthweb.service" in c for c in calls if c.startswith("systemctl")
+    )
+    assert "Docker was updated: not restarted in place" in proc.stderr
+    assert "instance refresh" in proc.stderr
+    assert (host.root / "state" / "reboot-required").exists()
+
+
+def test_with_several_hosts_a_new_kernel_never_reboots_in_place(host: PatchHost) -> None:
+    """patch_reboot concerns a single host: with several, a reboot in the shared window is an outage."""
+    host.several_hosts()
+    host.needs_restarting(reboot=True)
+    proc = host.run()
+    assert proc.returncode == 0, proc.stderr
+    assert "systemctl reboot" not in host.calls()
+    assert "not rebooting in place" in proc.stderr
+    assert "instance refresh" in proc.stderr
+    assert (host.root / "state" / "reboot-required").exists()
+
+
+def test_the_reboot_marker_says_what_waits_and_goes_once_nothing_does(host: PatchHost) -> None:
+    host.several_hosts()
+    marker = host.root / "state" / "reboot-required"
+    host.needs_restarting("docker.service", reboot=True)
+    assert host.run().returncode == 0
+    assert marker.read_text().splitlines() == ["Docker was updated", "the kernel or core libraries were updated"]
+    host.needs_restarting("chronyd.service")  # the group was rolled: this host runs the new AMI
+    assert host.run().returncode == 0
+    assert not marker.exists()
 
 
 def test_a_new_kernel_reboots_the_host_in_the_window(host: PatchHost) -> None:

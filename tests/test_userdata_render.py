@@ -88,6 +88,7 @@ VARIANTS = {
     ),
     "plain-http": Settings(https=False, web_cidrs=["10.0.0.0/8"], patch_schedule="off"),
 }
+SEVERAL_HOSTS = Settings(storage="s3", hosts=3, db_multi_az=True, endpoints_in_all_azs=True)
 SCRIPTS = [*sorted((USERDATA_DIR / "bin").glob("*.sh")), USERDATA_DIR / "lib" / "common.sh"]
 
 
@@ -225,6 +226,44 @@ def test_health_probe_is_on_the_host_only_with_alarms_and_the_patch_timer_unless
     assert "/usr/local/sbin/orthweb-patch" in off  # for a patch run by hand: sudo orthweb-patch
 
 
+def _timer(files: dict[str, dict[str, Any]]) -> dict[str, str]:
+    """The [Timer] section of the patch timer, key by key."""
+    section, out = "", {}
+    for line in files["/etc/systemd/system/orthweb-patch.timer"]["text"].splitlines():
+        if line.startswith("["):
+            section = line
+        elif section == "[Timer]" and "=" in line:
+            key, value = line.split("=", 1)
+            out[key] = value
+    return out
+
+
+def _seconds(span: str) -> int:
+    """A systemd time span such as 10min or 1h, in seconds."""
+    match = re.fullmatch(r"(\d+)(min|h)", span)
+    assert match, span
+    return int(match[1]) * {"min": 60, "h": 3600}[match[2]]
+
+
+def test_several_hosts_patch_each_at_its_own_fixed_offset_in_an_hour() -> None:
+    """Hosts behind one load balancer must not patch together: each takes a fixed offset drawn from
+    its machine ID (FixedRandomDelay) across an hour, the same every week; the patch step learns it
+    is one of several, so it never restarts Docker nor reboots in place."""
+    files = written_files(render_user_data(SEVERAL_HOSTS, FACTS))
+    timer = _timer(files)
+    assert timer["FixedRandomDelay"] == "true"
+    assert _seconds(timer["RandomizedDelaySec"]) >= 3600
+    assert "ORTHWEB_MULTI_HOST=true" in files["/etc/orthweb/orthweb.env"]["text"].splitlines()
+
+
+def test_one_host_patches_early_in_its_window() -> None:
+    files = written_files(render_user_data(Settings(), FACTS))
+    timer = _timer(files)
+    assert timer.get("FixedRandomDelay", "false") == "false"
+    assert _seconds(timer["RandomizedDelaySec"]) <= 600
+    assert "ORTHWEB_MULTI_HOST=false" in files["/etc/orthweb/orthweb.env"]["text"].splitlines()
+
+
 def test_dicom_client_ca_reaches_the_host_only_when_set() -> None:
     files = written_files(render_user_data(VARIANTS["everything-on"], FACTS))
     assert files["/etc/orthweb/tls/dicom-client-ca.pem"]["text"] == CA_PEM
@@ -321,6 +360,16 @@ def test_systemd_units_pass_systemd_analyze_verify(tmp_path: Path, variant: tupl
     units = _host_root(tmp_path, written_files(render_user_data(variant[1], FACTS)))
     run = subprocess.run([analyze, "verify", f"--root={tmp_path}", *units], capture_output=True, text=True, check=False)
     # A bad setting, a missing executable or an unknown key each print a line here.
+    assert run.returncode == 0, run.stderr
+    assert run.stderr.strip() == ""
+
+
+def test_several_hosts_units_pass_systemd_analyze_verify(tmp_path: Path) -> None:
+    """FixedRandomDelay= is systemd 247's (AL2023 has 252): a systemd that knew no such key would say so here."""
+    analyze = require("systemd-analyze", "systemd")
+    units = _host_root(tmp_path, written_files(render_user_data(SEVERAL_HOSTS, FACTS)))
+    assert "orthweb-patch.timer" in units
+    run = subprocess.run([analyze, "verify", f"--root={tmp_path}", *units], capture_output=True, text=True, check=False)
     assert run.returncode == 0, run.stderr
     assert run.stderr.strip() == ""
 

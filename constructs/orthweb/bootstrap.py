@@ -174,6 +174,11 @@ def _lua_roles(settings: Settings) -> str:
     return "\n".join(f'["{name}"] = "{role}",' for name, role in settings.web_users.items())
 
 
+# How far past the patch window's start a host's patch run may begin (systemd time spans).
+PATCH_SPREAD_ONE_HOST = "10min"
+PATCH_SPREAD_SEVERAL_HOSTS = "1h"
+
+
 def settings_values(settings: Settings) -> dict[str, str]:
     """The values that come from settings alone: enough for the application files."""
     return {
@@ -215,6 +220,11 @@ def settings_values(settings: Settings) -> dict[str, str]:
         "patching": json.dumps(settings.patch_schedule != "off"),
         "patch_calendar": "" if settings.patch_schedule == "off" else systemd_calendar(settings.patch_schedule),
         "patch_reboot": json.dumps(settings.patch_reboot),
+        # One host patches within minutes of the window's start. Hosts behind the load balancer
+        # each take a fixed offset in an hour, drawn from the machine ID (systemd's
+        # FixedRandomDelay), so they do not patch at the same moment (docs/operations.md, Patching).
+        "patch_random_delay": PATCH_SPREAD_SEVERAL_HOSTS if settings.multi_host else PATCH_SPREAD_ONE_HOST,
+        "patch_fixed_delay": json.dumps(settings.multi_host),
         "patch_release": settings.patch_release,
     }
 

@@ -403,8 +403,9 @@ class Settings(BaseModel):
     )
     patch_reboot: bool = Field(
         defaults.PATCH_REBOOT,
-        description="Reboot after patching when the kernel or core libraries changed (a few minutes of downtime "
-        "in the patch window); false leaves the reboot to you",
+        description="One host: reboot after patching when the kernel or core libraries changed (a few minutes of "
+        "downtime in the patch window); false leaves the reboot to you. Several hosts never reboot in place: "
+        "you roll the group (docs/operations.md)",
     )
     patch_release: Annotated[
         str, _pattern(_AL2023_RELEASE_RE, "'latest' or an Amazon Linux 2023 release such as '2023.9.20251117'")

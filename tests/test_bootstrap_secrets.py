@@ -10,6 +10,7 @@ import hashlib
 import json
 import os
 import re
+import shutil
 import stat
 import subprocess
 import sys
@@ -315,6 +316,72 @@ def test_a_failed_orthanc_recreate_is_tried_again_at_the_next_run(host: Host) ->
     start = len(host.docker_calls())
     host.run("orthweb-refresh")  # and now it is applied: nothing to do
     assert actions(host.docker_calls()[start:]) == []
+
+
+# --- no password in a command line ----------------------------------------------------------------
+
+# Words of a script that name no program (shell keywords and builtins shadow any file of that name).
+_WORD_RE = re.compile(r"[A-Za-z][A-Za-z0-9_.-]*")
+
+
+def record_command_lines(host: Host, script: str) -> list[str]:
+    """Put a recorder in front of every program ``script`` (and common.sh) may run by name: each
+    records its whole command line, as /proc/PID/cmdline shows it to every user, then runs the real
+    program. Returns the directory's programs that were run."""
+    recorder = host.root / "argv-bin"
+    recorder.mkdir()
+    log = host.root / "argv.log"
+    texts = (BIN / f"{script}.sh").read_text() + (USERDATA_DIR / "lib" / "common.sh").read_text()
+    for word in sorted(set(_WORD_RE.findall(texts))):
+        real = shutil.which(word, path=host.env["PATH"])
+        if real is None or word in ("bash", "sh", "env"):
+            continue
+        wrapper = recorder / word
+        wrapper.write_text(f'#!/bin/bash\nprintf "%s\\0" "{word} $*" >> {log}\nexec {real} "$@"\n')
+        wrapper.chmod(0o755)
+    host.env["PATH"] = f"{recorder}{os.pathsep}{host.env['PATH']}"
+    return sorted(p.name for p in recorder.iterdir())
+
+
+def command_lines(host: Host) -> list[str]:
+    return [line for line in (host.root / "argv.log").read_text().split("\0") if line]
+
+
+def test_no_password_ever_appears_in_a_command_line(host: Host) -> None:
+    """Any local user can read every process's command line (/proc/PID/cmdline): the database
+    password, a kept web password and a newly generated one reach jq, the AWS CLI and openssl only
+    through stdin, files or the environment (which only root reads)."""
+    host.put_secret(host.admin_arn, {"users": {"admin": "kept-admin-password-0123456789abcdef"}})
+    host.env["ORTHWEB_WEB_USERS"] = "admin ann"  # ann's password is generated and stored in this run
+    wrapped = record_command_lines(host, "orthweb-secrets")
+    assert {"aws", "jq", "openssl"} <= set(wrapped)
+    assert host.run("orthweb-secrets") == [DB_URI, USERS, LOGINS]
+    users = admin_secret(host)["users"]
+    assert set(users) == {"admin", "ann"}
+    lines = command_lines(host)
+    ran = {line.split(" ", 1)[0] for line in lines}
+    assert {"aws", "jq", "openssl"} <= ran  # the recorder saw the programs that handle the passwords
+    assert any(line.startswith("aws secretsmanager put-secret-value") for line in lines)
+    for password in (DB_PASSWORD, *users.values()):
+        leaks = [line.split(" ", 1)[0] for line in lines if password in line]
+        assert leaks == [], f"a password appears in the command line of {leaks}"
+
+
+def test_the_file_of_all_web_passwords_is_removed_even_when_storing_them_fails(host: Host) -> None:
+    shim = host.root / "failing-aws"
+    shim.mkdir()
+    real = shutil.which("aws", path=host.env["PATH"])
+    (shim / "aws").write_text(
+        "#!/bin/bash\n"
+        '[ "$1 $2" != "secretsmanager put-secret-value" ] || { echo ThrottlingException >&2; exit 255; }\n'
+        f'exec {real} "$@"\n'
+    )
+    (shim / "aws").chmod(0o755)
+    host.env["PATH"] = f"{shim}{os.pathsep}{host.env['PATH']}"
+    proc = host.run_unchecked("orthweb-secrets")
+    assert proc.returncode != 0
+    assert "store the web users' passwords" in proc.stderr
+    assert [p.name for p in host.secrets.iterdir() if p.name.startswith(".")] == []
 
 
 def test_a_db_secret_without_a_password_stops_the_step(host: Host) -> None:

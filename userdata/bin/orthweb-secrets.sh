@@ -13,9 +13,14 @@ USERS=ORTHANC__REGISTERED_USERS
 # Path of the RDS CA bundle inside the Orthanc container (see docker-compose.yml).
 RDS_CA=/etc/orthweb/rds-ca.pem
 
+# No password ever goes into a command line: every user of the host can read those
+# (/proc/PID/cmdline). jq and the AWS CLI read them from stdin, from a 0600 file in this 0700
+# directory, or from the environment (which only root reads); printf is a shell builtin.
 install -d -m 0700 "$ORTHWEB_SECRETS_DIR"
 err=$(mktemp "$ORTHWEB_SECRETS_DIR/.err.XXXXXX")
-trap 'rm -f "$err"' EXIT
+new=""
+# The temporary files go on every exit, an error included (one holds every web user's password).
+trap 'rm -f "$err" ${new:+"$new"}' EXIT
 
 # secret_value ARN: the current SecretString, or nothing when the secret has no value yet.
 # Retried with back-off: at boot, Secrets Manager or its endpoint may not answer yet.
@@ -56,18 +61,20 @@ users=$(printf '%s' "${stored:-"{}"}" | jq -ce '
   if (.users | type) == "object" then .users
   elif (.username | type) == "string" and (.password | type) == "string" then {(.username): .password}
   else {} end') || die "the admin secret is not JSON"
-missing=$(jq -nr --argjson users "$users" --argjson names "$names" '$names[] | select($users[.] == null)')
+missing=$(jq -r --argjson names "$names" '. as $users | $names[] | select($users[.] == null)' <<<"$users")
 if [ -n "$missing" ] || ! printf '%s' "$stored" | jq -e '(.users | type) == "object"' >/dev/null 2>&1; then
   for name in $missing; do
     log "generating the password of web user $name"
     new_password=$(openssl rand -base64 36 | tr '+/' '-_' | tr -d '\n')
-    users=$(jq -c --arg name "$name" --arg secret "$new_password" '. + {($name): $secret}' <<<"$users")
+    users=$(NEW_PASSWORD=$new_password jq -c --arg name "$name" '. + {($name): $ENV.NEW_PASSWORD}' <<<"$users")
   done
   new=$(mktemp "$ORTHWEB_SECRETS_DIR/.users.XXXXXX")
   jq -c '{users: .}' <<<"$users" >"$new"
+  # --secret-string file://PATH: the CLI reads the value from the file, never from its arguments.
   retry "store the web users' passwords in $ORTHWEB_ADMIN_SECRET_ARN" aws secretsmanager put-secret-value \
     --secret-id "$ORTHWEB_ADMIN_SECRET_ARN" --secret-string "file://$new" --output text --query VersionId >/dev/null
   rm -f "$new"
+  new=""
   users=$(secret_value "$ORTHWEB_ADMIN_SECRET_ARN" | jq -ce '.users | objects') ||
     die "the admin secret does not hold the users just written"
 fi

@@ -448,3 +448,26 @@ def test_refresh_runs_the_new_steps_at_boot_and_reloads_nginx_only_for_a_new_cer
     deployment.put(_candidate(tmp_path, "renewed-elsewhere"))  # another host renewed the certificate
     host.run("orthweb-refresh")
     assert actions(host.docker_calls()[started:]) == [f"{compose} kill --signal HUP nginx"]
+
+
+def test_a_failing_secrets_step_stops_neither_the_session_nor_the_certificate_and_fails_the_run(
+    deployment: Deployment, tmp_path: Path
+) -> None:
+    """A Secrets Manager hiccup must not let Orthanc's image-store session expire nor hold back a
+    renewed certificate: the other steps run and are applied, and the run fails so the timer shows it."""
+    host = deployment.host()
+    host.run("orthweb-refresh", "--up")
+    started = len(host.docker_calls())
+    credentials = host.etc / "aws" / "credentials"
+    session = credentials.read_text()
+    (host.root / "sbin" / "orthweb-secrets").write_text(
+        "#!/bin/sh\necho 'Could not connect to the endpoint URL' >&2\nexit 255\n"
+    )
+    deployment.put(_candidate(tmp_path, "renewed-while-secrets-fail"))
+
+    assert host.run("orthweb-refresh", check=False, env={"ORTHWEB_IMAGES_RENEW_BELOW": "3660"}) == ["exit 1"]
+    assert credentials.read_text() != session  # the image store's session was renewed
+    compose = f"compose --project-name orthweb --file {host.etc / 'docker-compose.yml'}"
+    assert actions(host.docker_calls()[started:]) == [f"{compose} kill --signal HUP nginx"]  # the new certificate
+    assert "orthweb: error: orthweb-secrets failed (exit status 255)" in host.last_stderr
+    assert "failed: orthweb-secrets" in host.last_stderr

@@ -445,6 +445,27 @@ def test_boot_gives_up_with_a_clear_message_when_secrets_manager_never_answers(t
     ]
     assert f"orthweb: error: read secret {DB_SECRET_NAME}: failed 3 times (last exit status 1); giving up" in lines
     # The refresh names the step that failed, and nothing was started or half-written.
-    assert any(line.startswith("orthweb: error: orthweb-refresh line ") and "orthweb-secrets" in line for line in lines)
+    assert "orthweb: error: orthweb-secrets failed (exit status 1); going on with the other steps" in lines
+    assert any(line.startswith("orthweb: error: not starting: orthweb-secrets failed and ") for line in lines)
     assert host.docker_calls() == []
     assert not host.secrets.exists() or sorted(p.name for p in host.secrets.iterdir()) == []
+
+
+def test_a_reboot_while_secrets_manager_does_not_answer_starts_from_the_last_runs_files(tmp_path: Path) -> None:
+    """The files of the last run are on disk: a host rebooting while Secrets Manager does not
+    answer serves with them rather than not at all, and the start fails so orthweb.service tries
+    the refresh again (Restart=on-failure) while the project runs."""
+    with moto_server() as server:
+        host = fake_host(tmp_path, server)
+        create_secrets(host)
+        host.run("orthweb-refresh", "--up")  # the last boot that could read the secrets
+        files = {p.name: p.read_text() for p in host.secrets.iterdir()}
+    host.env.update(AWS_ENDPOINT_URL=f"http://127.0.0.1:{free_port()}", AWS_MAX_ATTEMPTS="1")  # nothing there
+    calls_before = len(host.docker_calls())
+    boot = host.run_unchecked("orthweb-refresh", "--up")
+    assert boot.returncode != 0
+    compose = f"compose --project-name orthweb --file {tmp_path / 'etc' / 'docker-compose.yml'}"
+    assert f"{compose} up --detach --pull missing --remove-orphans" in host.docker_calls()[calls_before:]
+    assert "starting from the files of the last run: orthweb-secrets" in boot.stderr
+    assert "failed: orthweb-secrets" in boot.stderr
+    assert {p.name: p.read_text() for p in host.secrets.iterdir()} == files

@@ -12,12 +12,38 @@ set -euo pipefail
 . "${ORTHWEB_LIB:-/usr/local/lib/orthweb}/common.sh"
 
 sbin=${ORTHWEB_SBIN:-/usr/local/sbin}
-changed=$("$sbin/orthweb-secrets")
-changed+=$'\n'$("$sbin/orthweb-rds-ca")
+changed=""
+failed=()
+absent=()
+# step NAME FILE...: run the step NAME; what it prints (the files it changed) joins $changed. A step
+# that fails stops nothing else: each keeps something different up to date (the database login, the
+# image store's session, the certificate), so a Secrets Manager hiccup must not leave the image
+# store's session to expire. The failed steps are named at the end and the run fails, so the unit
+# and the timer show it. FILE... are what the step keeps up to date: with --up, the project starts
+# from them as the last run left them when refreshing them failed (they are all there).
+step() {
+  local name=$1 out rc=0 file
+  shift
+  out=$("$sbin/$name") || rc=$?
+  changed+=$'\n'$out
+  if [ "$rc" -ne 0 ]; then
+    failed+=("$name")
+    log "error: $name failed (exit status $rc); going on with the other steps"
+    for file in "$@"; do [ -e "$file" ] || absent+=("$file"); done
+  fi
+}
+# finish: exit, failing when a step failed (what the other steps did is applied).
+finish() {
+  [ "${#failed[@]}" -eq 0 ] || die "failed: ${failed[*]} (the other steps were applied; the next run tries again)"
+  exit 0
+}
+step orthweb-secrets "$ORTHWEB_SECRETS_DIR/ORTHANC__POSTGRESQL__CONNECTION_URI" \
+  "$ORTHWEB_SECRETS_DIR/ORTHANC__REGISTERED_USERS" "$ORTHWEB_NGINX_AUTH_DIR/logins.map"
+step orthweb-rds-ca "$ORTHWEB_TLS_DIR/rds-ca.pem"
 # {{ include refresh/host-config.sh if host_config }}
 # {{ include refresh/images.sh if images_in_bucket }}
 # {{ include refresh/shared-cert.sh if multi_host }}
-changed+=$'\n'$("$sbin/orthweb-cert")
+step orthweb-cert "$ORTHWEB_TLS_DIR/server.crt" "$ORTHWEB_TLS_DIR/server.key"
 changed=$(grep -v '^$' <<<"$changed" || true)
 [ -z "$changed" ] || log "updated: $(tr '\n' ' ' <<<"$changed")"
 compose() { "$ORTHWEB_DOCKER" compose --project-name orthweb --file "$ORTHWEB_ETC/docker-compose.yml" "$@"; }
@@ -53,6 +79,11 @@ netns() {
 }
 
 if [ "${1:-}" = "--up" ]; then
+  if [ "${#absent[@]}" -gt 0 ]; then
+    # A first boot: nothing to start from. orthweb.service tries again (Restart=on-failure).
+    die "not starting: ${failed[*]} failed and ${absent[*]} are not there yet"
+  fi
+  [ "${#failed[@]}" -eq 0 ] || log "starting from the files of the last run: ${failed[*]} could not bring them up to date"
   running=$(compose ps --quiet 2>/dev/null || true)
   # Pulls the pinned images if they are missing, then starts what is not running.
   retry "docker compose up" compose up --detach --pull missing --remove-orphans
@@ -60,7 +91,7 @@ if [ "${1:-}" = "--up" ]; then
     # Containers made just now read the files as they are; ones left running (a crash) did not.
     record orthanc
     record nginx
-    exit 0
+    finish
   fi
 fi
 # Orthanc lives in nginx's network namespace. If Docker restarted nginx (a crash), nginx has a
@@ -81,3 +112,4 @@ if ! current nginx; then
   retry "reload nginx" compose kill --signal HUP nginx
   record nginx
 fi
+finish

@@ -1,1 +1,1 @@
-changed+=$'\n'$("$sbin/orthweb-host-config")
+step orthweb-host-config "$ORTHWEB_ETC/orthanc-host.json"

@@ -1,1 +1,1 @@
-changed+=$'\n'$("$sbin/orthweb-images")
+step orthweb-images "$ORTHWEB_ETC/aws/credentials"

@@ -1,1 +1,1 @@
-changed+=$'\n'$("$sbin/orthweb-shared-cert")
+step orthweb-shared-cert "$ORTHWEB_TLS_DIR/server.crt" "$ORTHWEB_TLS_DIR/server.key"

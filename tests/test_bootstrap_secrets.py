@@ -68,7 +68,7 @@ class Host:
         )
         return json.loads(proc.stdout) if proc.stdout.strip() else None
 
-    def put_secret(self, arn: str, value: dict[str, str]) -> None:
+    def put_secret(self, arn: str, value: dict[str, Any]) -> None:
         self.aws("secretsmanager", "put-secret-value", "--secret-id", arn, "--secret-string", json.dumps(value))
 
     def docker_calls(self) -> list[str]:
@@ -327,7 +327,7 @@ _WORD_RE = re.compile(r"[A-Za-z][A-Za-z0-9_.-]*")
 def record_command_lines(host: Host, script: str) -> list[str]:
     """Put a recorder in front of every program ``script`` (and common.sh) may run by name: each
     records its whole command line, as /proc/PID/cmdline shows it to every user, then runs the real
-    program. Returns the directory's programs that were run."""
+    program. Returns the names of the programs wrapped."""
     recorder = host.root / "argv-bin"
     recorder.mkdir()
     log = host.root / "argv.log"

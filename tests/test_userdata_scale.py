@@ -134,7 +134,7 @@ def test_each_topology_writes_exactly_its_steps() -> None:
 
 def test_refresh_runs_the_new_steps_after_the_secrets_and_before_the_certificate_step() -> None:
     refresh = files(VARIANTS["three hosts, images in s3"])["/usr/local/sbin/orthweb-refresh"]["content"]
-    order = [line.split("/")[-1].rstrip('")') for line in refresh.splitlines() if '"$sbin/orthweb-' in line]
+    order = [line.split()[1] for line in refresh.splitlines() if line.startswith("step orthweb-")]
     assert order == [
         "orthweb-secrets",
         "orthweb-rds-ca",

@@ -8,6 +8,7 @@ naming the other group, so no reader has to match a rule in one file with its tw
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from cdktf_cdktf_provider_aws.vpc_security_group_egress_rule import VpcSecurityGroupEgressRule
@@ -63,3 +64,20 @@ class Connections:
             referenced_security_group_id=self.security_group_id,
         )
         return egress, ingress
+
+    def allow_from_networks(self, rules: Iterable[tuple[str, int, str, str]]) -> list[VpcSecurityGroupIngressRule]:
+        """Let clients in IPv4 networks open TCP connections to members of this group: one ingress
+        rule per ``(construct id, port, cidr, description)``, created under the owner."""
+        return [
+            VpcSecurityGroupIngressRule(
+                self.owner,
+                rule_id,
+                security_group_id=self.security_group_id,
+                description=description,
+                ip_protocol="tcp",
+                from_port=port,
+                to_port=port,
+                cidr_ipv4=cidr,
+            )
+            for rule_id, port, cidr, description in rules
+        ]

@@ -20,7 +20,6 @@ from cdktf_cdktf_provider_aws.lb_listener import LbListener, LbListenerDefaultAc
 from cdktf_cdktf_provider_aws.lb_target_group import LbTargetGroup, LbTargetGroupHealthCheck
 from cdktf_cdktf_provider_aws.route53_record import Route53Record, Route53RecordAlias
 from cdktf_cdktf_provider_aws.security_group import SecurityGroup
-from cdktf_cdktf_provider_aws.vpc_security_group_ingress_rule import VpcSecurityGroupIngressRule
 
 from constructs import Construct
 from orthweb import capacity, defaults
@@ -87,17 +86,7 @@ class Balancer(Construct):
             *((f"Web{i}", web_port, cidr, what) for i, cidr in enumerate(web_cidrs)),
             *((f"DicomTls{i}", DICOM_TLS_PORT, cidr, "DICOM over TLS") for i, cidr in enumerate(dicom_cidrs)),
         ]
-        for rule_id, port, cidr, description in ingress:
-            VpcSecurityGroupIngressRule(
-                self,
-                rule_id,
-                security_group_id=self.security_group.id,
-                description=description,
-                ip_protocol="tcp",
-                from_port=port,
-                to_port=port,
-                cidr_ipv4=cidr,
-            )
+        self.connections.allow_from_networks(ingress)
 
         self.balancer = Lb(
             self,

@@ -138,17 +138,7 @@ class Host(Construct):
             ingress.append(("DicomInVpc", DICOM_PORT, network.vpc_cidr, "Plain DICOM from inside the VPC"))
         if ssh_key_name and ssh_cidr:
             ingress.append(("Ssh", SSH_PORT, ssh_cidr, "SSH from the administrator network"))
-        for rule_id, port, cidr, description in ingress:
-            VpcSecurityGroupIngressRule(
-                self,
-                rule_id,
-                security_group_id=self.security_group.id,
-                description=description,
-                ip_protocol="tcp",
-                from_port=port,
-                to_port=port,
-                cidr_ipv4=cidr,
-            )
+        self.connections.allow_from_networks(ingress)
 
         # Out, besides PostgreSQL to the database (connect_to) and C-MOVE to the peers (below):
         # HTTPS, said three times so each destination is explicit. The private endpoints and S3

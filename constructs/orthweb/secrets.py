@@ -17,6 +17,42 @@ from orthweb.encryption import Encryption
 from orthweb.policy import grant
 
 
+def _host_filled_secret(
+    scope: Construct, *, name_prefix: str, description: str, encryption: Encryption, recovery_window_days: int
+) -> SecretsmanagerSecret:
+    """A secret Terraform creates with no value, encrypted with the deployment key (id ``Secret``)."""
+    return SecretsmanagerSecret(
+        scope,
+        "Secret",
+        name_prefix=name_prefix,
+        description=description,
+        kms_key_id=encryption.key_arn,
+        recovery_window_in_days=recovery_window_days,
+    )
+
+
+def _grant_value(
+    scope: Construct, role: IamRole, *, name: str, sid: str, secret_arn: str, condition: Mapping[str, Any] | None
+) -> IamRolePolicy:
+    """``role`` may read the secret's value and set a new one (policy id ``ReadWrite``)."""
+    return grant(
+        scope,
+        "ReadWrite",
+        role=role,
+        name=name,
+        statement={
+            "Sid": sid,
+            "Action": [
+                "secretsmanager:GetSecretValue",
+                "secretsmanager:DescribeSecret",
+                "secretsmanager:PutSecretValue",
+            ],
+            "Resource": secret_arn,
+        },
+        condition=condition,
+    )
+
+
 class AdminSecret(Construct):
     """A Secrets Manager secret for the web users' passwords, encrypted with the deployment key.
 
@@ -30,33 +66,24 @@ class AdminSecret(Construct):
         self, scope: Construct, id_: str, *, name_prefix: str, encryption: Encryption, recovery_window_days: int = 7
     ) -> None:
         super().__init__(scope, id_)
-        self.secret = SecretsmanagerSecret(
+        self.secret = _host_filled_secret(
             self,
-            "Secret",
             name_prefix=f"{name_prefix}/orthanc-admin-",
             description=f"{name_prefix}: Orthanc web users' passwords (JSON users: name to password), set by the host",
-            kms_key_id=encryption.key_arn,
-            recovery_window_in_days=recovery_window_days,
+            encryption=encryption,
+            recovery_window_days=recovery_window_days,
         )
         self.secret_arn: str = self.secret.arn
 
     def grant_read_write(self, role: IamRole, *, condition: Mapping[str, Any] | None = None) -> IamRolePolicy:
         """Let ``role`` read this secret and set its value (the host fills it at first boot), under
         ``condition``; returns the policy."""
-        return grant(
+        return _grant_value(
             self,
-            "ReadWrite",
-            role=role,
+            role,
             name="read-write-orthanc-admin-secret",
-            statement={
-                "Sid": "ReadWriteOrthancAdminSecret",
-                "Action": [
-                    "secretsmanager:GetSecretValue",
-                    "secretsmanager:DescribeSecret",
-                    "secretsmanager:PutSecretValue",
-                ],
-                "Resource": self.secret_arn,
-            },
+            sid="ReadWriteOrthancAdminSecret",
+            secret_arn=self.secret_arn,
             condition=condition,
         )
 
@@ -75,13 +102,12 @@ class CertificateSecret(Construct):
         self, scope: Construct, id_: str, *, name_prefix: str, encryption: Encryption, recovery_window_days: int = 7
     ) -> None:
         super().__init__(scope, id_)
-        self.secret = SecretsmanagerSecret(
+        self.secret = _host_filled_secret(
             self,
-            "Secret",
             name_prefix=f"{name_prefix}/tls-",
             description=f"{name_prefix}: the TLS certificate and key every Orthanc host serves, set by the first host",
-            kms_key_id=encryption.key_arn,
-            recovery_window_in_days=recovery_window_days,
+            encryption=encryption,
+            recovery_window_days=recovery_window_days,
         )
         self.secret_arn: str = self.secret.arn
 
@@ -109,19 +135,11 @@ class CertificateSecret(Construct):
                 }
             ),
         )
-        return grant(
+        return _grant_value(
             self,
-            "ReadWrite",
-            role=role,
+            role,
             name="read-write-shared-certificate-secret",
-            statement={
-                "Sid": "ReadWriteSharedCertificate",
-                "Action": [
-                    "secretsmanager:GetSecretValue",
-                    "secretsmanager:DescribeSecret",
-                    "secretsmanager:PutSecretValue",
-                ],
-                "Resource": self.secret_arn,
-            },
+            sid="ReadWriteSharedCertificate",
+            secret_arn=self.secret_arn,
             condition=condition,
         )

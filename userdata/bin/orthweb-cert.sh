@@ -36,26 +36,10 @@ done
 cn=$site
 [ ${#cn} -le 64 ] || cn=${public_dns:-orthweb} # X.509 caps the CN at 64 characters
 
-conf=$(mktemp)
 new_key=$(mktemp "$ORTHWEB_TLS_DIR/.key.XXXXXX")
 new_crt=$(mktemp "$ORTHWEB_TLS_DIR/.crt.XXXXXX")
-trap 'rm -f "$conf" "$new_key" "$new_crt"' EXIT
-cat >"$conf" <<CONF
-[req]
-prompt = no
-distinguished_name = dn
-x509_extensions = ext
-[dn]
-CN = $cn
-[ext]
-basicConstraints = critical, CA:FALSE
-keyUsage = critical, digitalSignature, keyEncipherment
-extendedKeyUsage = serverAuth
-subjectAltName = ${sans#,}
-subjectKeyIdentifier = hash
-CONF
-openssl req -x509 -config "$conf" -newkey rsa:3072 -sha256 -days 825 -nodes \
-  -keyout "$new_key" -out "$new_crt" 2>/dev/null
+trap 'rm -f "$new_key" "$new_crt"' EXIT
+self_signed "$cn" "${sans#,}" "$new_key" "$new_crt"
 chmod 0400 "$new_key"
 chmod 0444 "$new_crt"
 mv -f "$new_key" "$key"

@@ -63,22 +63,7 @@ if ! usable "$current"; then
   done
   cn=$site
   [ ${#cn} -le 64 ] || cn=orthweb # X.509 caps the CN at 64 characters
-  cat >"$work/req.conf" <<CONF
-[req]
-prompt = no
-distinguished_name = dn
-x509_extensions = ext
-[dn]
-CN = $cn
-[ext]
-basicConstraints = critical, CA:FALSE
-keyUsage = critical, digitalSignature, keyEncipherment
-extendedKeyUsage = serverAuth
-subjectAltName = $sans
-subjectKeyIdentifier = hash
-CONF
-  openssl req -x509 -config "$work/req.conf" -newkey rsa:3072 -sha256 -days 825 -nodes \
-    -keyout "$work/key.pem" -out "$work/crt.pem" 2>/dev/null
+  self_signed "$cn" "$sans" "$work/key.pem" "$work/crt.pem"
   jq -n --rawfile certificate "$work/crt.pem" --rawfile key "$work/key.pem" \
     '{certificate: $certificate, key: $key}' >"$work/candidate.json"
   # The same token with the same value succeeds again, so a retry after a lost answer is safe.

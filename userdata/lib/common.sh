@@ -83,6 +83,32 @@ site_name() {
   printf '%s\n' "$name"
 }
 
+# self_signed CN SANS KEY CRT: a self-signed TLS server certificate for CN with subjectAltName
+# SANS ("DNS:a,IP:b"): RSA 3072 (every DICOM TLS peer speaks RSA), SHA-256, 825 days (Apple's
+# limit for server certificates), serverAuth only; its key is written to KEY.
+self_signed() {
+  local cn=$1 sans=$2 key=$3 crt=$4 conf rc=0
+  conf=$(mktemp)
+  cat >"$conf" <<CONF
+[req]
+prompt = no
+distinguished_name = dn
+x509_extensions = ext
+[dn]
+CN = $cn
+[ext]
+basicConstraints = critical, CA:FALSE
+keyUsage = critical, digitalSignature, keyEncipherment
+extendedKeyUsage = serverAuth
+subjectAltName = $sans
+subjectKeyIdentifier = hash
+CONF
+  openssl req -x509 -config "$conf" -newkey rsa:3072 -sha256 -days 825 -nodes \
+    -keyout "$key" -out "$crt" 2>/dev/null || rc=$?
+  rm -f "$conf"
+  return "$rc"
+}
+
 # replace_file DEST MODE < content: atomic replace; returns 1 (and leaves DEST alone) when unchanged.
 replace_file() {
   local dest=$1 mode=$2 tmp

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import re
 import shutil
 import subprocess
@@ -144,17 +143,7 @@ class FleetHost(AppHost):
         Path(config["TemporaryDirectory"]).mkdir(exist_ok=True)
         member.starts += 1
         log = self.member_log(member)
-        with log.open("ab") as out:
-            out.write(f"--- orthweb harness: Orthanc {member.index} start {member.starts}\n".encode())
-            # No capability at all, as the container (cap_drop: ALL, cap_add: none).
-            member.proc = subprocess.Popen(
-                [*self._capabilities(()), "Orthanc", str(conf_dir)],
-                cwd=self.root,
-                env={**os.environ, **self.orthanc_environment()},
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
+        member.proc = self._spawn_orthanc(conf_dir, log, f"Orthanc {member.index} start {member.starts}")
         wait_until(
             f"Orthanc {member.index}",
             lambda: port_open(member.dicom) and self._rest_ok(f"http://127.0.0.1:{member.http}"),

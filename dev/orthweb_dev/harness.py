@@ -436,10 +436,15 @@ class AppHost:
         self.passwords = dict(secrets["RegisteredUsers"])
         (self.root / "orthanc-tmp").mkdir(exist_ok=True)
         self.orthanc_starts += 1
-        with self.orthanc_log.open("ab") as log:
-            log.write(f"--- orthweb harness: Orthanc start {self.orthanc_starts}\n".encode())
-            # No capability at all, as the container (cap_drop: ALL, cap_add: none).
-            self.orthanc_proc = subprocess.Popen(
+        self.orthanc_proc = self._spawn_orthanc(conf_dir, self.orthanc_log, f"Orthanc start {self.orthanc_starts}")
+        wait_until("Orthanc", self._orthanc_ready, log=self.orthanc_log, proc=self.orthanc_proc)
+
+    def _spawn_orthanc(self, conf_dir: Path, log_path: Path, banner: str) -> subprocess.Popen[bytes]:
+        """Start Orthanc on the configuration in ``conf_dir``, appending its output to ``log_path``
+        after a ``banner`` line; with no capability at all, as the container (cap_drop: ALL)."""
+        with log_path.open("ab") as log:
+            log.write(f"--- orthweb harness: {banner}\n".encode())
+            return subprocess.Popen(
                 [*self._capabilities(()), "Orthanc", str(conf_dir)],
                 cwd=self.root,
                 env={**os.environ, **self.orthanc_environment()},
@@ -447,7 +452,6 @@ class AppHost:
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
             )
-        wait_until("Orthanc", self._orthanc_ready, log=self.orthanc_log, proc=self.orthanc_proc)
 
     def orthanc_environment(self) -> dict[str, str]:
         """The Orthanc service's (non-secret) environment from the rendered compose file, as on the host."""

@@ -17,6 +17,7 @@ import pytest
 
 from orthweb.settings import Settings
 from orthweb_dev.dicom import TEST_AET
+from orthweb_dev.emulator_server import REGION, MotoServer, moto_server
 from orthweb_dev.harness import AppHost, app_host, missing_prerequisites
 from orthweb_dev.synth import SCALED_SETTINGS, VARIANT_SETTINGS, synthesize
 from orthweb_dev.terraform import MirrorMissing, provider_mirror, write_cli_config
@@ -162,3 +163,29 @@ def app() -> Iterator[AppHost]:
         not_run(f"the application harness needs {', '.join(missing)} ({INSTALL_HINT})")
     with app_host(APP_SETTINGS) as host:
         yield host
+
+
+# --- the lifecycle modules' emulator ----------------------------------------------------------
+# Module-scoped: each lifecycle module deploys into an emulator of its own (in the emulator's
+# default REGION), stopped after it.
+
+
+@pytest.fixture(scope="module")
+def emulator() -> Iterator[MotoServer]:
+    with moto_server(REGION, patched=True) as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def aws_env(emulator: MotoServer) -> dict[str, str]:
+    """The ``AWS_*`` variables that point Terraform and the AWS CLI at the module's emulator."""
+    return {k: v for k, v in emulator.env({}).items() if k.startswith("AWS_")}
+
+
+@pytest.fixture(scope="module")
+def aws(aws_env: dict[str, str]) -> Any:
+    """``aws("ec2")``: a boto3 client for the module's emulator."""
+    import boto3
+
+    session = boto3.Session(aws_access_key_id="testing", aws_secret_access_key="testing", region_name=REGION)
+    return lambda service: session.client(service, endpoint_url=aws_env["AWS_ENDPOINT_URL"])

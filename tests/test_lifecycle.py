@@ -18,11 +18,9 @@ import shlex
 import subprocess
 import time
 import typing
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import boto3
 import pytest
 import requests
 from pydicom import dcmread
@@ -30,7 +28,7 @@ from pydicom import dcmread
 from orthweb.bootstrap import USER_DATA_LIMIT, HostFacts, render_user_data
 from orthweb.settings import Settings
 from orthweb_dev import demo, harness_cli
-from orthweb_dev.emulator_server import MotoServer, moto_server
+from orthweb_dev.emulator_server import REGION, MotoServer
 from orthweb_dev.harness import missing_prerequisites
 from orthweb_dev.synth import synthesize
 from orthweb_dev.testing import INSTALL_HINT, not_run
@@ -38,26 +36,7 @@ from orthweb_dev.testing import INSTALL_HINT, not_run
 pytestmark = pytest.mark.lifecycle
 
 PROJECT_DIR = Path(__file__).resolve().parents[1]
-REGION = "us-east-1"
 INSTANCE = "aws_instance.orthweb"
-
-
-@pytest.fixture(scope="module")
-def emulator() -> Iterator[MotoServer]:
-    with moto_server(REGION, patched=True) as server:
-        yield server
-
-
-@pytest.fixture(scope="module")
-def aws_env(emulator: MotoServer) -> dict[str, str]:
-    return {k: v for k, v in emulator.env({}).items() if k.startswith("AWS_")}
-
-
-@pytest.fixture(scope="module")
-def aws(aws_env: dict[str, str]) -> Any:
-    """``aws("ec2")``: a boto3 client for the emulator."""
-    session = boto3.Session(aws_access_key_id="testing", aws_secret_access_key="testing", region_name=REGION)
-    return lambda service: session.client(service, endpoint_url=aws_env["AWS_ENDPOINT_URL"])
 
 
 @pytest.fixture(scope="module")

@@ -9,41 +9,21 @@ import json
 import subprocess
 import time
 import typing
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import boto3
 import pytest
 
-from orthweb_dev.emulator_server import MotoServer, moto_server
+from orthweb_dev.emulator_server import REGION
 from orthweb_dev.synth import SCALED_SETTINGS, synthesize
 
 pytestmark = pytest.mark.lifecycle
 
-REGION = "us-east-1"
 # The scaled topology, with what a throwaway deployment needs to tear down, and no Route 53 zone.
 SETTINGS = {
     **{k: v for k, v in SCALED_SETTINGS.items() if k not in ("domain_name", "hosted_zone_id")},
     "deletion_protection": False,
 }
-
-
-@pytest.fixture(scope="module")
-def emulator() -> Iterator[MotoServer]:
-    with moto_server(REGION, patched=True) as server:
-        yield server
-
-
-@pytest.fixture(scope="module")
-def aws_env(emulator: MotoServer) -> dict[str, str]:
-    return {k: v for k, v in emulator.env({}).items() if k.startswith("AWS_")}
-
-
-@pytest.fixture(scope="module")
-def aws(aws_env: dict[str, str]) -> Any:
-    session = boto3.Session(aws_access_key_id="testing", aws_secret_access_key="testing", region_name=REGION)
-    return lambda service: session.client(service, endpoint_url=aws_env["AWS_ENDPOINT_URL"])
 
 
 @pytest.fixture(scope="module")

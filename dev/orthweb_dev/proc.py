@@ -33,20 +33,37 @@ def ephemeral_low(default: int = 32768) -> int:
         return default
 
 
+# Every port this process has handed out. A port is only probed, then closed, and the server that
+# will listen on it starts later: without this record, two calls in a row (the harness asks for
+# five to eight ports before it starts anything) could return the same port, and the second server
+# would fail with "Address already in use" (it happened in CI: nginx's port was Orthanc's).
+_handed_out: set[int] = set()
+
+
 def free_port() -> int:
-    """A TCP port free on 127.0.0.1 right now, outside the kernel's ephemeral range."""
+    """A TCP port free on 127.0.0.1 right now, outside the kernel's ephemeral range, and never
+    handed out before by this process."""
     low, high = _LISTEN_PORTS[0], min(_LISTEN_PORTS[1], ephemeral_low() - 1)
-    candidates = random.sample(range(low, high + 1), k=min(200, high - low + 1)) if high > low else []
-    for port in candidates:
+    span = max(high - low + 1, 0)
+    start = random.randrange(span) if span else 0  # noqa: S311 - spreads test ports, not a secret
+    for offset in range(span):  # every port of the range once, from a random place
+        port = low + (start + offset) % span
+        if port in _handed_out:
+            continue
         with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
             try:
                 s.bind(("127.0.0.1", port))
             except OSError:
                 continue
+        _handed_out.add(port)
+        return port
+    while True:  # no room below: the kernel's choice, still never the same port twice
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            s.bind(("127.0.0.1", 0))
+            port = int(s.getsockname()[1])
+        if port not in _handed_out:
+            _handed_out.add(port)
             return port
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:  # no room below: the kernel's choice
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def port_open(port: int, host: str = "127.0.0.1") -> bool:

@@ -21,6 +21,7 @@ import pytest
 from pydicom import dcmread
 from pydicom.uid import ExplicitVRLittleEndian, RLELossless
 
+from orthweb.bootstrap import DB_APP_ROLE
 from orthweb.thresholds import HEALTH_METRIC, HEALTH_NAMESPACE
 from orthweb_dev.dicom import Sample, dicom_ae, make_instance, store
 from orthweb_dev.harness import ORTHANC_PLUGIN_DIR, ORTHANC_PLUGINS, PG_BIN, AppHost, dicom_tls
@@ -130,10 +131,10 @@ def orthanc_on_restored_db(app: AppHost, stored: list[Sample], tmp_path: Path) -
     socket_dir, port = str(app.pg / "run"), str(app.ports["postgres"])
     pg = ["-h", socket_dir, "-p", port, "-U", "postgres"]
     run([str(PG_BIN / "pg_dump"), *pg, "--format=custom", f"--file={dump}", "orthanc"])
-    app.psql("CREATE DATABASE orthanc_restored OWNER orthweb", db="postgres")
+    app.psql(f"CREATE DATABASE orthanc_restored OWNER {DB_APP_ROLE}", db="postgres")
     try:
-        # As the application's role, so the restored tables and large objects (the DICOM files) are its own.
-        run([str(PG_BIN / "pg_restore"), *pg, "--no-owner", "--role=orthweb", "--exit-on-error",
+        # As Orthanc's own role, so the restored tables and large objects (the DICOM files) are its own.
+        run([str(PG_BIN / "pg_restore"), *pg, "--no-owner", f"--role={DB_APP_ROLE}", "--exit-on-error",
              "--dbname=orthanc_restored", str(dump)])  # fmt: skip
         config, secrets = app.orthanc_config()
         http, dicom = free_port(), free_port()

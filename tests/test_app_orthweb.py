@@ -19,6 +19,7 @@ from pydicom.uid import (
     RLELossless,
 )
 
+from orthweb.bootstrap import DB_APP_ROLE
 from orthweb_dev.dicom import STUDY_ROOT_FIND, Sample, dicom_ae, make_instance, store
 from orthweb_dev.harness import HOST_DIFFERENCES, AppHost, dicom_tls
 
@@ -192,10 +193,12 @@ def test_https_upload_then_download_returns_the_exact_bytes(app: AppHost, stored
     assert {s.study for s in stored} | {sample.study} <= study_uids(app)
 
 
-def test_the_database_connection_is_tls(app: AppHost) -> None:
-    rows = app.psql(
-        "SELECT s.ssl, s.version FROM pg_stat_ssl s JOIN pg_stat_activity a USING (pid) WHERE a.usename = 'orthweb'"
-    ).splitlines()
+def test_the_database_connection_is_tls_as_orthancs_own_role(app: AppHost) -> None:
+    sessions = "FROM pg_stat_ssl s JOIN pg_stat_activity a USING (pid) WHERE a.application_name <> 'psql'"
+    assert set(app.psql(f"SELECT DISTINCT a.usename {sessions} AND a.backend_type = 'client backend'").split()) == {
+        DB_APP_ROLE
+    }, "Orthanc must log in as its own role, never as the master user"
+    rows = app.psql(f"SELECT s.ssl, s.version {sessions} AND a.usename = '{DB_APP_ROLE}'").splitlines()
     assert rows, "Orthanc holds no connection to PostgreSQL"
     assert all(row.split("|")[0] == "t" and row.split("|")[1] in ("TLSv1.2", "TLSv1.3") for row in rows), rows
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import hmac
 import json
 import os
 import re
@@ -25,7 +26,7 @@ import pytest
 from orthweb.bootstrap import USERDATA_DIR
 from orthweb_dev.emulator_server import MotoServer, moto_server, start
 from orthweb_dev.proc import free_port, stop_process, wait_until
-from orthweb_dev.testing import not_run, require
+from orthweb_dev.testing import command_lines, not_run, record_command_lines, require
 
 pytestmark = pytest.mark.emulator
 
@@ -92,10 +93,12 @@ def fake_host(tmp_path: Path, emulator: MotoServer) -> Host:
     sbin.mkdir()
     for script in BIN.glob("orthweb-*.sh"):
         (sbin / script.stem).symlink_to(script)
-    # The RDS CA download needs the internet; test_bootstrap_cert covers it against loopback.
-    (sbin / "orthweb-rds-ca").unlink()
-    (sbin / "orthweb-rds-ca").write_text("#!/bin/sh\nexit 0\n")
-    (sbin / "orthweb-rds-ca").chmod(0o755)
+    # The RDS CA download needs the internet; test_bootstrap_cert covers it against loopback. The
+    # database role step needs PostgreSQL: tests/test_app_db_role.py runs it against the harness's.
+    for step in ("orthweb-rds-ca", "orthweb-db-role"):
+        (sbin / step).unlink()
+        (sbin / step).write_text("#!/bin/sh\nexit 0\n")
+        (sbin / step).chmod(0o755)
     docker = tmp_path / "docker"
     # Records each call; fails a re-create while the file docker-fails exists (Docker Hub down, say).
     docker.write_text(
@@ -105,7 +108,7 @@ def fake_host(tmp_path: Path, emulator: MotoServer) -> Host:
     docker.chmod(0o755)
     (tmp_path / "orthweb.env").write_text(
         "ORTHWEB_REGION=us-east-1\nORTHWEB_DB_ADDRESS=db.example.internal\nORTHWEB_DB_PORT=5432\n"
-        "ORTHWEB_DB_NAME=orthanc\nORTHWEB_SITE_NAME=\n"
+        "ORTHWEB_DB_NAME=orthanc\nORTHWEB_DB_ROLE=orthanc_app\nORTHWEB_SITE_NAME=\n"
     )
     env = emulator.env()
     env.update(
@@ -155,6 +158,13 @@ def host(tmp_path: Path, emulator: MotoServer) -> Host:
 def admin_secret(host: Host) -> dict[str, Any]:
     value = host.aws("secretsmanager", "get-secret-value", "--secret-id", host.admin_arn)["SecretString"]
     return dict(json.loads(value))
+
+
+def app_password(master_password: str) -> str:
+    """Orthanc's database password: HMAC-SHA256 of a fixed label keyed with the RDS master
+    password, base64url without padding (what orthweb-secrets derives)."""
+    digest = hmac.new(master_password.encode(), b"orthweb: the Orthanc database login", hashlib.sha256).digest()
+    return base64.urlsafe_b64encode(digest).decode().rstrip("=")
 
 
 def login_hash(user: str, password: str) -> str:
@@ -223,7 +233,7 @@ def test_nginx_gets_a_hash_of_each_login_never_a_password(host: Host) -> None:
     assert all(password not in text for password in users.values())
 
 
-def test_db_secret_becomes_a_root_only_verify_full_connection_uri(host: Host) -> None:
+def test_db_secret_becomes_a_root_only_verify_full_uri_for_orthancs_own_role_never_the_master(host: Host) -> None:
     host.run("orthweb-secrets")
     assert stat.S_IMODE(host.secrets.stat().st_mode) == 0o700
     for name in (DB_URI, USERS):
@@ -231,7 +241,12 @@ def test_db_secret_becomes_a_root_only_verify_full_connection_uri(host: Host) ->
     assert sorted(p.name for p in host.secrets.iterdir()) == [DB_URI, USERS]  # no temp file left behind
     uri = urlsplit((host.secrets / DB_URI).read_text())
     assert uri.scheme == "postgresql"
-    assert (unquote(uri.username or ""), unquote(uri.password or "")) == ("orthweb", DB_PASSWORD)
+    # Orthanc's own role, with a password derived from the master's: never the master login.
+    user, password = unquote(uri.username or ""), unquote(uri.password or "")
+    assert user == "orthanc_app"  # not the master user, "orthweb" here
+    assert password == app_password(DB_PASSWORD)
+    assert DB_PASSWORD not in (host.secrets / DB_URI).read_text()
+    assert len(password) == 43  # 256 bits
     assert (uri.hostname, uri.port, uri.path) == ("db.example.internal", 5432, "/orthanc")
     assert parse_qs(uri.query) == {"sslmode": ["verify-full"], "sslrootcert": ["/etc/orthweb/rds-ca.pem"]}
 
@@ -252,7 +267,7 @@ def test_rotated_db_secret_is_detected_and_only_orthanc_is_recreated(host: Host)
         f"{compose} up --detach --no-deps --force-recreate orthanc"
     ]
     uri = urlsplit((host.secrets / DB_URI).read_text())
-    assert uri.password == "rotated-by-rds"
+    assert uri.password == app_password("rotated-by-rds")  # Orthanc's password follows the master's rotation
     assert stat.S_IMODE((host.secrets / DB_URI).stat().st_mode) == 0o400
 
 
@@ -307,7 +322,7 @@ def test_a_failed_orthanc_recreate_is_tried_again_at_the_next_run(host: Host) ->
     assert "recreate Orthanc: failed 2 times (last exit status 1); giving up" in failed.stderr
     assert "error: orthweb-refresh line" in failed.stderr
     # The new password is on disk, but Orthanc did not get it: the next run must not think it did.
-    assert urlsplit((host.secrets / DB_URI).read_text()).password == "rotated-while-docker-fails"
+    assert urlsplit((host.secrets / DB_URI).read_text()).password == app_password("rotated-while-docker-fails")
 
     (host.root / "docker-fails").unlink()
     start = len(host.docker_calls())
@@ -320,49 +335,25 @@ def test_a_failed_orthanc_recreate_is_tried_again_at_the_next_run(host: Host) ->
 
 # --- no password in a command line ----------------------------------------------------------------
 
-# Words of a script that name no program (shell keywords and builtins shadow any file of that name).
-_WORD_RE = re.compile(r"[A-Za-z][A-Za-z0-9_.-]*")
-
-
-def record_command_lines(host: Host, script: str) -> list[str]:
-    """Put a recorder in front of every program ``script`` (and common.sh) may run by name: each
-    records its whole command line, as /proc/PID/cmdline shows it to every user, then runs the real
-    program. Returns the names of the programs wrapped."""
-    recorder = host.root / "argv-bin"
-    recorder.mkdir()
-    log = host.root / "argv.log"
-    texts = (BIN / f"{script}.sh").read_text() + (USERDATA_DIR / "lib" / "common.sh").read_text()
-    for word in sorted(set(_WORD_RE.findall(texts))):
-        real = shutil.which(word, path=host.env["PATH"])
-        if real is None or word in ("bash", "sh", "env"):
-            continue
-        wrapper = recorder / word
-        wrapper.write_text(f'#!/bin/bash\nprintf "%s\\0" "{word} $*" >> {log}\nexec {real} "$@"\n')
-        wrapper.chmod(0o755)
-    host.env["PATH"] = f"{recorder}{os.pathsep}{host.env['PATH']}"
-    return sorted(p.name for p in recorder.iterdir())
-
-
-def command_lines(host: Host) -> list[str]:
-    return [line for line in (host.root / "argv.log").read_text().split("\0") if line]
-
 
 def test_no_password_ever_appears_in_a_command_line(host: Host) -> None:
     """Any local user can read every process's command line (/proc/PID/cmdline): the database
-    password, a kept web password and a newly generated one reach jq, the AWS CLI and openssl only
-    through stdin, files or the environment (which only root reads)."""
+    passwords (the master's and Orthanc's), a kept web password and a newly generated one reach jq,
+    the AWS CLI, openssl and python3 only through stdin, files or the environment (which only root
+    reads)."""
     host.put_secret(host.admin_arn, {"users": {"admin": "kept-admin-password-0123456789abcdef"}})
     host.env["ORTHWEB_WEB_USERS"] = "admin ann"  # ann's password is generated and stored in this run
-    wrapped = record_command_lines(host, "orthweb-secrets")
+    scripts = [BIN / "orthweb-secrets.sh", USERDATA_DIR / "lib" / "common.sh"]
+    wrapped = record_command_lines(scripts, host.env, host.root)
     assert {"aws", "jq", "openssl"} <= set(wrapped)
     assert host.run("orthweb-secrets") == [DB_URI, USERS, LOGINS]
     users = admin_secret(host)["users"]
     assert set(users) == {"admin", "ann"}
-    lines = command_lines(host)
+    lines = command_lines(host.root)
     ran = {line.split(" ", 1)[0] for line in lines}
     assert {"aws", "jq", "openssl"} <= ran  # the recorder saw the programs that handle the passwords
     assert any(line.startswith("aws secretsmanager put-secret-value") for line in lines)
-    for password in (DB_PASSWORD, *users.values()):
+    for password in (DB_PASSWORD, app_password(DB_PASSWORD), *users.values()):
         leaks = [line.split(" ", 1)[0] for line in lines if password in line]
         assert leaks == [], f"a password appears in the command line of {leaks}"
 

@@ -125,8 +125,10 @@ def test_user_data_needs_gzip_and_fits_ec2_limit_gzipped(variant: tuple[str, Set
     user_data = render_user_data(variant[1], FACTS)
     # Plain, the cloud-config is over EC2's limit: that is why Terraform gzips it (host.py).
     assert user_data_size(user_data) > USER_DATA_LIMIT
-    # Gzipped (Terraform's output differs by a few bytes from zlib's), with a quarter left to grow.
-    assert compressed_size(user_data) <= USER_DATA_LIMIT * 3 // 4
+    # Gzipped (Terraform's output differs by a few bytes from zlib's), with 15% left to grow
+    # (measured 2026-11-28: defaults 12.5 KB, everything on 13.3 KB; the several-host variants are
+    # larger, test_userdata_scale holds them to the limit; docs/scaling.md, "User data").
+    assert compressed_size(user_data) <= USER_DATA_LIMIT * 85 // 100
 
 
 def test_files_reach_the_host_without_their_full_line_comments_and_nothing_else_changes() -> None:
@@ -184,9 +186,8 @@ def test_terraform_rendering_escapes_shell_and_leaves_only_the_facts() -> None:
 def test_user_data_writes_the_host_files_with_tight_modes() -> None:
     files = written_files(render_user_data(Settings(), FACTS))
     scripts = [p for p in files if p.startswith("/usr/local/sbin/")]
-    assert sorted(scripts) == [
-        f"/usr/local/sbin/orthweb-{n}" for n in ("bootstrap", "cert", "patch", "rds-ca", "refresh", "secrets")
-    ]
+    steps = ("bootstrap", "cert", "db-role", "patch", "rds-ca", "refresh", "secrets")
+    assert sorted(scripts) == [f"/usr/local/sbin/orthweb-{n}" for n in steps]
     assert all(files[p]["permissions"] == "0700" for p in scripts)
     for name in ("docker-compose.yml", "orthanc.json", "nginx.conf", "orthanc-roles.lua"):
         assert f"/etc/orthweb/{name}" in files

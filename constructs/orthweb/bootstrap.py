@@ -61,6 +61,11 @@ NO_PEER_SOURCE = "127.0.0.1"
 # one in the namespace (the discard port), so Orthanc can send nothing to such a peer.
 NO_DESTINATION_PORT = 9
 
+# Orthanc's own PostgreSQL role, which the host creates and keeps owning the Orthanc database and
+# nothing more (userdata/bin/orthweb-db-role.sh). Not the RDS master user (``orthanc``, which a
+# rename would replace the database to change): Orthanc never holds the master login.
+DB_APP_ROLE = "orthanc_app"
+
 _VALUE_RE = re.compile(r"\{\{ ([a-z_]+) \}\}")
 _DIRECTIVE_RE = re.compile(
     r"^(?P<indent>[ \t]*)(?:# )?\{\{ (?P<kind>include|content) (?P<path>[\w./@-]+)"
@@ -244,6 +249,7 @@ def template_values(settings: Settings, facts: HostFacts) -> dict[str, str]:
         "db_address": facts.db_address,
         "db_port": facts.db_port,
         "db_name": facts.db_name,
+        "db_role": DB_APP_ROLE,
         "db_secret_arn": facts.db_secret_arn,
         "admin_secret_arn": facts.admin_secret_arn,
         "images_bucket": facts.images_bucket,

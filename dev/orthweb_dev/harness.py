@@ -120,6 +120,11 @@ HOST_DIFFERENCES: dict[str, tuple[str, str, str]] = {
     ),
     "db_endpoint": ("DB URI host:port (from orthweb.env)", "RDS endpoint:5432", "127.0.0.1:<free port>"),
     "db_ca": ("DB URI sslrootcert", HOST_RDS_CA + " (RDS CA bundle)", "<tmp>/etc/tls/rds-ca.pem (test CA)"),
+    "db_master": (
+        "the login orthweb-db-role sets Orthanc's role up with (the master secret)",
+        "RDS's master user: CREATEROLE, CREATEDB, member of rds_superuser (PostgreSQL 17)",
+        "a role with CREATEROLE and CREATEDB, no superuser (PostgreSQL 15)",
+    ),
     "nginx_stream_module": ("nginx.conf load_module", "built into the nginx image", str(NGINX_STREAM_MODULE)),
     "nginx_web_listen": ("nginx.conf listen 443", "443 on all addresses", "127.0.0.1:<free port>"),
     "nginx_dicom_listen": ("nginx.conf listen 11112", "11112 on all addresses", "127.0.0.1:<free port>"),
@@ -664,7 +669,8 @@ class AppHost:
         if not re.fullmatch(r"[a-z_][a-z0-9_]{0,62}", self.db_user):
             raise AppHostError(f"the database user name {self.db_user!r} is not a plain PostgreSQL identifier")
         literal = db_password.replace("'", "''")
-        self.psql(f"CREATE ROLE {self.db_user} LOGIN PASSWORD '{literal}'", db="postgres")
+        # Like RDS's master user: it may create roles and databases, and is no superuser.
+        self.psql(f"CREATE ROLE {self.db_user} LOGIN CREATEROLE CREATEDB PASSWORD '{literal}'", db="postgres")
         self.psql(f"CREATE DATABASE {DB_NAME} OWNER {self.db_user}", db="postgres")
         facts = HostFacts(
             region=self.moto.region,

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
+from pathlib import Path
 
 import pytest
 
@@ -30,3 +32,33 @@ def require(tool: str, package: str) -> str:
         not_run(f"{tool} is missing: install the Debian package {package} ({INSTALL_HINT})")
     assert found is not None
     return found
+
+
+# Words of a script that name no program (shell keywords and builtins shadow any file of that name).
+_WORD_RE = re.compile(r"[A-Za-z][A-Za-z0-9_.-]*")
+
+
+def record_command_lines(scripts: list[Path], env: dict[str, str], workdir: Path) -> list[str]:
+    """Put a recorder in front of every program ``scripts`` may run by name (found on ``env``'s
+    PATH, which is changed to put the recorders first): each appends its whole command line, as
+    /proc/PID/cmdline shows it to every user of the host, to ``workdir``/argv.log, then runs the
+    real program. Returns the names of the programs wrapped; :func:`command_lines` reads the log."""
+    recorder = workdir / "argv-bin"
+    recorder.mkdir()
+    log = workdir / "argv.log"
+    texts = "".join(script.read_text() for script in scripts)
+    for word in sorted(set(_WORD_RE.findall(texts))):
+        real = shutil.which(word, path=env["PATH"])
+        if real is None or word in ("bash", "sh", "env"):
+            continue
+        wrapper = recorder / word
+        wrapper.write_text(f'#!/bin/bash\nprintf "%s\\0" "{word} $*" >> {log}\nexec {real} "$@"\n')
+        wrapper.chmod(0o755)
+    env["PATH"] = f"{recorder}{os.pathsep}{env['PATH']}"
+    return sorted(p.name for p in recorder.iterdir())
+
+
+def command_lines(workdir: Path) -> list[str]:
+    """The command lines the recorders of :func:`record_command_lines` saw, in order."""
+    log = workdir / "argv.log"
+    return [line for line in log.read_text().split("\0") if line] if log.exists() else []

@@ -40,6 +40,8 @@ finish() {
 step orthweb-secrets "$ORTHWEB_SECRETS_DIR/ORTHANC__POSTGRESQL__CONNECTION_URI" \
   "$ORTHWEB_SECRETS_DIR/ORTHANC__REGISTERED_USERS" "$ORTHWEB_NGINX_AUTH_DIR/logins.map"
 step orthweb-rds-ca "$ORTHWEB_TLS_DIR/rds-ca.pem"
+# After both: it logs in with the URI the first wrote, verifying the database against the second's CA.
+step orthweb-db-role "$ORTHWEB_STATE_DIR/db-role"
 # {{ include refresh/host-config.sh if host_config }}
 # {{ include refresh/images.sh if images_in_bucket }}
 # {{ include refresh/shared-cert.sh if multi_host }}

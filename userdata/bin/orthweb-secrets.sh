@@ -36,14 +36,25 @@ _secret_value() {
   return 1
 }
 
-# Database: the RDS-managed master login becomes a verify-full connection URI.
+# Database: Orthanc logs in as its own role (ORTHWEB_DB_ROLE, which orthweb-db-role keeps owning the
+# Orthanc database and nothing more), never as the RDS master user. Its password is derived from the
+# RDS-managed master password (HMAC-SHA256, base64url): every host derives the same one without
+# storing it anywhere, it follows the master password's rotation, and it does not reveal the master
+# password. The URI verifies the database's certificate (verify-full).
+[ -n "${ORTHWEB_DB_ROLE:-}" ] || die "ORTHWEB_DB_ROLE is not set in $ORTHWEB_ENV_FILE"
 db_json=$(secret_value "$ORTHWEB_DB_SECRET_ARN")
 [ -n "$db_json" ] || die "the database secret has no value"
 printf '%s' "$db_json" | jq -e '(.username|type)=="string" and (.password|type)=="string"' >/dev/null ||
   die "the database secret is not JSON with username and password"
-if printf '%s' "$db_json" | jq -j --arg host "$ORTHWEB_DB_ADDRESS" --arg port "$ORTHWEB_DB_PORT" \
-  --arg db "$ORTHWEB_DB_NAME" --arg ca "$RDS_CA" \
-  '"postgresql://\(.username|@uri):\(.password|@uri)@\($host):\($port)/\($db|@uri)?sslmode=verify-full&sslrootcert=\($ca)"' |
+app_password=$(jq -j .password <<<"$db_json" | python3 -c '
+import base64, hashlib, hmac, sys
+key = sys.stdin.buffer.read()
+digest = hmac.new(key, b"orthweb: the Orthanc database login", hashlib.sha256).digest()
+print(base64.urlsafe_b64encode(digest).decode().rstrip("="))
+')
+if APP_PASSWORD=$app_password jq -nj --arg user "$ORTHWEB_DB_ROLE" --arg host "$ORTHWEB_DB_ADDRESS" \
+  --arg port "$ORTHWEB_DB_PORT" --arg db "$ORTHWEB_DB_NAME" --arg ca "$RDS_CA" \
+  '"postgresql://\($user|@uri):\($ENV.APP_PASSWORD|@uri)@\($host):\($port)/\($db|@uri)?sslmode=verify-full&sslrootcert=\($ca)"' |
   replace_file "$ORTHWEB_SECRETS_DIR/$DB_URI" 0400; then
   echo "$DB_URI"
 fi

@@ -19,7 +19,7 @@ import pytest
 from orthweb.bootstrap import DB_APP_ROLE, USERDATA_DIR
 from orthweb_dev.dicom import make_instance
 from orthweb_dev.harness import DB_NAME, DB_URI_FILE, AppHost
-from orthweb_dev.testing import command_lines, record_command_lines
+from orthweb_dev.testing import command_lines, db_app_password, record_command_lines
 
 pytestmark = pytest.mark.app
 
@@ -141,17 +141,22 @@ def statements_logged(app: AppHost) -> Iterator[Path]:
         app.psql("SELECT pg_reload_conf()", db="postgres")
 
 
+LEGACY_OBJECTS = """
+CREATE TABLE legacy (id serial PRIMARY KEY, note text);
+CREATE SEQUENCE legacy_counter;
+CREATE FUNCTION legacy_answer() RETURNS int LANGUAGE sql AS 'SELECT 42';
+SELECT count(lo_from_bytea(0, 'an old DICOM file')) FROM generate_series(1, 10000);
+"""
+
+
 def test_a_database_from_another_deployment_filled_as_the_master_user_is_handed_to_orthancs_role(
     app: AppHost, stored: None, statements_logged: Path, tmp_path: Path
 ) -> None:
     """What a restored snapshot of an earlier deployment holds: the role's password is another
-    deployment's, and the master user owns tables, a sequence, a function and large objects."""
+    deployment's, and the master user owns tables, a sequence, a function and large objects: more
+    of them than one transaction can lock (64 per connection slot, 6,400 here)."""
     master = app.db_user
-    app.psql(
-        f"SET ROLE {master}; CREATE TABLE legacy (id serial PRIMARY KEY, note text);"
-        " CREATE SEQUENCE legacy_counter; CREATE FUNCTION legacy_answer() RETURNS int LANGUAGE sql AS 'SELECT 42';"
-        " SELECT lo_from_bytea(0, 'an old DICOM file')"
-    )
+    app.psql(f"SET ROLE {master}; {LEGACY_OBJECTS}")
     app.psql(f"ALTER ROLE {DB_APP_ROLE} PASSWORD 'the-other-deployments-password'", db="postgres")
     assert owners(app) == {DB_APP_ROLE, master}
     role, password = orthanc_login(app)
@@ -171,7 +176,8 @@ def test_a_database_from_another_deployment_filled_as_the_master_user_is_handed_
     assert psql_as(app, role, password, "SELECT legacy_answer(), nextval('legacy_counter')").stdout.split() == ["42|1"]
     # The password went to PostgreSQL as a SCRAM verifier only, and to no command line.
     server_log = statements_logged.read_text(errors="replace")[log_start:]
-    assert f"ALTER ROLE {DB_APP_ROLE} WITH LOGIN NOCREATEDB NOCREATEROLE PASSWORD 'SCRAM-SHA-256$4096:" in server_log
+    assert f"ALTER ROLE {DB_APP_ROLE} WITH LOGIN NOCREATEDB NOCREATEROLE VALID UNTIL 'infinity' PASSWORD" in server_log
+    assert "PASSWORD 'SCRAM-SHA-256$4096:" in server_log
     lines = command_lines(tmp_path)
     assert any(line.startswith("psql ") for line in lines)
     for secret in (password, master_password(app)):
@@ -237,3 +243,65 @@ def test_hosts_setting_the_role_up_at_once_both_succeed(app: AppHost) -> None:
     assert [rc for rc, _ in results] == [0, 0, 0, 0], results
     role, password = orthanc_login(app)
     assert psql_as(app, role, password, "SELECT 1").stdout.strip() == "1"
+
+
+def test_orthancs_role_cannot_make_the_set_up_run_its_code_as_the_master_user(app: AppHost) -> None:
+    """The role owns the database, so it may create functions in ``public`` and force a set-up by
+    changing its own password: the set-up, run as the master user, must call none of them."""
+    role, password = orthanc_login(app)
+    trap = (
+        "BEGIN IF current_user <> '{role}' AND NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'intruder')"
+        " THEN EXECUTE 'CREATE ROLE intruder LOGIN CREATEROLE'; END IF; {call}; END"
+    )
+    functions = {
+        "format(a text, b text) RETURNS text": "RETURN pg_catalog.format(a, b)",
+        "format(a text, b text, c text) RETURNS text": "RETURN pg_catalog.format(a, b, c)",
+        "format(a text, b text, c text, d text) RETURNS text": "RETURN pg_catalog.format(a, b, c, d)",
+        "pg_has_role(a text, b text) RETURNS boolean": "RETURN pg_catalog.pg_has_role(a, b)",
+        "pg_advisory_xact_lock(a integer) RETURNS void": "PERFORM pg_catalog.pg_advisory_xact_lock(a)",
+        "hashtext(a text) RETURNS integer": "RETURN pg_catalog.hashtext(a)",
+        "current_setting(a text) RETURNS text": "RETURN pg_catalog.current_setting(a)",
+    }
+    for signature, call in functions.items():
+        body = trap.format(role=role, call=call).replace("'", "''")
+        created = psql_as(app, role, password, f"CREATE FUNCTION public.{signature} LANGUAGE plpgsql AS '{body}'")
+        assert created.returncode == 0, created.stderr
+    try:
+        changed = psql_as(app, role, password, f"ALTER ROLE {role} PASSWORD 'forces-a-set-up'")
+        assert changed.returncode == 0, changed.stderr
+        step = db_role_step(app)
+        assert step.returncode == 0, step.stderr
+        assert "setting up the database role" in step.stderr
+        assert app.psql("SELECT count(*) FROM pg_roles WHERE rolname = 'intruder'", db="postgres") == "0"
+    finally:
+        app.psql("DROP ROLE IF EXISTS intruder", db="postgres")
+        for signature in functions:
+            app.psql(f"DROP FUNCTION IF EXISTS public.{signature.split(' RETURNS')[0]}")
+
+
+def test_a_role_that_may_not_log_in_or_has_expired_is_repaired(app: AppHost) -> None:
+    for breakage in ("NOLOGIN", "VALID UNTIL '2000-01-01'"):
+        app.psql(f"ALTER ROLE {DB_APP_ROLE} {breakage}", db="postgres")
+        step = db_role_step(app)
+        assert step.returncode == 0, (breakage, step.stderr)
+        assert "setting up the database role" in step.stderr
+        role, password = orthanc_login(app)
+        assert psql_as(app, role, password, "SELECT 1").stdout.strip() == "1", breakage
+
+
+def test_a_uri_left_from_before_a_rotation_never_sets_an_old_password(app: AppHost) -> None:
+    """The master password rotated, another host already set the new derived password, and here
+    orthweb-secrets failed, so Orthanc's URI still holds the old one: the step must not set it back
+    (the hosts would take turns locking each other out); it fails, and the next refresh catches up."""
+    rotated = "rotated-after-the-uri-was-written"
+    app.set_db_password(rotated)
+    app.put_db_secret(rotated)
+    app.psql(f"ALTER ROLE {DB_APP_ROLE} PASSWORD '{db_app_password(rotated)}'", db="postgres")  # the other host
+    step = db_role_step(app)
+    assert step.returncode != 0
+    assert "Orthanc's URI is not derived from the current master password" in step.stderr
+    assert psql_as(app, DB_APP_ROLE, db_app_password(rotated), "SELECT 1").stdout.strip() == "1"  # untouched
+    app.host_step("orthweb-refresh")  # the next refresh: new URI, the role already agrees
+    assert orthanc_login(app) == (DB_APP_ROLE, db_app_password(rotated))
+    app.restart_orthanc()
+    assert app.rest("GET", "/statistics")[0] == 200

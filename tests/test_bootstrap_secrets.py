@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import hmac
 import json
 import os
 import re
@@ -26,7 +25,7 @@ import pytest
 from orthweb.bootstrap import USERDATA_DIR
 from orthweb_dev.emulator_server import MotoServer, moto_server, start
 from orthweb_dev.proc import free_port, stop_process, wait_until
-from orthweb_dev.testing import command_lines, not_run, record_command_lines, require
+from orthweb_dev.testing import command_lines, db_app_password, not_run, record_command_lines, require
 
 pytestmark = pytest.mark.emulator
 
@@ -160,13 +159,6 @@ def admin_secret(host: Host) -> dict[str, Any]:
     return dict(json.loads(value))
 
 
-def app_password(master_password: str) -> str:
-    """Orthanc's database password: HMAC-SHA256 of a fixed label keyed with the RDS master
-    password, base64url without padding (what orthweb-secrets derives)."""
-    digest = hmac.new(master_password.encode(), b"orthweb: the Orthanc database login", hashlib.sha256).digest()
-    return base64.urlsafe_b64encode(digest).decode().rstrip("=")
-
-
 def login_hash(user: str, password: str) -> str:
     """What nginx's secure_link computes from a right login: base64url MD5 of the Basic header."""
     header = "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
@@ -244,7 +236,7 @@ def test_db_secret_becomes_a_root_only_verify_full_uri_for_orthancs_own_role_nev
     # Orthanc's own role, with a password derived from the master's: never the master login.
     user, password = unquote(uri.username or ""), unquote(uri.password or "")
     assert user == "orthanc_app"  # not the master user, "orthweb" here
-    assert password == app_password(DB_PASSWORD)
+    assert password == db_app_password(DB_PASSWORD)
     assert DB_PASSWORD not in (host.secrets / DB_URI).read_text()
     assert len(password) == 43  # 256 bits
     assert (uri.hostname, uri.port, uri.path) == ("db.example.internal", 5432, "/orthanc")
@@ -267,7 +259,7 @@ def test_rotated_db_secret_is_detected_and_only_orthanc_is_recreated(host: Host)
         f"{compose} up --detach --no-deps --force-recreate orthanc"
     ]
     uri = urlsplit((host.secrets / DB_URI).read_text())
-    assert uri.password == app_password("rotated-by-rds")  # Orthanc's password follows the master's rotation
+    assert uri.password == db_app_password("rotated-by-rds")  # Orthanc's password follows the master's rotation
     assert stat.S_IMODE((host.secrets / DB_URI).stat().st_mode) == 0o400
 
 
@@ -322,7 +314,7 @@ def test_a_failed_orthanc_recreate_is_tried_again_at_the_next_run(host: Host) ->
     assert "recreate Orthanc: failed 2 times (last exit status 1); giving up" in failed.stderr
     assert "error: orthweb-refresh line" in failed.stderr
     # The new password is on disk, but Orthanc did not get it: the next run must not think it did.
-    assert urlsplit((host.secrets / DB_URI).read_text()).password == app_password("rotated-while-docker-fails")
+    assert urlsplit((host.secrets / DB_URI).read_text()).password == db_app_password("rotated-while-docker-fails")
 
     (host.root / "docker-fails").unlink()
     start = len(host.docker_calls())
@@ -353,7 +345,7 @@ def test_no_password_ever_appears_in_a_command_line(host: Host) -> None:
     ran = {line.split(" ", 1)[0] for line in lines}
     assert {"aws", "jq", "openssl"} <= ran  # the recorder saw the programs that handle the passwords
     assert any(line.startswith("aws secretsmanager put-secret-value") for line in lines)
-    for password in (DB_PASSWORD, app_password(DB_PASSWORD), *users.values()):
+    for password in (DB_PASSWORD, db_app_password(DB_PASSWORD), *users.values()):
         leaks = [line.split(" ", 1)[0] for line in lines if password in line]
         assert leaks == [], f"a password appears in the command line of {leaks}"
 

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
 import os
 import re
 import shutil
@@ -62,3 +65,10 @@ def command_lines(workdir: Path) -> list[str]:
     """The command lines the recorders of :func:`record_command_lines` saw, in order."""
     log = workdir / "argv.log"
     return [line for line in log.read_text().split("\0") if line] if log.exists() else []
+
+
+def db_app_password(master_password: str) -> str:
+    """Orthanc's database password as the host derives it (common.sh ``db_app_password``): HMAC-SHA256
+    of a fixed label keyed with the RDS master password, base64url without padding."""
+    digest = hmac.new(master_password.encode(), b"orthweb: the Orthanc database login", hashlib.sha256).digest()
+    return base64.urlsafe_b64encode(digest).decode().rstrip("=")

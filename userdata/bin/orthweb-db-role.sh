@@ -20,6 +20,7 @@ set -euo pipefail
 umask 077
 
 uri=$ORTHWEB_SECRETS_DIR/ORTHANC__POSTGRESQL__CONNECTION_URI
+done_file=$ORTHWEB_STATE_DIR/db-role
 [ -s "$uri" ] || die "$uri is missing: orthweb-secrets writes it first"
 export PGHOST=$ORTHWEB_DB_ADDRESS PGPORT=$ORTHWEB_DB_PORT PGDATABASE=$ORTHWEB_DB_NAME PGCONNECT_TIMEOUT=10
 export PGSSLMODE=verify-full PGSSLROOTCERT=$ORTHWEB_TLS_DIR/rds-ca.pem PGAPPNAME=orthweb-db-role
@@ -54,30 +55,43 @@ in_order() {
 unfixable="the role $role holds SUPERUSER, REPLICATION or BYPASSRLS, which only AWS can remove"
 state=$(in_order) || true
 [ "$state" != unfixable ] || die "$unfixable"
-if [ "$state" != ok ]; then
-  if [ -z "$state" ] && ! grep -q "password authentication failed\|does not exist" "$err"; then
+# Set up when the login fails or the role holds too much, and until one set-up has run to the end
+# on this host (it may have stopped half-way through handing over the large objects).
+if [ "$state" != ok ] || [ ! -e "$done_file" ]; then
+  login_refused="password authentication failed\|does not exist\|not permitted to log in\|permission denied for database"
+  if [ -z "$state" ] && ! grep -q "$login_refused" "$err"; then
     cat "$err" >&2
     die "cannot reach the database as $role"  # not a login problem: the next run tries again
   fi
   log "setting up the database role $role"
+  rm -f "$done_file"
   master=$(retry "read the database master secret" aws secretsmanager get-secret-value \
     --secret-id "$ORTHWEB_DB_SECRET_ARN" --query SecretString --output text)
   user=$(jq -er '.username | strings' <<<"$master") || die "the database secret has no username"
-  # One transaction, all or nothing, one host at a time (the lock). \gexec runs each row a query
-  # returns as a statement; :'x' is the variable x as a quoted literal.
+  # A URI left from before a rotation (orthweb-secrets failed) must not set an old password.
+  [ "$(jq -j .password <<<"$master" | db_app_password)" = "$password" ] ||
+    die "Orthanc's URI is not derived from the current master password (orthweb-secrets has not run since it changed); not changing the role"
+  # The role, in one transaction (all or nothing), one host at a time (the lock). The search path
+  # leaves out public, where the role may create functions named like the ones called here.
+  # \gexec runs each row a query returns as a statement; :'x' is the variable x as a quoted literal.
   {
     printf "\\set role '%s'\n\\set verifier '%s'\n" "$role" "$verifier"
     cat <<'SQL'
 \set ON_ERROR_STOP on
+SET search_path = pg_catalog, pg_temp;
+SET client_min_messages = warning;
+SET orthweb.role = :'role';
 BEGIN;
 SELECT pg_advisory_xact_lock(hashtext('orthweb-db-role'));
 SELECT format('CREATE ROLE %I', :'role') WHERE NOT EXISTS (SELECT FROM pg_roles WHERE rolname = :'role') \gexec
-SELECT format('ALTER ROLE %I WITH LOGIN NOCREATEDB NOCREATEROLE PASSWORD %L', :'role', :'verifier') \gexec
-SELECT format('REVOKE %I FROM %I', roleid::regrole, :'role') FROM pg_auth_members
+SELECT format('ALTER ROLE %I WITH LOGIN NOCREATEDB NOCREATEROLE VALID UNTIL %L PASSWORD %L', :'role', 'infinity',
+  :'verifier') \gexec
+SELECT format('REVOKE %I FROM %I', pg_get_userbyid(roleid), :'role') FROM pg_auth_members
   WHERE member = :'role'::regrole \gexec
-SELECT format('GRANT %I TO %I', :'role', current_user) WHERE NOT pg_has_role(:'role', 'MEMBER') \gexec
-SELECT format('ALTER DATABASE %I OWNER TO %I', current_database(), :'role') \gexec
+-- Always: from PostgreSQL 16 the creator of a role holds ADMIN on it, but not SET.
+SELECT format('GRANT %I TO %I', :'role', current_user) \gexec
 SELECT format('REVOKE ALL ON DATABASE %I FROM PUBLIC', current_database()) \gexec
+SELECT format('ALTER DATABASE %I OWNER TO %I', current_database(), :'role') \gexec
 WITH me AS (SELECT current_user::regrole AS oid)
 SELECT format('ALTER %s %s OWNER TO %I', kind, name, :'role') FROM (
   SELECT CASE relkind WHEN 'S' THEN 'SEQUENCE' ELSE 'TABLE' END, c.oid::regclass::text FROM pg_class c, me
@@ -86,15 +100,23 @@ SELECT format('ALTER %s %s OWNER TO %I', kind, name, :'role') FROM (
   UNION ALL SELECT 'ROUTINE', p.oid::regprocedure::text FROM pg_proc p, me
     WHERE pronamespace = 'public'::regnamespace AND proowner = me.oid
       AND NOT EXISTS (SELECT FROM pg_depend WHERE objid = p.oid AND deptype = 'e')
-  UNION ALL SELECT 'LARGE OBJECT', l.oid::text FROM pg_largeobject_metadata l, me WHERE lomowner = me.oid
 ) AS owned(kind, name) \gexec
 COMMIT;
+-- The large objects (a DICOM file each, perhaps millions), 1,000 a transaction: locks last until commit.
+DO $$ DECLARE lo oid; n int := 0; BEGIN
+  FOR lo IN SELECT oid FROM pg_largeobject_metadata WHERE lomowner = current_user::regrole LOOP
+    EXECUTE format('ALTER LARGE OBJECT %s OWNER TO %I', lo, current_setting('orthweb.role'));
+    n := n + 1;
+    IF n % 1000 = 0 THEN COMMIT; END IF;
+  END LOOP;
+END $$;
 SQL
   } | PGUSER=$user PGPASSWORD=$(jq -r .password <<<"$master") psql -Xq -o /dev/null ||
     die "setting up the role $role failed (PostgreSQL's error is above); nothing was changed"
   state=$(in_order) || true
   [ "$state" != unfixable ] || die "$unfixable"
+  [ "$state" != fixable ] || die "the role $role keeps a membership the master user did not grant and cannot revoke"
   [ "$state" = ok ] || { cat "$err" >&2; die "the role $role cannot log in after the set-up"; }
+  printf '%s\n' "$role" >"$done_file"
   log "the database role $role is set up"
 fi
-printf '%s\n' "$role" >"$ORTHWEB_STATE_DIR/db-role"

@@ -46,12 +46,7 @@ db_json=$(secret_value "$ORTHWEB_DB_SECRET_ARN")
 [ -n "$db_json" ] || die "the database secret has no value"
 printf '%s' "$db_json" | jq -e '(.username|type)=="string" and (.password|type)=="string"' >/dev/null ||
   die "the database secret is not JSON with username and password"
-app_password=$(jq -j .password <<<"$db_json" | python3 -c '
-import base64, hashlib, hmac, sys
-key = sys.stdin.buffer.read()
-digest = hmac.new(key, b"orthweb: the Orthanc database login", hashlib.sha256).digest()
-print(base64.urlsafe_b64encode(digest).decode().rstrip("="))
-')
+app_password=$(jq -j .password <<<"$db_json" | db_app_password)
 if APP_PASSWORD=$app_password jq -nj --arg user "$ORTHWEB_DB_ROLE" --arg host "$ORTHWEB_DB_ADDRESS" \
   --arg port "$ORTHWEB_DB_PORT" --arg db "$ORTHWEB_DB_NAME" --arg ca "$RDS_CA" \
   '"postgresql://\($user|@uri):\($ENV.APP_PASSWORD|@uri)@\($host):\($port)/\($db|@uri)?sslmode=verify-full&sslrootcert=\($ca)"' |

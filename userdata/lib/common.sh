@@ -109,6 +109,14 @@ CONF
   return "$rc"
 }
 
+# db_app_password < MASTER_PASSWORD: Orthanc's database password, derived from the RDS master
+# password: base64url HMAC-SHA256 of a fixed label keyed with it (docs/host.md, "Orthanc's database role").
+db_app_password() {
+  python3 -c 'import base64, hashlib, hmac, sys
+mac = hmac.new(sys.stdin.buffer.read(), b"orthweb: the Orthanc database login", hashlib.sha256)
+print(base64.urlsafe_b64encode(mac.digest()).decode().rstrip("="))'
+}
+
 # replace_file DEST MODE < content: atomic replace; returns 1 (and leaves DEST alone) when unchanged.
 replace_file() {
   local dest=$1 mode=$2 tmp

@@ -71,8 +71,11 @@ if [ "$state" != ok ] || [ ! -e "$done_file" ]; then
   # A URI left from before a rotation (orthweb-secrets failed) must not set an old password.
   [ "$(jq -j .password <<<"$master" | db_app_password)" = "$password" ] ||
     die "Orthanc's URI is not derived from the current master password (orthweb-secrets has not run since it changed); not changing the role"
-  # The role, in one transaction (all or nothing), one host at a time (the lock). The search path
-  # leaves out public, where the role may create functions named like the ones called here.
+  # The role, in one transaction (all or nothing), one host at a time (the lock); then what the
+  # master user owns in the database, 1,000 objects a transaction (a transaction holds a lock on
+  # each until it ends; large objects, a DICOM file each, may be millions). The search path leaves
+  # out public, where the role may create functions named like the ones called here. The GRANT
+  # always runs: from PostgreSQL 16 a role's creator holds ADMIN on it, but not SET.
   # \gexec runs each row a query returns as a statement; :'x' is the variable x as a quoted literal.
   {
     printf "\\set role '%s'\n\\set verifier '%s'\n" "$role" "$verifier"
@@ -88,31 +91,25 @@ SELECT format('ALTER ROLE %I WITH LOGIN NOCREATEDB NOCREATEROLE VALID UNTIL %L P
   :'verifier') \gexec
 SELECT format('REVOKE %I FROM %I', pg_get_userbyid(roleid), :'role') FROM pg_auth_members
   WHERE member = :'role'::regrole \gexec
--- Always: from PostgreSQL 16 the creator of a role holds ADMIN on it, but not SET.
 SELECT format('GRANT %I TO %I', :'role', current_user) \gexec
 SELECT format('REVOKE ALL ON DATABASE %I FROM PUBLIC', current_database()) \gexec
 SELECT format('ALTER DATABASE %I OWNER TO %I', current_database(), :'role') \gexec
-WITH me AS (SELECT current_user::regrole AS oid)
-SELECT format('ALTER %s %s OWNER TO %I', kind, name, :'role') FROM (
-  SELECT CASE relkind WHEN 'S' THEN 'SEQUENCE' ELSE 'TABLE' END, c.oid::regclass::text FROM pg_class c, me
-    WHERE relnamespace = 'public'::regnamespace AND relkind IN ('r', 'p', 'v', 'm', 'S') AND relowner = me.oid
-      AND NOT EXISTS (SELECT FROM pg_depend WHERE objid = c.oid AND deptype IN ('a', 'i', 'e'))
-  UNION ALL SELECT 'ROUTINE', p.oid::regprocedure::text FROM pg_proc p, me
-    WHERE pronamespace = 'public'::regnamespace AND proowner = me.oid
-      AND NOT EXISTS (SELECT FROM pg_depend WHERE objid = p.oid AND deptype = 'e')
-) AS owned(kind, name) \gexec
 COMMIT;
--- The large objects (a DICOM file each, perhaps millions), 1,000 a transaction: locks last until commit.
-DO $$ DECLARE lo oid; n int := 0; BEGIN
-  FOR lo IN SELECT oid FROM pg_largeobject_metadata WHERE lomowner = current_user::regrole LOOP
-    EXECUTE format('ALTER LARGE OBJECT %s OWNER TO %I', lo, current_setting('orthweb.role'));
+DO $$ DECLARE o record; n int := 0; me regrole := current_user; BEGIN
+  FOR o IN SELECT CASE relkind WHEN 'S' THEN 'SEQUENCE' ELSE 'TABLE' END AS kind, c.oid::regclass::text AS name
+      FROM pg_class c WHERE relnamespace = 'public'::regnamespace AND relkind IN ('r', 'p', 'v', 'm', 'S')
+      AND relowner = me AND NOT EXISTS (SELECT FROM pg_depend WHERE objid = c.oid AND deptype IN ('a', 'i', 'e'))
+    UNION ALL SELECT 'ROUTINE', p.oid::regprocedure::text FROM pg_proc p WHERE pronamespace = 'public'::regnamespace
+      AND proowner = me AND NOT EXISTS (SELECT FROM pg_depend WHERE objid = p.oid AND deptype = 'e')
+    UNION ALL SELECT 'LARGE OBJECT', oid::text FROM pg_largeobject_metadata WHERE lomowner = me LOOP
+    EXECUTE format('ALTER %s %s OWNER TO %I', o.kind, o.name, current_setting('orthweb.role'));
     n := n + 1;
     IF n % 1000 = 0 THEN COMMIT; END IF;
   END LOOP;
 END $$;
 SQL
   } | PGUSER=$user PGPASSWORD=$(jq -r .password <<<"$master") psql -Xq -o /dev/null ||
-    die "setting up the role $role failed (PostgreSQL's error is above); nothing was changed"
+    die "setting up the role $role failed (PostgreSQL's error is above); the next run starts it again"
   state=$(in_order) || true
   [ "$state" != unfixable ] || die "$unfixable"
   [ "$state" != fixable ] || die "the role $role keeps a membership the master user did not grant and cannot revoke"

@@ -8,6 +8,7 @@ import hmac
 import os
 import re
 import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -72,3 +73,32 @@ def db_app_password(master_password: str) -> str:
     of a fixed label keyed with the RDS master password, base64url without padding."""
     digest = hmac.new(master_password.encode(), b"orthweb: the Orthanc database login", hashlib.sha256).digest()
     return base64.urlsafe_b64encode(digest).decode().rstrip("=")
+
+
+def cloud_config_problems(user_data: str, workdir: Path) -> str:
+    """What ``cloud-init schema`` finds wrong with rendered user data (empty when it is a valid
+    cloud-config); reported as not run when cloud-init is missing."""
+    cloud_init = require("cloud-init", "cloud-init")
+    path = workdir / "user-data"
+    path.write_text(user_data)
+    run = subprocess.run(
+        [cloud_init, "schema", "--config-file", str(path)], capture_output=True, text=True, check=False
+    )
+    return "" if run.returncode == 0 and "Valid cloud-config" in run.stdout else run.stdout + run.stderr
+
+
+def compose_problems(compose_file: str, workdir: Path) -> str:
+    """What ``docker-compose config`` finds wrong with a rendered compose file (empty when valid;
+    there is no Docker engine here, so compose files are validated, never run); reported as not
+    run when docker-compose is missing."""
+    docker_compose = require("docker-compose", "docker-compose")
+    path = workdir / "docker-compose.yml"
+    path.write_text(compose_file)
+    run = subprocess.run(
+        [docker_compose, "--project-name", "orthweb", "--file", str(path), "config", "--quiet"],
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd=workdir,
+    )
+    return "" if run.returncode == 0 else run.stdout + run.stderr

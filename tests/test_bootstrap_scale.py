@@ -15,7 +15,6 @@ import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import boto3
 import pytest
@@ -26,6 +25,7 @@ from cryptography.hazmat.primitives import serialization
 from orthweb.bootstrap import USERDATA_DIR, render_file, settings_values
 from orthweb.settings import Settings
 from orthweb_dev.emulator_server import MotoServer, moto_server, start
+from orthweb_dev.fakehost import FakeHost
 from orthweb_dev.proc import free_port, stop_process, wait_until
 from orthweb_dev.testing import require
 
@@ -34,43 +34,6 @@ pytestmark = pytest.mark.emulator
 SITE = "pacs.example.org"
 BALANCER = "orthweb-nlb-0123456789abcdef.elb.us-east-1.amazonaws.com"
 FLEET = Settings(storage="s3", hosts=3, db_multi_az=True, endpoints_in_all_azs=True)
-
-
-@dataclass
-class Host:
-    """One fake host: its /etc/orthweb, its (rendered) scripts, and the deployment's secrets."""
-
-    root: Path
-    env: dict[str, str]
-
-    @property
-    def etc(self) -> Path:
-        return self.root / "etc"
-
-    def run(self, script: str, *args: str, check: bool = True, env: dict[str, str] | None = None) -> list[str]:
-        proc = subprocess.run(
-            [str(self.root / "sbin" / script), *args],
-            env={**self.env, **(env or {})},
-            capture_output=True,
-            text=True,
-            check=False,
-        )
-        if check:
-            assert proc.returncode == 0, f"{script} failed:\n{proc.stdout}\n{proc.stderr}"
-        self.last_stderr = proc.stderr
-        return (
-            [line for line in proc.stdout.splitlines() if line] if proc.returncode == 0 else [f"exit {proc.returncode}"]
-        )
-
-    def aws(self, *args: str) -> Any:
-        proc = subprocess.run(
-            ["aws", "--output", "json", *args], env=self.env, capture_output=True, text=True, check=True
-        )
-        return json.loads(proc.stdout) if proc.stdout.strip() else None
-
-    def docker_calls(self) -> list[str]:
-        log = self.root / "docker.log"
-        return log.read_text().splitlines() if log.exists() else []
 
 
 @pytest.fixture(scope="module")
@@ -89,7 +52,7 @@ class Deployment:
     base: Path
     count: int = 0
 
-    def host(self, instance_id: str | None = None, **extra: str) -> Host:
+    def host(self, instance_id: str | None = None, **extra: str) -> FakeHost:
         """A new host of the deployment, with its own /etc/orthweb and instance id."""
         self.count += 1
         root = self.base / f"host{self.count}"
@@ -128,7 +91,7 @@ class Deployment:
             ORTHWEB_LOCAL_IPV4="10.64.1.10",
             **extra,
         )
-        return Host(root=root, env=env)
+        return FakeHost(root=root, env=env)
 
     def secret(self) -> dict[str, str] | None:
         client = boto3.client("secretsmanager", **self._client())
@@ -174,7 +137,7 @@ def deployment(tmp_path: Path, emulator: MotoServer) -> Deployment:
     return Deployment(emulator=emulator, tls_arn=tls, role_arn=role["Role"]["Arn"], base=tmp_path)
 
 
-def certificate(host: Host) -> x509.Certificate:
+def certificate(host: FakeHost) -> x509.Certificate:
     return x509.load_pem_x509_certificate((host.etc / "tls" / "server.crt").read_bytes())
 
 
@@ -325,7 +288,7 @@ def test_the_shared_certificate_waits_for_secrets_manager_and_gives_up_clearly(
     assert "cannot read the shared certificate secret orthweb/tls-late" in host.last_stderr
 
 
-def _rival_aws(host: Host, candidate: dict[str, str]) -> None:
+def _rival_aws(host: FakeHost, candidate: dict[str, str]) -> None:
     """Put an `aws` first on the host's PATH that lets a rival host win the race: on the host's
     put-secret-value it first puts ``candidate`` with the host's own client request token."""
     shim = host.root / "rival" / "aws"

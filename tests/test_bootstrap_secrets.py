@@ -24,6 +24,7 @@ import pytest
 
 from orthweb.bootstrap import USERDATA_DIR
 from orthweb_dev.emulator_server import MotoServer, moto_server, start
+from orthweb_dev.fakehost import FakeHost
 from orthweb_dev.proc import free_port, stop_process, wait_until
 from orthweb_dev.testing import command_lines, db_app_password, not_run, record_command_lines, require
 
@@ -38,42 +39,14 @@ DB_PASSWORD = "p@ss:w/rd?#%&$x"
 
 
 @dataclass
-class Host:
-    """A fake host: its /etc/orthweb in a temp dir, its scripts, and the secrets they read."""
+class Host(FakeHost):
+    """A fake host with the stack's two secrets: RDS's master secret and the admin secret."""
 
-    root: Path
-    env: dict[str, str]
-    db_arn: str
-    admin_arn: str
-
-    @property
-    def secrets(self) -> Path:
-        return self.root / "etc" / "secrets"
-
-    def run(self, script: str, *args: str) -> list[str]:
-        """Run a host script; return the lines it printed (what changed)."""
-        proc = self.run_unchecked(script, *args)
-        assert proc.returncode == 0, f"{script} failed:\n{proc.stdout}\n{proc.stderr}"
-        return [line for line in proc.stdout.splitlines() if line]
-
-    def run_unchecked(self, script: str, *args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [str(self.root / "sbin" / script), *args], env=self.env, capture_output=True, text=True, check=False
-        )
-
-    def aws(self, *args: str) -> Any:
-        """The AWS CLI (the venv's, as on the host) against the emulator; parsed JSON output."""
-        proc = subprocess.run(
-            ["aws", "--output", "json", *args], env=self.env, capture_output=True, text=True, check=True
-        )
-        return json.loads(proc.stdout) if proc.stdout.strip() else None
+    db_arn: str = ""
+    admin_arn: str = ""
 
     def put_secret(self, arn: str, value: dict[str, Any]) -> None:
         self.aws("secretsmanager", "put-secret-value", "--secret-id", arn, "--secret-string", json.dumps(value))
-
-    def docker_calls(self) -> list[str]:
-        log = self.root / "docker.log"
-        return log.read_text().splitlines() if log.exists() else []
 
 
 @pytest.fixture(scope="module")

@@ -22,7 +22,7 @@ import yaml
 from orthweb import capacity
 from orthweb.bootstrap import USER_DATA_LIMIT, USERDATA_DIR, HostFacts, compressed_size, render_app, render_user_data
 from orthweb.settings import Settings
-from orthweb_dev.testing import cloud_config_problems, compose_problems, require
+from orthweb_dev.testing import cloud_config_problems, compose_problems, require, shellcheck_problems
 
 MANY = {"db_multi_az": True, "endpoints_in_all_azs": True}
 CA_PEM = "-----BEGIN CERTIFICATE-----\nMIIBfake\n-----END CERTIFICATE-----\n"
@@ -143,24 +143,8 @@ def test_refresh_runs_the_new_steps_after_the_secrets_and_before_the_certificate
 
 
 def test_rendered_scripts_are_shellcheck_clean(tmp_path: Path) -> None:
-    shellcheck = require("shellcheck", "shellcheck")
-    written = files(VARIANTS["three hosts, images in s3"])
-    (tmp_path / "bin").mkdir()
-    (tmp_path / "lib").mkdir()
-    (tmp_path / "orthweb.env").write_text(written["/etc/orthweb/orthweb.env"]["content"])
-    (tmp_path / "lib" / "common.sh").write_text(written["/usr/local/lib/orthweb/common.sh"]["content"])
-    paths = [tmp_path / "lib" / "common.sh"]
-    for path, entry in written.items():
-        if path.startswith("/usr/local/sbin/"):
-            paths.append(tmp_path / "bin" / (Path(path).name + ".sh"))
-            paths[-1].write_text(entry["content"])
-    run = subprocess.run(
-        [shellcheck, "-x", "-P", "SCRIPTDIR", "-s", "bash", *map(str, paths)],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    assert run.returncode == 0, run.stdout + run.stderr
+    written = {path: entry["content"] for path, entry in files(VARIANTS["three hosts, images in s3"]).items()}
+    assert shellcheck_problems(written, tmp_path) == ""
 
 
 def test_health_units_pass_systemd_analyze_verify(tmp_path: Path) -> None:

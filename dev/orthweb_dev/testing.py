@@ -102,3 +102,26 @@ def compose_problems(compose_file: str, workdir: Path) -> str:
         cwd=workdir,
     )
     return "" if run.returncode == 0 else run.stdout + run.stderr
+
+
+def shellcheck_problems(written: dict[str, str], workdir: Path) -> str:
+    """What shellcheck finds in the host scripts of rendered user data (``written``: each written
+    file's path and text), laid out as the host has them (each script beside common.sh and
+    orthweb.env, as its ``source`` directives expect); empty when clean."""
+    shellcheck = require("shellcheck", "shellcheck")
+    (workdir / "bin").mkdir()
+    (workdir / "lib").mkdir()
+    (workdir / "orthweb.env").write_text(written["/etc/orthweb/orthweb.env"])
+    paths = [workdir / "lib" / "common.sh"]
+    paths[0].write_text(written["/usr/local/lib/orthweb/common.sh"])
+    for path, text in written.items():
+        if path.startswith("/usr/local/sbin/"):
+            paths.append(workdir / "bin" / (Path(path).name + ".sh"))
+            paths[-1].write_text(text)
+    run = subprocess.run(
+        [shellcheck, "-x", "-P", "SCRIPTDIR", "-s", "bash", *map(str, paths)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    return "" if run.returncode == 0 else run.stdout + run.stderr

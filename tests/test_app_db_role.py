@@ -50,9 +50,14 @@ def psql_as(app: AppHost, user: str, password: str, sql: str, db: str = DB_NAME)
     return subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
 
 
-def db_role_step(app: AppHost) -> subprocess.CompletedProcess[str]:
+def db_role_step(app: AppHost, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """The host's orthweb-db-role step, with the host's environment (or ``env``), whatever its outcome."""
     return subprocess.run(
-        [str(app.root / "sbin" / "orthweb-db-role")], env=app.script_env(), capture_output=True, text=True, check=False
+        [str(app.root / "sbin" / "orthweb-db-role")],
+        env=env or app.script_env(),
+        capture_output=True,
+        text=True,
+        check=False,
     )
 
 
@@ -166,9 +171,7 @@ def test_a_database_from_another_deployment_filled_as_the_master_user_is_handed_
     scripts = [USERDATA_DIR / "bin" / "orthweb-db-role.sh", USERDATA_DIR / "lib" / "common.sh"]
     env = app.script_env()
     assert {"aws", "jq", "psql", "python3"} <= set(record_command_lines(scripts, env, tmp_path))
-    step = subprocess.run(
-        [str(app.root / "sbin" / "orthweb-db-role")], env=env, capture_output=True, text=True, check=False
-    )
+    step = db_role_step(app, env)
     assert step.returncode == 0, step.stderr
     assert f"setting up the database role {DB_APP_ROLE}" in step.stderr
 
@@ -210,14 +213,11 @@ def test_a_role_made_superuser_is_reported_and_the_step_fails(app: AppHost) -> N
 
 
 def test_an_unreachable_database_fails_the_step_without_touching_the_role(app: AppHost) -> None:
-    env = app.script_env()
     facts = (app.etc / "orthweb.env").read_text()
     port = str(app.ports["postgres"])
     (app.etc / "orthweb.env").write_text(facts.replace(f"ORTHWEB_DB_PORT={port}\n", "ORTHWEB_DB_PORT=9\n"))
     try:
-        step = subprocess.run(
-            [str(app.root / "sbin" / "orthweb-db-role")], env=env, capture_output=True, text=True, check=False
-        )
+        step = db_role_step(app)
     finally:
         (app.etc / "orthweb.env").write_text(facts)
     assert step.returncode != 0

@@ -64,3 +64,12 @@ def test_without_alarms_nothing_is_charged_for_them(synth: dict[str, Any]) -> No
     items = dict(cost.line_items(synth, PRICES))
     assert not any(name.startswith(("CloudWatch alarms", "Custom metric", "PutMetricData", "SNS")) for name in items)
     assert items["CloudWatch Logs groups x5 (no fixed charge; usage below)"] == 0.0
+
+
+def test_the_host_files_bucket_costs_its_bundle_and_the_versions_kept(synth: dict[str, Any]) -> None:
+    items = dict(cost.line_items(synth, PRICES))
+    month_days = PRICES["hours_per_month"] / 24
+    (bundle,) = synth["resource"]["aws_s3_object"].values()
+    gb = len(bundle["content_base64"]) * 3 / 4 / 1024**3
+    assert items["S3 host files (the hosts' bundle, versioned)"] == 2 * gb * PRICES["s3_standard_gb_month"] / month_days
+    assert items["S3 host files (the hosts' bundle, versioned)"] < 0.0001  # well under a cent a month

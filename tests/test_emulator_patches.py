@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from typing import Any
 
 import boto3
 import pytest
+from botocore.exceptions import ClientError
 
 from orthweb_dev import emulator
 from orthweb_dev.emulator_server import moto_server
@@ -199,3 +201,20 @@ def test_rds_restore_master_secret(endpoint: str) -> None:
         DBInstanceIdentifier="asked", DBSnapshotIdentifier="managed-snap", ManageMasterUserPassword=True
     )
     assert asked["DBInstance"]["MasterUserSecret"]["SecretArn"] not in before
+
+
+def test_s3_conditional_deny_applies_only_when_its_condition_holds(endpoint: str) -> None:
+    s3 = _client(endpoint, "s3")
+    s3.create_bucket(Bucket="conditional-deny")
+    s3.put_object(Bucket="conditional-deny", Key="k", Body=b"bytes")
+    deny = {"Effect": "Deny", "Principal": "*", "Resource": "arn:aws:s3:::conditional-deny/*"}
+    plain_http_only = {**deny, "Action": "s3:GetObject", "Condition": {"Bool": {"aws:SecureTransport": "false"}}}
+    s3.put_bucket_policy(Bucket="conditional-deny", Policy=json.dumps({"Statement": [plain_http_only]}))
+    assert s3.get_object(Bucket="conditional-deny", Key="k")["Body"].read() == b"bytes"
+    # An unconditional Deny still refuses.
+    s3.put_bucket_policy(
+        Bucket="conditional-deny", Policy=json.dumps({"Statement": [{**deny, "Action": "s3:GetObject"}]})
+    )
+    with pytest.raises(ClientError) as refused:
+        s3.get_object(Bucket="conditional-deny", Key="k")
+    assert refused.value.response["Error"]["Code"] in ("403", "AccessDenied")

@@ -25,10 +25,11 @@ import pytest
 import requests
 from pydicom import dcmread
 
-from orthweb.bootstrap import USER_DATA_LIMIT, HostFacts, render_user_data
+from orthweb.bootstrap import USER_DATA_BUDGET, HostFacts, bundle_files, render_user_data
 from orthweb.settings import Settings
 from orthweb_dev import demo, harness_cli
 from orthweb_dev.emulator_server import REGION, MotoServer
+from orthweb_dev.fakehost import first_boot_host, unpacked
 from orthweb_dev.harness import missing_prerequisites
 from orthweb_dev.synth import synthesize
 from orthweb_dev.testing import INSTALL_HINT, not_run
@@ -108,10 +109,11 @@ def test_1b_instance_receives_the_rendered_cloud_config_gzipped_by_terraform(wor
     instance_id = resources[INSTANCE]["id"]
     (db,) = [v for k, v in resources.items() if k.startswith("aws_db_instance.")]
     (admin,) = [v for k, v in resources.items() if k.startswith("aws_secretsmanager_secret.")]
+    (bundle,) = [v for k, v in resources.items() if k.startswith("aws_s3_object.")]
     raw = base64.b64decode(
         aws("ec2").describe_instance_attribute(InstanceId=instance_id, Attribute="userData")["UserData"]["Value"]
     )
-    assert len(raw) <= USER_DATA_LIMIT
+    assert len(raw) <= USER_DATA_BUDGET
     facts = HostFacts(
         region=REGION,
         db_address=db["address"],
@@ -119,8 +121,41 @@ def test_1b_instance_receives_the_rendered_cloud_config_gzipped_by_terraform(wor
         db_name=db["db_name"],
         db_secret_arn=db["master_user_secret"][0]["secret_arn"],
         admin_secret_arn=admin["arn"],
+        bundle_bucket=bundle["bucket"],
+        bundle_version=bundle["version_id"],
     )
     assert gzip.decompress(raw).decode() == render_user_data(Settings(deletion_protection=False), facts)
+
+
+def test_1d_the_host_boots_from_the_deployed_bundle_and_refuses_a_tampered_one(
+    workdir: Path, aws: Any, aws_env: dict[str, str], tmp_path: Path
+) -> None:
+    """The instance's own user data, run as its first boot against the emulator's S3: the fetch
+    step unpacks exactly the settings' files; other bytes under the same key never reach it, and a
+    host told their version refuses them before unpacking anything."""
+    resources = {f"{r['type']}.{r['name']}": r["instances"][0]["attributes"] for r in state(workdir)["resources"]}
+    (bundle,) = [v for k, v in resources.items() if k.startswith("aws_s3_object.")]
+    raw = aws("ec2").describe_instance_attribute(InstanceId=resources[INSTANCE]["id"], Attribute="userData")
+    user_data = gzip.decompress(base64.b64decode(raw["UserData"]["Value"])).decode()
+    expected = {f.path: f for f in bundle_files(Settings(deletion_protection=False))}
+
+    booted = first_boot_host(tmp_path / "host", user_data, aws_env)
+    assert booted.run("orthweb-fetch") == []
+    assert unpacked(booted) == expected
+
+    s3 = aws("s3")
+    tampered = s3.put_object(Bucket=bundle["bucket"], Key=bundle["key"], Body=b"not the bundle")["VersionId"]
+    try:
+        again = first_boot_host(tmp_path / "again", user_data, aws_env)
+        assert again.run("orthweb-fetch") == []
+        assert unpacked(again) == expected
+        told = first_boot_host(tmp_path / "told", user_data.replace(bundle["version_id"], tampered), aws_env)
+        assert told.run("orthweb-fetch", check=False) == ["exit 1"]
+        assert "nothing was unpacked" in told.last_stderr
+        assert unpacked(told) == {}
+    finally:
+        # As Terraform left it, for the clean plan below.
+        s3.delete_object(Bucket=bundle["bucket"], Key=bundle["key"], VersionId=tampered)
 
 
 def test_1c_the_demo_serves_the_application_on_this_deployments_secrets(
@@ -223,8 +258,10 @@ def test_6b_host_grants_reach_iam_as_from_the_instance_only_conditions(workdir: 
     secret_reads = [
         s for d in documents.values() for s in d["Statement"] if "secretsmanager:GetSecretValue" in s["Action"]
     ]
+    bundle_reads = [s for d in documents.values() for s in d["Statement"] if "s3:GetObject" in s["Action"]]
     assert len(secret_reads) == 2
-    for statement in secret_reads:
+    assert len(bundle_reads) == 1
+    for statement in secret_reads + bundle_reads:
         assert statement["Condition"] == {
             "StringEquals": {
                 "aws:Ec2InstanceSourceVpc": "${aws:SourceVpc}",
@@ -347,3 +384,4 @@ def test_12_destroy_leaves_nothing_behind(tf: Any, workdir: Path, aws: Any) -> N
     groups = aws("logs").describe_log_groups()["logGroups"]
     assert [g for g in groups if "orthweb" in g["logGroupName"] or RESTORED in g["logGroupName"]] == []
     assert aws("sns").list_topics()["Topics"] == []
+    assert aws("s3").list_buckets()["Buckets"] == []  # the host-files bucket, emptied of every version

@@ -4,6 +4,8 @@ spread, checked and reached (docs/scaling.md)."""
 
 from __future__ import annotations
 
+import base64
+import json
 import re
 from pathlib import Path
 from typing import Any
@@ -15,7 +17,6 @@ from orthweb_dev.synth import data, only, policy, ref, resources, synthesize
 Synth = dict[str, Any]
 
 SCALE_TYPES = (
-    "aws_s3_bucket",
     "aws_lb",
     "aws_lb_listener",
     "aws_lb_target_group",
@@ -32,8 +33,13 @@ def _name(synth: Synth, type_: str, predicate: Any = None) -> str:
     return names[0]
 
 
+def _image_buckets(synth: Synth) -> dict[str, dict[str, Any]]:
+    return {n: b for n, b in resources(synth, "aws_s3_bucket").items() if "-images-" in b["bucket_prefix"]}
+
+
 def _bucket_ref(synth: Synth, attribute: str = "id") -> str:
-    return ref("aws_s3_bucket", _name(synth, "aws_s3_bucket"), attribute)
+    """The image bucket's (the host-files bucket is test_stack_hostfiles')."""
+    return ref("aws_s3_bucket", _name(synth, "aws_s3_bucket", lambda b: "-images-" in b["bucket_prefix"]), attribute)
 
 
 def _for_bucket(synth: Synth, type_: str) -> dict[str, Any]:
@@ -52,10 +58,12 @@ def _inline(synth: Synth, role_name: str) -> list[dict[str, Any]]:
             for s in policy(p["policy"])["Statement"]]  # fmt: skip
 
 
-def _user_data(synth: Synth) -> str:
+def _host_text(synth: Synth) -> str:
+    """What the hosts are given: their user data, then the bundle's files (as the tar's text)."""
     (text,) = synth["locals"].values()
     assert isinstance(text, str)
-    return text
+    bundle = base64.b64decode(only(synth, "aws_s3_object")["content_base64"]).decode()
+    return text + "\n" + bundle
 
 
 # --- one host by default: nothing of this exists ----------------------------------------------------
@@ -64,10 +72,9 @@ def _user_data(synth: Synth) -> str:
 def test_the_default_stack_has_no_bucket_balancer_group_or_template(synth: Synth) -> None:
     for type_ in SCALE_TYPES:
         assert resources(synth, type_) == {}, type_
+    assert _image_buckets(synth) == {}  # one bucket only: the host files' (test_stack_hostfiles)
     assert list(resources(synth, "aws_instance")) == ["orthweb"]
-    key = policy(only(synth, "aws_kms_key")["policy"])
-    via = next(s for s in key["Statement"] if s["Sid"] == "AwsServicesUseKeyForThisAccount")
-    assert not any(v.startswith("s3.") for v in via["Condition"]["StringEquals"]["kms:ViaService"])
+    assert not [r for r in resources(synth, "aws_iam_role").values() if "image-store" in r.get("name", "")]
 
 
 # --- the image bucket --------------------------------------------------------------------------------
@@ -105,18 +112,18 @@ def test_lifecycle_tiers_images_aborts_stale_uploads_and_keeps_deleted_ones_a_mo
     kept = rules["keep-deleted-images-30-days"]
     assert kept["noncurrent_version_expiration"] == [{"noncurrent_days": 30}]
     assert kept["expiration"] == [{"expired_object_delete_marker": True}]
-    versioning = _name(with_bucket, "aws_s3_bucket_versioning")
+    versioning = _name(with_bucket, "aws_s3_bucket_versioning", lambda v: v["bucket"] == _bucket_ref(with_bucket))
     assert f"aws_s3_bucket_versioning.{versioning}" in lifecycle["depends_on"]
 
 
 def test_a_protected_bucket_is_never_destroyed_and_an_unprotected_one_is_emptied(
     images_in_s3: Synth, tmp_path: Path
 ) -> None:
-    protected = only(images_in_s3, "aws_s3_bucket")
+    (protected,) = _image_buckets(images_in_s3).values()
     assert protected["force_destroy"] is False
     assert protected["lifecycle"]["prevent_destroy"] is True
     assert protected["bucket_prefix"] == "orthweb-images-"
-    throwaway = only(synthesize({"storage": "s3", "deletion_protection": False}, tmp_path)[0], "aws_s3_bucket")
+    (throwaway,) = _image_buckets(synthesize({"storage": "s3", "deletion_protection": False}, tmp_path)[0]).values()
     assert throwaway["force_destroy"] is True
     assert throwaway.get("lifecycle", {}).get("prevent_destroy") in (None, False)
 
@@ -217,11 +224,11 @@ def test_only_the_host_role_may_assume_the_image_store_role_and_only_from_inside
     assert trust["Action"] == "sts:AssumeRole"
     vpc = _name(with_bucket, "aws_vpc")
     assert trust["Condition"] == {"StringEquals": {"aws:Ec2InstanceSourceVpc": ref("aws_vpc", vpc, "id")}}
-    # The host role itself never touches objects: it may only assume that one role.
+    # The host role itself never touches images: it may only assume that one role (and read its
+    # own bundle in the host-files bucket, test_stack_hostfiles).
     host = _inline(with_bucket, host_role)
-    assert not any(
-        a.startswith("s3:") for s in host for a in ([s["Action"]] if isinstance(s["Action"], str) else s["Action"])
-    )
+    images = _bucket_ref(with_bucket, "arn")
+    assert not any(images in json.dumps(s["Resource"]) for s in host if s["Action"] != "sts:AssumeRole")
     (assume,) = [s for s in host if s["Action"] == "sts:AssumeRole"]
     assert assume["Resource"] == ref("aws_iam_role", role_name, "arn")
 
@@ -235,16 +242,16 @@ def test_the_key_serves_s3_for_this_account_when_images_are_in_s3(with_bucket: S
 
 
 def test_the_hosts_learn_the_bucket_and_the_role_from_user_data(with_bucket: Synth) -> None:
-    user_data = _user_data(with_bucket)
+    user_data = _host_text(with_bucket)
     assert f"ORTHWEB_IMAGES_BUCKET={_bucket_ref(with_bucket, 'bucket')}" in user_data
     assert re.search(r"ORTHWEB_IMAGES_ROLE_ARN=arn:\$\{data\.aws_partition\.[^}]+\}:iam::", user_data)
-    assert "/usr/local/sbin/orthweb-images" in user_data
+    assert "usr/local/sbin/orthweb-images" in user_data  # a file of the bundle (the tar names it without /)
 
 
 def test_one_host_is_created_after_the_role_its_first_boot_assumes(images_in_s3: Synth) -> None:
     instance = resources(images_in_s3, "aws_instance")["orthweb"]
     role_name, _ = _role(images_in_s3, "Images_AccessRole")
-    assert instance["depends_on"] == [f"aws_iam_role.{role_name}"]
+    assert f"aws_iam_role.{role_name}" in instance["depends_on"]
     assert images_in_s3["output"]["images_bucket"]["value"] == _bucket_ref(images_in_s3, "bucket")
 
 
@@ -339,7 +346,7 @@ def test_health_checks_ask_each_hosts_health_endpoint_over_http(scaled: Synth) -
             "200",
         )
         assert check["enabled"] is True
-    user_data = _user_data(scaled)
+    user_data = _host_text(scaled)
     assert "ListenStream=8099" in user_data
     assert "systemctl enable --now orthweb-health.socket" in user_data
 
@@ -393,7 +400,7 @@ def test_the_shared_certificate_secret_is_encrypted_and_only_the_host_role_reads
 
 
 def test_every_host_names_the_one_site_and_finds_the_shared_certificate(scaled: Synth) -> None:
-    user_data = _user_data(scaled)
+    user_data = _host_text(scaled)
     lb = _name(scaled, "aws_lb")
     assert "ORTHWEB_SITE_NAME=pacs.example.org" in user_data
     assert f"ORTHWEB_BALANCER_DNS={ref('aws_lb', lb, 'dns_name')}" in user_data
@@ -424,10 +431,10 @@ def test_without_a_domain_the_balancer_name_is_the_site(tmp_path: Path) -> None:
     )
     lb = _name(synth, "aws_lb")
     assert resources(synth, "aws_route53_record") == {}
-    assert resources(synth, "aws_s3_bucket") == {}
+    assert _image_buckets(synth) == {}
     assert synth["output"]["web_url"]["value"] == f"http://{ref('aws_lb', lb, 'dns_name')}/"
-    assert f"ORTHWEB_SITE_NAME={ref('aws_lb', lb, 'dns_name')}" in _user_data(synth)
+    assert f"ORTHWEB_SITE_NAME={ref('aws_lb', lb, 'dns_name')}" in _host_text(synth)
     assert sorted(x["port"] for x in resources(synth, "aws_lb_listener").values()) == [80, 11112]
     # Images stay in PostgreSQL: no bucket, no S3 step, the storage plugin on.
-    assert "orthweb-images" not in _user_data(synth)
-    assert '"EnableStorage": true' in _user_data(synth)
+    assert "orthweb-images" not in _host_text(synth)
+    assert '"EnableStorage": true' in _host_text(synth)

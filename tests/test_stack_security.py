@@ -154,6 +154,7 @@ def test_key_policy_lets_account_administer_and_services_use_it_for_this_account
     assert sorted(services["kms:ViaService"]) == [
         "ec2.us-east-1.amazonaws.com",
         "rds.us-east-1.amazonaws.com",
+        "s3.us-east-1.amazonaws.com",  # the host-files bucket
         "secretsmanager.us-east-1.amazonaws.com",
     ]
     assert "kms:CallerAccount" in services
@@ -410,7 +411,8 @@ def test_host_user_data_is_cloud_config_with_the_deployment_facts_gzipped_by_ter
     # Only the facts are Terraform references; every other `${` is escaped shell text.
     refs = re.findall(r"(?<!\$)\$\{([^}]*)\}", user_data)
     assert refs
-    assert all(r.startswith(("aws_db_instance.", "aws_secretsmanager_secret.")) for r in refs)
+    facts = ("aws_db_instance.", "aws_secretsmanager_secret.", "aws_s3_bucket.", "aws_s3_object.")
+    assert all(r.startswith(facts) for r in refs)
 
 
 # --- Secrets never synthesized -----------------------------------------------------------------------

@@ -3,11 +3,16 @@ shellcheck, within EC2's size limit, and holding no secret."""
 
 from __future__ import annotations
 
+import hashlib
+import io
 import ipaddress
 import json
+import os
 import re
 import shutil
 import subprocess
+import sys
+import tarfile
 from pathlib import Path
 from typing import Any
 
@@ -15,19 +20,29 @@ import pytest
 import yaml
 
 from orthweb.bootstrap import (
+    BUNDLE_KEY,
     PEER_SOURCE_NETWORK,
+    USER_DATA_BUDGET,
     USER_DATA_LIMIT,
     USERDATA_DIR,
     HostFacts,
+    bundle_archive,
+    bundle_files,
     compressed_size,
     dicom_modalities,
     render_app,
     render_user_data,
     strip_comments,
-    user_data_size,
 )
 from orthweb.settings import Settings, SettingsError, systemd_calendar
-from orthweb_dev.testing import cloud_config_problems, compose_problems, require, shellcheck_problems
+from orthweb_dev.testing import (
+    cloud_config_problems,
+    compose_problems,
+    host_files,
+    require,
+    shellcheck_problems,
+    user_data_files,
+)
 
 # The only environment a container gets (default settings): DCMTK socket tuning, the image's
 # host-id switch (a read-only root filesystem) and its plugin switches, never a secret.
@@ -47,6 +62,8 @@ FACTS = HostFacts(
     db_name="orthanc",
     db_secret_arn="arn:aws:secretsmanager:us-east-1:123456789012:secret:rds!db-0f5f4c7e-2c1b-4a8e-9d1e-5b0b7c1d2e3f-AbCdEf",
     admin_secret_arn="arn:aws:secretsmanager:us-east-1:123456789012:secret:orthweb/orthanc-admin-20250101000000000000000001-AbCdEf",
+    bundle_bucket="orthweb-host-files-20250101000000000000000002",
+    bundle_version="3sL4kqtJlcpXroDTDmJ.rmSpXd3dIbrHY",
 )
 # What the stack passes: Terraform references, filled in at apply time.
 TF_FACTS = HostFacts(
@@ -56,6 +73,8 @@ TF_FACTS = HostFacts(
     db_name="orthanc",
     db_secret_arn="${aws_db_instance.Database_Instance_1A2B3C4D.master_user_secret[0].secret_arn}",
     admin_secret_arn="${aws_secretsmanager_secret.AdminSecret_Secret_5E6F7A8B.arn}",
+    bundle_bucket="${aws_s3_bucket.HostFiles_Bucket_9C0D1E2F.bucket}",
+    bundle_version="${aws_s3_object.HostFiles_Bundle_3A4B5C6D.version_id}",
 )
 CA_PEM = "-----BEGIN CERTIFICATE-----\nMIIBfake\n-----END CERTIFICATE-----\n"
 PEERS = [
@@ -92,14 +111,9 @@ SEVERAL_HOSTS = Settings(storage="s3", hosts=3, db_multi_az=True, endpoints_in_a
 SCRIPTS = [*sorted((USERDATA_DIR / "bin").glob("*.sh")), USERDATA_DIR / "lib" / "common.sh"]
 
 
-def written_files(user_data: str) -> dict[str, dict[str, Any]]:
-    """The cloud-config's write_files by path, with the file's text as ``text``."""
-    doc = yaml.safe_load(user_data)
-    files = {}
-    for entry in doc["write_files"]:
-        assert "encoding" not in entry
-        files[entry["path"]] = {**entry, "text": entry["content"]}
-    return files
+def written_files(settings: Settings) -> dict[str, dict[str, Any]]:
+    """Every file the host holds once booted (user data and bundle) by path: ``text`` and ``permissions``."""
+    return {path: {"text": f.text, "permissions": f"{f.mode:04o}"} for path, f in host_files(settings, FACTS).items()}
 
 
 @pytest.fixture(scope="module", params=sorted(VARIANTS))
@@ -114,33 +128,105 @@ def test_user_data_passes_cloud_init_schema(tmp_path: Path, variant: tuple[str, 
     assert cloud_config_problems(render_user_data(variant[1], FACTS), tmp_path) == ""
 
 
-def test_user_data_needs_gzip_and_fits_ec2_limit_gzipped(variant: tuple[str, Settings]) -> None:
+def test_user_data_is_a_small_bootstrap_within_its_budget(variant: tuple[str, Settings]) -> None:
     user_data = render_user_data(variant[1], FACTS)
-    # Plain, the cloud-config is over EC2's limit: that is why Terraform gzips it (host.py).
-    assert user_data_size(user_data) > USER_DATA_LIMIT
-    # Gzipped (Terraform's output differs by a few bytes from zlib's), with 15% left to grow
-    # (measured 2026-11-28: defaults 12.9 KB, everything on 13.7 KB; the several-host variants are
-    # larger, test_userdata_scale holds them to the limit; docs/scaling.md, "User data").
-    assert compressed_size(user_data) <= USER_DATA_LIMIT * 85 // 100
+    # The host's files travel in the bundle: the user data is the facts and the fetch step, far
+    # under EC2's 16 KiB limit and Orthweb's own 4 KB budget (docs/scaling.md, "User data").
+    assert compressed_size(user_data) <= USER_DATA_BUDGET < USER_DATA_LIMIT
+    assert sorted(user_data_files(user_data)) == [
+        "/etc/orthweb/orthweb.env",
+        "/etc/systemd/system/orthweb-bootstrap.service",
+        "/usr/local/sbin/orthweb-fetch",
+    ]
 
 
-def test_files_reach_the_host_without_their_full_line_comments_and_nothing_else_changes() -> None:
-    files = written_files(render_user_data(VARIANTS["everything-on"], FACTS))
+def test_the_bundle_has_the_same_bytes_for_the_same_settings_anywhere(tmp_path: Path) -> None:
+    """A re-synth, on this machine or a colleague's, uploads nothing new and replaces no host: the
+    archive depends on the settings alone (not the time, time zone, umask, directory or the
+    files' own modes and times in the checkout)."""
+    here = bundle_archive(bundle_files(Settings()))
+    assert here == bundle_archive(bundle_files(Settings()))
+    code = (
+        "import sys; from orthweb.bootstrap import bundle_archive, bundle_files; from orthweb.settings import Settings;"
+        " sys.stdout.buffer.write(bundle_archive(bundle_files(Settings())))"
+    )
+    there = subprocess.run(
+        ["bash", "-c", f'umask 077; exec "{sys.executable}" -c "{code}"'],
+        cwd=tmp_path,
+        env={**os.environ, "TZ": "Pacific/Kiritimati", "SOURCE_DATE_EPOCH": "1"},
+        capture_output=True,
+        check=True,
+    ).stdout
+    assert there == here
+    assert bundle_archive(bundle_files(Settings(orthanc_aet="OTHER"))) != here
+
+
+def test_the_bundle_is_a_plain_tar_of_root_owned_files_in_order_without_times(variant: tuple[str, Settings]) -> None:
+    files = bundle_files(variant[1])
+    archive = bundle_archive(files)
+    assert archive[257:263] == b"ustar\x00"  # POSIX ustar, uncompressed
+    with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
+        members = tar.getmembers()
+        contents = {m.name: tar.extractfile(m).read().decode() for m in members}  # type: ignore[union-attr]
+    assert [m.name for m in members] == sorted(f.path.lstrip("/") for f in files)
+    assert all(not m.name.startswith("/") and ".." not in m.name.split("/") for m in members)
+    assert all(m.isreg() for m in members)  # no link, device or directory entry
+    assert {(m.uid, m.gid, m.uname, m.gname, m.mtime) for m in members} == {(0, 0, "root", "root", 0)}
+    assert {m.name: m.mode for m in members} == {f.path.lstrip("/"): f.mode for f in files}
+    assert contents == {f.path.lstrip("/"): f.text for f in files}
+
+
+def test_the_user_data_names_the_bundle_by_version_and_sha256() -> None:
+    env = user_data_files(render_user_data(Settings(), FACTS))["/etc/orthweb/orthweb.env"].text.splitlines()
+    digest = hashlib.sha256(bundle_archive(bundle_files(Settings()))).hexdigest()
+    assert f"ORTHWEB_BUNDLE_SHA256={digest}" in env
+    assert f"ORTHWEB_BUNDLE_BUCKET={FACTS.bundle_bucket}" in env
+    assert f"ORTHWEB_BUNDLE_KEY={BUNDLE_KEY}" in env
+    assert f"ORTHWEB_BUNDLE_VERSION={FACTS.bundle_version}" in env
+    other = user_data_files(render_user_data(Settings(orthanc_aet="OTHER"), FACTS))["/etc/orthweb/orthweb.env"]
+    assert f"ORTHWEB_BUNDLE_SHA256={digest}" not in other.text.splitlines()
+
+
+def test_every_template_is_rendered_and_the_bundle_holds_no_deployment_fact(variant: tuple[str, Settings]) -> None:
+    files = host_files(variant[1], FACTS)
+    for path, file in files.items():
+        assert not re.search(r"\{\{ [a-z_]", file.text), path
+    archive = bundle_archive(bundle_files(variant[1])).decode()
+    # The facts (Terraform references in the stack) live in orthweb.env, in the user data only.
+    for fact in (FACTS.db_address, FACTS.db_secret_arn, FACTS.admin_secret_arn, FACTS.bundle_bucket):
+        assert fact not in archive
+
+
+def test_bundle_files_are_the_rendered_templates_comments_and_all() -> None:
+    """An operator reading a script on the host reads what the repository says: nothing is stripped."""
+    files = written_files(VARIANTS["everything-on"])
     for path in (
         "/usr/local/sbin/orthweb-refresh",
         "/usr/local/sbin/orthweb-cert",
         "/usr/local/sbin/orthweb-bootstrap",
     ):
         source = (USERDATA_DIR / "bin" / (Path(path).name + ".sh")).read_text()
-        shipped = files[path]["text"]
-        assert shipped.startswith("#!/bin/bash\n")
-        assert "# shellcheck source=../lib/common.sh" in shipped  # directives stay
-        kept = [
-            line
-            for line in source.splitlines()
-            if not line.strip().startswith("#") or line.strip().startswith(("#!", "# shellcheck"))
-        ]
-        assert shipped.rstrip("\n").splitlines() == kept, path
+        shipped = files[path]["text"].splitlines()
+        comments = [line for line in source.splitlines() if line.lstrip().startswith("#") and "{{" not in line]
+        assert comments
+        assert all(line in shipped for line in comments), path
+    assert "# Never stop trying: a start that failed (Secrets Manager, the RDS CA download or Docker Hub not" in (
+        files["/etc/systemd/system/orthweb.service"]["text"].splitlines()
+    )
+
+
+def test_user_data_files_reach_the_host_without_their_full_line_comments_and_nothing_else_changes() -> None:
+    files = user_data_files(render_user_data(VARIANTS["everything-on"], FACTS))
+    source = (USERDATA_DIR / "bin" / "orthweb-fetch.sh").read_text()
+    shipped = files["/usr/local/sbin/orthweb-fetch"].text
+    assert shipped.startswith("#!/bin/bash\n")
+    assert "# shellcheck source=../orthweb.env" in shipped  # directives stay
+    kept = [
+        line
+        for line in source.splitlines()
+        if not line.strip().startswith("#") or line.strip().startswith(("#!", "# shellcheck"))
+    ]
+    assert shipped.rstrip("\n").splitlines() == kept
     # A here-document is data, comments and all: its lines are never touched.
     heredoc = "cat <<CONF\n# kept: inside the document\nCONF\n# dropped\necho <<<'# a here-string, not a document'"
     assert (
@@ -152,34 +238,36 @@ def test_files_reach_the_host_without_their_full_line_comments_and_nothing_else_
         == "local x = 1 -- kept: not a full line\n"
     )
     assert strip_comments('{"a": 1}\n', ".json") == '{"a": 1}\n'
-    for unit in ("orthweb.service", "orthweb-patch.timer"):
-        assert not any(line.startswith("#") for line in files[f"/etc/systemd/system/{unit}"]["text"].splitlines())
+    unit = files["/etc/systemd/system/orthweb-bootstrap.service"].text
+    assert not any(line.startswith("#") for line in unit.splitlines())
 
 
 def test_terraform_rendering_escapes_shell_and_leaves_only_the_facts() -> None:
     text = render_user_data(Settings(), TF_FACTS, for_terraform=True)
-    env = written_files(text)["/etc/orthweb/orthweb.env"]
-    assert "ORTHWEB_ADMIN_SECRET_ARN=${aws_secretsmanager_secret.AdminSecret_Secret_5E6F7A8B.arn}" in env["text"]
+    env = user_data_files(text)["/etc/orthweb/orthweb.env"].text
+    assert "ORTHWEB_ADMIN_SECRET_ARN=${aws_secretsmanager_secret.AdminSecret_Secret_5E6F7A8B.arn}" in env
     assert "$${ORTHWEB_ENV_FILE:-/etc/orthweb/orthweb.env}" in text
     refs = re.findall(r"(?<!\$)\$\{([^}]*)\}", text)
-    assert sorted(set(refs)) == sorted(
-        {TF_FACTS.db_address[2:-1], TF_FACTS.db_secret_arn[2:-1], TF_FACTS.admin_secret_arn[2:-1]}
+    tf_refs = (
+        TF_FACTS.db_address,
+        TF_FACTS.db_secret_arn,
+        TF_FACTS.admin_secret_arn,
+        TF_FACTS.bundle_bucket,
+        TF_FACTS.bundle_version,
     )
+    assert sorted(set(refs)) == sorted({ref[2:-1] for ref in tf_refs})
     # Once Terraform has filled the references and unescaped `$${`, it is the plain rendering.
     filled = text.replace("$${", "${").replace("%%{", "%{")
-    for tf_ref, value in zip(
-        (TF_FACTS.db_address, TF_FACTS.db_secret_arn, TF_FACTS.admin_secret_arn),
-        (FACTS.db_address, FACTS.db_secret_arn, FACTS.admin_secret_arn),
-        strict=True,
-    ):
+    values = (FACTS.db_address, FACTS.db_secret_arn, FACTS.admin_secret_arn, FACTS.bundle_bucket, FACTS.bundle_version)
+    for tf_ref, value in zip(tf_refs, values, strict=True):
         filled = filled.replace(tf_ref, value)
     assert filled == render_user_data(Settings(), FACTS)
 
 
-def test_user_data_writes_the_host_files_with_tight_modes() -> None:
-    files = written_files(render_user_data(Settings(), FACTS))
+def test_the_host_gets_its_files_with_tight_modes() -> None:
+    files = written_files(Settings())
     scripts = [p for p in files if p.startswith("/usr/local/sbin/")]
-    steps = ("bootstrap", "cert", "db-role", "patch", "rds-ca", "refresh", "secrets")
+    steps = ("bootstrap", "cert", "db-role", "fetch", "patch", "rds-ca", "refresh", "secrets")
     assert sorted(scripts) == [f"/usr/local/sbin/orthweb-{n}" for n in steps]
     assert all(files[p]["permissions"] == "0700" for p in scripts)
     for name in ("docker-compose.yml", "orthanc.json", "nginx.conf", "orthanc-roles.lua"):
@@ -190,32 +278,38 @@ def test_user_data_writes_the_host_files_with_tight_modes() -> None:
     assert all(files[f"/etc/systemd/system/{unit}"]["permissions"] == "0644" for unit in units)
     assert "/etc/orthweb/tls/dicom-client-ca.pem" not in files
     doc = yaml.safe_load(render_user_data(Settings(), FACTS))
-    # cloud-init only starts the bootstrap unit; systemd retries it until it has run once.
+    # cloud-init only starts the bootstrap unit; systemd retries it until it has run once, and
+    # its first step is the fetch: nothing of the bundle runs before its SHA-256 was checked.
     assert doc["runcmd"] == [
         ["systemctl", "daemon-reload"],
         ["systemctl", "enable", "--now", "--no-block", "orthweb-bootstrap.service"],
     ]
+    unit = files["/etc/systemd/system/orthweb-bootstrap.service"]["text"].splitlines()
+    assert unit.index("ExecStartPre=/usr/local/sbin/orthweb-fetch") < unit.index(
+        "ExecStart=/usr/local/sbin/orthweb-bootstrap"
+    )
+    assert {"Restart=on-failure", "RestartSec=30s", "StartLimitIntervalSec=0"} <= set(unit)
 
 
 def test_the_host_learns_its_web_users_admins_first() -> None:
     # The image's health probe logs in as the first registered user and asks GET /changes,
     # which only admins may: orthweb-secrets keeps this order.
     settings = Settings(web_users={"ann": "viewer", "root": "admin", "upton": "uploader"})
-    env = written_files(render_user_data(settings, FACTS))["/etc/orthweb/orthweb.env"]["text"]
+    env = written_files(settings)["/etc/orthweb/orthweb.env"]["text"]
     assert 'ORTHWEB_WEB_USERS="root ann upton"' in env.splitlines()
 
 
 def test_health_probe_is_on_the_host_only_with_alarms_and_the_patch_timer_unless_off() -> None:
-    on = written_files(render_user_data(VARIANTS["everything-on"], FACTS))
+    on = written_files(VARIANTS["everything-on"])
     for path in ("/usr/local/sbin/orthweb-probe", "/etc/systemd/system/orthweb-probe.timer"):
         assert path in on
-        assert path not in written_files(render_user_data(Settings(), FACTS))
+        assert path not in written_files(Settings())
     assert "OnCalendar=Mon..Fri *-*-* 02:30:00 UTC" in on["/etc/systemd/system/orthweb-patch.timer"]["text"]
     assert "ORTHWEB_PATCH_REBOOT=false" in on["/etc/orthweb/orthweb.env"]["text"]
     assert "ORTHWEB_PATCH_RELEASE=2023.9.20251117" in on["/etc/orthweb/orthweb.env"]["text"].splitlines()
-    default_env = written_files(render_user_data(Settings(), FACTS))["/etc/orthweb/orthweb.env"]["text"]
+    default_env = written_files(Settings())["/etc/orthweb/orthweb.env"]["text"]
     assert "ORTHWEB_PATCH_RELEASE=latest" in default_env.splitlines()
-    off = written_files(render_user_data(VARIANTS["plain-http"], FACTS))
+    off = written_files(VARIANTS["plain-http"])
     assert "/etc/systemd/system/orthweb-patch.timer" not in off
     assert "/usr/local/sbin/orthweb-patch" in off  # for a patch run by hand: sudo orthweb-patch
 
@@ -243,7 +337,7 @@ def test_several_hosts_patch_each_at_its_own_fixed_offset_in_an_hour() -> None:
     """Hosts behind one load balancer must not patch together: each takes a fixed offset drawn from
     its machine ID (FixedRandomDelay) across an hour, the same every week; the patch step learns it
     is one of several, so it never restarts Docker nor reboots in place."""
-    files = written_files(render_user_data(SEVERAL_HOSTS, FACTS))
+    files = written_files(SEVERAL_HOSTS)
     timer = _timer(files)
     assert timer["FixedRandomDelay"] == "true"
     assert _seconds(timer["RandomizedDelaySec"]) >= 3600
@@ -251,7 +345,7 @@ def test_several_hosts_patch_each_at_its_own_fixed_offset_in_an_hour() -> None:
 
 
 def test_one_host_patches_early_in_its_window() -> None:
-    files = written_files(render_user_data(Settings(), FACTS))
+    files = written_files(Settings())
     timer = _timer(files)
     assert timer.get("FixedRandomDelay", "false") == "false"
     assert _seconds(timer["RandomizedDelaySec"]) <= 600
@@ -259,7 +353,7 @@ def test_one_host_patches_early_in_its_window() -> None:
 
 
 def test_dicom_client_ca_reaches_the_host_only_when_set() -> None:
-    files = written_files(render_user_data(VARIANTS["everything-on"], FACTS))
+    files = written_files(VARIANTS["everything-on"])
     assert files["/etc/orthweb/tls/dicom-client-ca.pem"]["text"] == CA_PEM
 
 
@@ -276,11 +370,18 @@ SECRET_PATTERNS = [
 def test_user_data_holds_no_secret(variant: tuple[str, Settings], for_terraform: bool) -> None:
     facts = TF_FACTS if for_terraform else FACTS
     user_data = render_user_data(variant[1], facts, for_terraform=for_terraform)
-    texts = [user_data, *(f["text"] for f in written_files(user_data).values())]
-    for text in texts:
+    for text in [user_data, *(f.text for f in user_data_files(user_data).values())]:
         for pattern in SECRET_PATTERNS:
             assert not pattern.search(text), f"{pattern.pattern} found in rendered user data"
-    compose = yaml.safe_load(written_files(user_data)["/etc/orthweb/docker-compose.yml"]["text"])
+
+
+def test_the_bundle_holds_no_secret(variant: tuple[str, Settings]) -> None:
+    files = bundle_files(variant[1])
+    archive = bundle_archive(files).decode()  # ustar headers and the files' UTF-8 text
+    for text in [archive, *(f.text for f in files)]:
+        for pattern in SECRET_PATTERNS:
+            assert not pattern.search(text), f"{pattern.pattern} found in the bundle"
+    (compose,) = [yaml.safe_load(f.text) for f in files if f.path == "/etc/orthweb/docker-compose.yml"]
     # The only environment is the allow-listed, non-secret one above; secrets travel as files.
     assert all("env_file" not in svc for svc in compose["services"].values())
     assert {name: svc.get("environment", {}) for name, svc in compose["services"].items()} == {
@@ -301,9 +402,7 @@ def test_scripts_are_shellcheck_clean() -> None:
 
 
 def test_rendered_scripts_are_shellcheck_clean(tmp_path: Path) -> None:
-    files = {
-        path: entry["text"] for path, entry in written_files(render_user_data(VARIANTS["everything-on"], FACTS)).items()
-    }
+    files = {path: entry["text"] for path, entry in written_files(VARIANTS["everything-on"]).items()}
     assert all(text.startswith("#!/bin/bash\n") for path, text in files.items() if path.startswith("/usr/local/sbin/"))
     assert shellcheck_problems(files, tmp_path) == ""
 
@@ -337,7 +436,7 @@ def test_systemd_units_pass_systemd_analyze_verify(tmp_path: Path, variant: tupl
     analyze = require("systemd-analyze", "systemd")
     if not (SYSTEM_UNITS / "multi-user.target").exists():
         pytest.fail(f"{SYSTEM_UNITS} has no systemd units: install the Debian package systemd")
-    units = _host_root(tmp_path, written_files(render_user_data(variant[1], FACTS)))
+    units = _host_root(tmp_path, written_files(variant[1]))
     run = subprocess.run([analyze, "verify", f"--root={tmp_path}", *units], capture_output=True, text=True, check=False)
     # A bad setting, a missing executable or an unknown key each print a line here.
     assert run.returncode == 0, run.stderr
@@ -347,7 +446,7 @@ def test_systemd_units_pass_systemd_analyze_verify(tmp_path: Path, variant: tupl
 def test_several_hosts_units_pass_systemd_analyze_verify(tmp_path: Path) -> None:
     """FixedRandomDelay= is systemd 247's (AL2023 has 252): a systemd that knew no such key would say so here."""
     analyze = require("systemd-analyze", "systemd")
-    units = _host_root(tmp_path, written_files(render_user_data(SEVERAL_HOSTS, FACTS)))
+    units = _host_root(tmp_path, written_files(SEVERAL_HOSTS))
     assert "orthweb-patch.timer" in units
     run = subprocess.run([analyze, "verify", f"--root={tmp_path}", *units], capture_output=True, text=True, check=False)
     assert run.returncode == 0, run.stderr
@@ -367,7 +466,7 @@ def test_patch_schedules_become_calendar_expressions_systemd_accepts(schedule: s
 def test_systemd_analyze_verify_sees_what_the_host_would_refuse(tmp_path: Path) -> None:
     """The check above is only worth something if it fails where systemd on the host would."""
     analyze = require("systemd-analyze", "systemd")
-    files = written_files(render_user_data(Settings(), FACTS))
+    files = written_files(Settings())
     service = files["/etc/systemd/system/orthweb.service"]
     service["text"] = service["text"].replace("Restart=on-failure", "Restart=always")  # oneshot: refused
     files["/usr/local/sbin/orthweb-refresh"]["permissions"] = "0600"  # not executable

@@ -20,9 +20,17 @@ import pytest
 import yaml
 
 from orthweb import capacity
-from orthweb.bootstrap import USER_DATA_LIMIT, USERDATA_DIR, HostFacts, compressed_size, render_app, render_user_data
+from orthweb.bootstrap import (
+    USER_DATA_BUDGET,
+    USER_DATA_LIMIT,
+    USERDATA_DIR,
+    HostFacts,
+    compressed_size,
+    render_app,
+    render_user_data,
+)
 from orthweb.settings import Settings
-from orthweb_dev.testing import cloud_config_problems, compose_problems, require, shellcheck_problems
+from orthweb_dev.testing import cloud_config_problems, compose_problems, host_files, require, shellcheck_problems
 
 MANY = {"db_multi_az": True, "endpoints_in_all_azs": True}
 CA_PEM = "-----BEGIN CERTIFICATE-----\nMIIBfake\n-----END CERTIFICATE-----\n"
@@ -68,6 +76,8 @@ FACTS = HostFacts(
     tls_secret_arn="arn:aws:secretsmanager:eu-west-1:123456789012:secret:orthweb/tls-1-AbCdEf",
     balancer_dns="orthweb-nlb-0123456789abcdef.elb.eu-west-1.amazonaws.com",
     site_name="orthweb-nlb-0123456789abcdef.elb.eu-west-1.amazonaws.com",
+    bundle_bucket="orthweb-host-files-20260101000000000000000002",
+    bundle_version="Wq3l3yE8dQ0pKXg2QFzY8Zr0Vb9m7c5A",
 )
 # What the image-store session adds to the Orthanc container's (non-secret) environment.
 S3_ENVIRONMENT = {
@@ -82,8 +92,10 @@ def variant(request: pytest.FixtureRequest) -> Settings:
 
 
 def files(settings: Settings) -> dict[str, dict[str, Any]]:
-    doc = yaml.safe_load(render_user_data(settings, FACTS))
-    return {f["path"]: f for f in doc["write_files"]}
+    """Every file the host holds once booted (user data and bundle) by path: ``content`` and ``permissions``."""
+    return {
+        path: {"content": f.text, "permissions": f"{f.mode:04o}"} for path, f in host_files(settings, FACTS).items()
+    }
 
 
 def compose(settings: Settings) -> dict[str, Any]:
@@ -94,27 +106,27 @@ def compose(settings: Settings) -> dict[str, Any]:
 def test_user_data_passes_cloud_init_schema_and_fits_ec2_gzipped(tmp_path: Path, variant: Settings) -> None:
     user_data = render_user_data(variant, FACTS)
     assert cloud_config_problems(user_data, tmp_path) == ""
-    # Gzipped by Terraform, within EC2's limit (measured 2026-11-28: three hosts with S3 15.4 KB;
-    # every other option on as well, 15.7 KB: docs/scaling.md says what moves out when it is full).
-    assert compressed_size(user_data) <= USER_DATA_LIMIT
+    # The host's files travel in the bundle: the largest user data is a fraction of EC2's limit
+    # (docs/scaling.md, "User data"; before the bundle it was 15.7 KB of 16 KiB here).
+    assert compressed_size(user_data) <= USER_DATA_BUDGET < USER_DATA_LIMIT
 
 
-def test_the_steps_reach_the_host_without_their_comments() -> None:
+def test_the_steps_reach_the_host_as_written_comments_and_all() -> None:
     written = files(VARIANTS["three hosts, images in s3"])
     for step in ("orthweb-host-config", "orthweb-images", "orthweb-shared-cert", "orthweb-health"):
         lines = written[f"/usr/local/sbin/{step}"]["content"].splitlines()
         assert lines[0] == "#!/bin/bash"
-        comments = [line for line in lines[1:] if line.lstrip().startswith("#")]
-        assert all(line.lstrip().startswith("# shellcheck") for line in comments), (step, comments)
         source = (USERDATA_DIR / "bin" / f"{step}.sh").read_text()
-        assert source.count("\n#") > 3  # the comments stay in the repository
+        comments = [line for line in source.splitlines() if line.lstrip().startswith("#") and "{{" not in line]
+        assert len(comments) > 3
+        assert all(line in lines for line in comments), step
 
 
 def test_each_topology_writes_exactly_its_steps() -> None:
     def steps(settings: Settings) -> set[str]:
         return {Path(p).name for p in files(settings) if p.startswith("/usr/local/sbin/")}
 
-    base = {f"orthweb-{n}" for n in ("bootstrap", "cert", "db-role", "patch", "rds-ca", "refresh", "secrets")}
+    base = {f"orthweb-{n}" for n in ("bootstrap", "cert", "db-role", "fetch", "patch", "rds-ca", "refresh", "secrets")}
     assert steps(Settings()) == base
     assert steps(VARIANTS["one host, images in s3"]) == base | {"orthweb-host-config", "orthweb-images"}
     assert steps(VARIANTS["two hosts, images in postgresql"]) == base | {
@@ -289,7 +301,7 @@ def test_orthanc_keeps_the_index_in_postgresql_and_images_in_s3_with_no_static_k
 
 
 def test_the_default_rendering_carries_nothing_of_this() -> None:
-    default = render_user_data(Settings(), FACTS)
+    default = "\n".join(f.text for f in host_files(Settings(), FACTS).values())
     for marker in ("orthweb-images", "orthweb-host-config", "orthweb-shared-cert", "orthweb-health", "{{ include"):
         assert marker not in default, marker
     app = render_app(Settings())

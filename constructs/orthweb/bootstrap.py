@@ -14,19 +14,29 @@ Python only fills values and expands three kinds of line, each alone on its line
 - In shell scripts an include is written as a comment, ``# {{ include path if flag }}``, so the
   script stays valid shell as it is in the repository (shellcheck reads it); it renders the same.
 
-So scripts stay files that shellcheck and friends can read. A file written with ``content``
-reaches the host without its full-line comments (:func:`strip_comments`): they are for readers of
-``userdata/``, and EC2 takes at most 16 KiB of user data. The rendered cloud-config is still larger
-than that, so the host construct hands it to Terraform's ``base64gzip()``: Terraform compresses it
-at plan time, the same bytes on every machine, and cloud-init unpacks it.
+So scripts stay files that shellcheck and friends can read.
+
+The host gets its files in two parts (docs/host.md, "Host files"):
+
+- **The bundle**: every script, unit and application file (:data:`BUNDLE`), rendered from the
+  settings alone into one tar archive with deterministic bytes (:func:`bundle_archive`). The stack
+  uploads it to the deployment's host-files bucket (:class:`orthweb.hostfiles.HostFiles`). The
+  files keep their comments: an operator reading them on the host reads what the repository says.
+- **The user data** (``cloud-config.yaml``): the deployment facts (``orthweb.env``, the only file
+  with Terraform references), the bundle's bucket, key, version and SHA-256, and the fetch step that
+  verifies and unpacks it. Its files reach the host without their full-line comments
+  (:func:`strip_comments`); the host construct hands it to Terraform's ``base64gzip()``.
 """
 
 from __future__ import annotations
 
 import gzip
+import hashlib
+import io
 import ipaddress
 import json
 import re
+import tarfile
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -39,6 +49,11 @@ USERDATA_DIR = Path(__file__).resolve().parents[2] / "userdata"
 CLOUD_CONFIG = "cloud-config.yaml"
 # EC2 refuses user data above 16 KiB (before base64), compressed or not.
 USER_DATA_LIMIT = 16 * 1024
+# What Orthweb holds its own user data to, gzipped: the host's files travel in the bundle.
+USER_DATA_BUDGET = 4 * 1024
+# The bundle's key in the host-files bucket. One key, versioned: each host's user data names the
+# version (and the SHA-256) it runs, so a newer upload never changes a running host's files.
+BUNDLE_KEY = "orthweb-host.tar"
 # Version of Docker's compose plugin the host installs (from Docker's signed RPM repository).
 COMPOSE_PLUGIN_VERSION = "2.36.2"
 # The application files the host runs, in userdata/app/, by the name they have on the host.
@@ -66,12 +81,12 @@ NO_DESTINATION_PORT = 9
 # rename would replace the database to change): Orthanc never holds the master login.
 DB_APP_ROLE = "orthanc_app"
 
-_VALUE_RE = re.compile(r"\{\{ ([a-z_]+) \}\}")
+_VALUE_RE = re.compile(r"\{\{ ([a-z_][a-z0-9_]*) \}\}")
 _DIRECTIVE_RE = re.compile(
     r"^(?P<indent>[ \t]*)(?:# )?\{\{ (?P<kind>include|content) (?P<path>[\w./@-]+)"
-    r"(?: (?P<cond>if|unless) (?P<flag>[a-z_]+))? \}\}[ \t]*$"
+    r"(?: (?P<cond>if|unless) (?P<flag>[a-z_][a-z0-9_]*))? \}\}[ \t]*$"
 )
-_BLOCK_VALUE_RE = re.compile(r"^(?P<indent>[ \t]*)\{\{ (?P<name>[a-z_]+) \}\}[ \t]*$")
+_BLOCK_VALUE_RE = re.compile(r"^(?P<indent>[ \t]*)\{\{ (?P<name>[a-z_][a-z0-9_]*) \}\}[ \t]*$")
 
 
 class TemplateError(RuntimeError):
@@ -96,6 +111,9 @@ class HostFacts:
     tls_secret_arn: str = ""
     balancer_dns: str = ""
     site_name: str = ""
+    # The host-files bucket and the version of the bundle (BUNDLE_KEY) this host runs.
+    bundle_bucket: str = ""
+    bundle_version: str = ""
 
 
 def dicom_sources(settings: Settings) -> dict[str, str]:
@@ -257,6 +275,11 @@ def template_values(settings: Settings, facts: HostFacts) -> dict[str, str]:
         "tls_secret_arn": facts.tls_secret_arn,
         "balancer_dns": facts.balancer_dns,
         "site_name": facts.site_name or settings.site_name or "",
+        "bundle_bucket": facts.bundle_bucket,
+        "bundle_version": facts.bundle_version,
+        "bundle_key": BUNDLE_KEY,
+        # The bundle is rendered from the settings alone, so its hash is known here, at synth.
+        "bundle_sha256": sha256_hex(bundle_archive(bundle_files(settings))),
     }
 
 
@@ -348,13 +371,99 @@ def render_app(settings: Settings) -> dict[str, str]:
     return {name: render_file(f"app/{name}", values) for name in APP_FILES}
 
 
+@dataclass(frozen=True, kw_only=True)
+class HostFile:
+    """A file as the host holds it: its path, mode and text."""
+
+    path: str
+    mode: int
+    text: str
+
+
+@dataclass(frozen=True)
+class BundleEntry:
+    """One file of the bundle: its path on the host, its mode, its template in ``userdata/``, and
+    the value (``true`` or ``false``) that decides whether the host has it at all."""
+
+    path: str
+    mode: int
+    template: str
+    when: str | None = None
+
+
+_SCRIPT = 0o700
+_READABLE = 0o644
+_UNITS = "/etc/systemd/system"
+# Every file the host gets from the bundle; the user data carries only orthweb.env and the fetch
+# step (cloud-config.yaml).
+BUNDLE: tuple[BundleEntry, ...] = (
+    BundleEntry("/usr/local/lib/orthweb/common.sh", _READABLE, "lib/common.sh"),
+    *(
+        BundleEntry(f"/usr/local/sbin/orthweb-{step}", _SCRIPT, f"bin/orthweb-{step}.sh")
+        for step in ("bootstrap", "secrets", "db-role", "cert", "rds-ca", "refresh", "patch")
+    ),
+    *(BundleEntry(f"/etc/orthweb/{name}", _READABLE, f"app/{name}") for name in APP_FILES),
+    *(
+        BundleEntry(f"{_UNITS}/{unit}", _READABLE, f"systemd/{unit}")
+        for unit in ("orthweb.service", "orthweb-refresh.service", "orthweb-refresh.timer", "orthweb-patch.service")
+    ),
+    BundleEntry(f"{_UNITS}/orthweb-patch.timer", _READABLE, "systemd/orthweb-patch.timer", "patching"),
+    BundleEntry("/usr/local/sbin/orthweb-probe", _SCRIPT, "bin/orthweb-probe.sh", "alarms"),
+    BundleEntry(f"{_UNITS}/orthweb-probe.service", _READABLE, "systemd/orthweb-probe.service", "alarms"),
+    BundleEntry(f"{_UNITS}/orthweb-probe.timer", _READABLE, "systemd/orthweb-probe.timer", "alarms"),
+    BundleEntry("/etc/orthweb/tls/dicom-client-ca.pem", _READABLE, "tls/dicom-client-ca.pem", "dicom_client_ca"),
+    BundleEntry("/usr/local/sbin/orthweb-host-config", _SCRIPT, "bin/orthweb-host-config.sh", "host_config"),
+    BundleEntry("/usr/local/sbin/orthweb-images", _SCRIPT, "bin/orthweb-images.sh", "images_in_bucket"),
+    BundleEntry("/usr/local/sbin/orthweb-shared-cert", _SCRIPT, "bin/orthweb-shared-cert.sh", "multi_host"),
+    BundleEntry("/usr/local/sbin/orthweb-health", _SCRIPT, "bin/orthweb-health.sh", "multi_host"),
+    BundleEntry(f"{_UNITS}/orthweb-health.socket", _READABLE, "systemd/orthweb-health.socket", "multi_host"),
+    BundleEntry(f"{_UNITS}/orthweb-health@.service", _READABLE, "systemd/orthweb-health@.service", "multi_host"),
+)
+
+
+def bundle_files(settings: Settings) -> list[HostFile]:
+    """The bundle's files for ``settings``, by path. Rendered from the settings alone (a template
+    that used a deployment fact would fail here): the same settings give the same files."""
+    values = settings_values(settings)
+    files = []
+    for entry in BUNDLE:
+        if entry.when is not None and _value(values, entry.when) != "true":
+            continue
+        text = render_file(entry.template, values).rstrip("\n") + "\n"
+        files.append(HostFile(path=entry.path, mode=entry.mode, text=text))
+    return sorted(files, key=lambda f: f.path)
+
+
+def bundle_archive(files: list[HostFile]) -> bytes:
+    """``files`` as one uncompressed POSIX (ustar) tar archive whose bytes depend on the files
+    only: entries sorted by path, owned by root (0:0), modes as given, mtime 0 (the host's tar
+    stamps them with the time it unpacks them). Not gzipped: compressed bytes depend on the local
+    zlib build (zlib-ng on some distributions), and other bytes on a colleague's machine would be
+    a new object version, so new user data and a replaced host; S3 stores the archive as it is."""
+    out = io.BytesIO()
+    with tarfile.open(fileobj=out, mode="w", format=tarfile.USTAR_FORMAT) as tar:
+        for file in sorted(files, key=lambda f: f.path):
+            data = file.text.encode()
+            info = tarfile.TarInfo(file.path.lstrip("/"))
+            info.size, info.mode, info.mtime = len(data), file.mode, 0
+            info.uid = info.gid = 0
+            info.uname = info.gname = "root"
+            tar.addfile(info, io.BytesIO(data))
+    return out.getvalue()
+
+
+def sha256_hex(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
 def terraform_escape(text: str) -> str:
     """Make literal text safe inside a Terraform string: ``${`` and ``%{`` start templates there."""
     return text.replace("${", "$${").replace("%{", "%%{")
 
 
 def render_user_data(settings: Settings, facts: HostFacts, *, for_terraform: bool = False) -> str:
-    """The host's cloud-config, with every script and configuration file it writes.
+    """The host's cloud-config: the deployment facts, where the bundle is and its SHA-256, and the
+    step that fetches, verifies and unpacks it (the bundle itself is :func:`bundle_archive`).
 
     With ``for_terraform`` the facts may be Terraform references: the files are escaped so shell
     ``${VAR}`` stays literal, and only the facts are left for Terraform to fill at apply time.

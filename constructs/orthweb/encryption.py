@@ -15,16 +15,16 @@ from constructs import Construct
 from orthweb.policy import grant, policy_document
 
 # Services that encrypt this deployment's data with the key on a caller's behalf.
-_SERVICES_USING_KEY = ("rds", "secretsmanager", "ec2")
+_SERVICES_USING_KEY = ("rds", "secretsmanager", "ec2", "s3")
 
 
 class Encryption(Construct):
     """A customer-managed KMS key, rotated yearly, with an alias.
 
     The key policy lets the account administer the key through IAM, CloudWatch Logs encrypt this
-    deployment's log groups, and RDS, Secrets Manager and EBS (and S3, with ``s3``: the image
-    bucket) use it on behalf of principals of this account only; with alarms, CloudWatch publish to
-    the alarm topic it encrypts. No other principal can use it.
+    deployment's log groups, and RDS, Secrets Manager, EBS and S3 (the host-files bucket, and with
+    ``storage = "s3"`` the image bucket) use it on behalf of principals of this account only; with
+    alarms, CloudWatch publish to the alarm topic it encrypts. No other principal can use it.
     """
 
     def __init__(
@@ -35,7 +35,6 @@ class Encryption(Construct):
         name_prefix: str,
         region: str,
         deletion_window_days: int = 30,
-        s3: bool = False,
     ) -> None:
         super().__init__(scope, id_)
         identity = DataAwsCallerIdentity(self, "Account")
@@ -43,7 +42,6 @@ class Encryption(Construct):
         self.account_id: str = identity.account_id
         self.partition: str = partition.partition
         account_root = f"arn:{partition.partition}:iam::{identity.account_id}:root"
-        services = (*_SERVICES_USING_KEY, "s3") if s3 else _SERVICES_USING_KEY
         log_groups = f"arn:{partition.partition}:logs:{region}:{identity.account_id}:log-group:*"
 
         # A key policy is a resource policy: "Resource": "*" means this key. Access is narrowed by
@@ -76,7 +74,7 @@ class Encryption(Construct):
                 "Resource": "*",
                 "Condition": {
                     "StringEquals": {
-                        "kms:ViaService": [f"{svc}.{region}.amazonaws.com" for svc in services],
+                        "kms:ViaService": [f"{svc}.{region}.amazonaws.com" for svc in _SERVICES_USING_KEY],
                         "kms:CallerAccount": identity.account_id,
                     }
                 },

@@ -226,9 +226,9 @@ class Host(Construct):
         )
         profile = IamInstanceProfile(self, "Profile", name_prefix=f"{name_prefix}-host-", role=self.role.name)
 
-        # The cloud-config is over EC2's 16 KiB plain, so Terraform gzips it at plan time, after filling
-        # in the facts. Compressing in Python would tie the bytes to the local zlib build, and another
-        # build on a colleague's machine would plan a host replacement.
+        # The cloud-config (the facts and the bundle's fetch step) is gzipped by Terraform at plan time,
+        # after filling in the facts: compressing in Python would tie the bytes to the local zlib
+        # build, and another build on a colleague's machine would plan a host replacement.
         user_data_local = TerraformLocal(self, "UserData", user_data)
         ami = DataAwsSsmParameter(self, "Ami", name=AMI_PARAMETER.format(arch=architecture))
         if launch_template:

@@ -10,11 +10,12 @@ from cdktf_cdktf_provider_aws.provider import AwsProvider, AwsProviderDefaultTag
 
 from constructs import Construct
 from orthweb.alarms import Alarms
-from orthweb.bootstrap import HostFacts, render_user_data
+from orthweb.bootstrap import HostFacts, bundle_archive, bundle_files, render_user_data
 from orthweb.database import Database
 from orthweb.encryption import Encryption
 from orthweb.fleet import Balancer, HostGroup
 from orthweb.host import DICOM_TLS_PORT, HTTP_PORT, HTTPS_PORT, Host
+from orthweb.hostfiles import HostFiles
 from orthweb.logs import AppLogs
 from orthweb.network import Network
 from orthweb.policy import FROM_THE_INSTANCE_ONLY
@@ -47,7 +48,7 @@ class OrthwebStack(TerraformStack):
             LocalBackend(self, path=str((project_dir / s.state_path).resolve()))
 
         images_in_s3 = s.storage == "s3"
-        encryption = Encryption(self, "Encryption", name_prefix=s.name_prefix, region=s.region, s3=images_in_s3)
+        encryption = Encryption(self, "Encryption", name_prefix=s.name_prefix, region=s.region)
         network = Network(
             self,
             "Network",
@@ -95,6 +96,16 @@ class OrthwebStack(TerraformStack):
             if s.multi_host
             else None
         )
+        # Every host file but the deployment facts, in one archive the hosts fetch and verify.
+        host_files = HostFiles(
+            self,
+            "HostFiles",
+            name_prefix=s.name_prefix,
+            region=s.region,
+            network=network,
+            encryption=encryption,
+            archive=bundle_archive(bundle_files(s)),
+        )
         facts = HostFacts(
             region=s.region,
             db_address=database.endpoint_address,
@@ -102,6 +113,8 @@ class OrthwebStack(TerraformStack):
             db_name=database.db_name,
             db_secret_arn=database.master_secret_arn,
             admin_secret_arn=admin.secret_arn,
+            bundle_bucket=host_files.bucket_name,
+            bundle_version=host_files.version_id,
         )
         if images:
             facts = replace(facts, images_bucket=images.bucket_name, images_role_arn=images.access_role_arn)
@@ -145,7 +158,9 @@ class OrthwebStack(TerraformStack):
             self, "AppLogs", name_prefix=s.name_prefix, encryption=encryption, retention_days=s.log_retention_days
         )
         logs.grant_write(host.role, condition=FROM_THE_INSTANCE_ONLY if "logs" in network.private_services else None)
-        launched_after: list[str] = []
+        # The host's first step reads the bundle: its grant exists before any host boots.
+        read_bundle = host_files.grant_read(host.role)
+        launched_after: list[str] = [f"{read_bundle.terraform_resource_type}.{read_bundle.friendly_unique_id}"]
         if images:
             role = images.grant_assume(host.role)
             launched_after.append(f"{role.terraform_resource_type}.{role.friendly_unique_id}")
@@ -158,8 +173,8 @@ class OrthwebStack(TerraformStack):
                 tags=tags,
             )  # fmt: skip
             group.group.depends_on = launched_after
-        elif launched_after:
-            # The host's first boot assumes the image-store role: create it first.
+        else:
+            # The host's first boot reads the bundle (and assumes the image-store role): grants first.
             host.instance.depends_on = launched_after
         if s.alarm_email:
             alarms = Alarms(

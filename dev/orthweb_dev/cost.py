@@ -114,13 +114,27 @@ def line_items(synth: dict[str, Any], prices: dict[str, Any]) -> list[tuple[str,
     for secret in res.get("aws_secretsmanager_secret", {}).values():
         what = "shared TLS certificate" if "/tls-" in secret.get("name_prefix", "") else "Orthanc admin secret"
         items.append((f"Secrets Manager: {what}", prices["secret_month"] / month_days))
+    items += _host_files_items(res, prices, month_days)
     items += _monitoring_items(res, prices, month_days)
+    return items
+
+
+def _host_files_items(res: dict[str, Any], prices: dict[str, Any], month_days: float) -> list[tuple[str, float]]:
+    """The hosts' bundle in S3 Standard: its bytes, and as many again for the versions earlier
+    synths left (they expire after 90 days). Its requests (one read per host boot) cost nothing to speak of."""
+    items = []
+    for obj in res.get("aws_s3_object", {}).values():
+        gb = len(obj["content_base64"]) * 3 / 4 / 1024**3
+        items.append(
+            ("S3 host files (the hosts' bundle, versioned)", 2 * gb * prices["s3_standard_gb_month"] / month_days)
+        )
     return items
 
 
 def images_in(synth: dict[str, Any]) -> str:
     """Where the synthesized stack keeps images: ``s3`` when it has the image bucket."""
-    return "s3" if synth.get("resource", {}).get("aws_s3_bucket") else "postgresql"
+    buckets = synth.get("resource", {}).get("aws_s3_bucket", {}).values()
+    return "s3" if any("-images-" in b["bucket_prefix"] for b in buckets) else "postgresql"
 
 
 def storage_per_tb(prices: dict[str, Any], multi_az: bool = False) -> dict[str, list[tuple[str, float]]]:

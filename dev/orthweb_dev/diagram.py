@@ -26,14 +26,13 @@ CLUSTERS = {
     "Encryption and secrets": ["aws_kms_key", "aws_secretsmanager_secret"],
     "Access control": ["aws_security_group", "aws_iam_role"],
     "Logs": ["aws_cloudwatch_log_group", "aws_flow_log"],
-    "Image storage (S3, reached through the VPC endpoint)": ["aws_s3_bucket"],
+    "S3 (reached through the VPC endpoint)": ["aws_s3_bucket"],
 }
 LABELS = {
     "aws_instance": "EC2 host\\nnginx (443, 11112) → Orthanc",
     "aws_db_instance": "RDS PostgreSQL\\nencrypted, TLS only",
     "aws_kms_key": "KMS key\\nrotated yearly",
     "aws_lb": "Network Load Balancer\\nTCP 443, 11112 (TLS end to end)",
-    "aws_s3_bucket": "S3 image bucket\\nSSE-KMS, versioned, Intelligent-Tiering",
     "aws_internet_gateway": "Internet gateway",
     "aws_flow_log": "VPC flow log",
 }
@@ -48,6 +47,11 @@ def _label(type_: str, name: str, body: dict[str, Any]) -> str:
         ),
         "aws_autoscaling_group": lambda: (
             f"Auto Scaling group\\n{body['desired_capacity']} hosts: nginx (443, 11112) → Orthanc"
+        ),
+        "aws_s3_bucket": lambda: (
+            "S3 host files\\nthe hosts' bundle: SSE-KMS, versioned"
+            if "-host-files-" in body["bucket_prefix"]
+            else "S3 image bucket\\nSSE-KMS, versioned, Intelligent-Tiering"
         ),
         "aws_vpc_endpoint": lambda: f"{body['vpc_endpoint_type']} endpoint\\n{body['service_name'].rsplit('.', 1)[1]}",
         "aws_cloudwatch_log_group": lambda: f"Log group\\n{body['name']}",
@@ -109,9 +113,10 @@ def dot(synth: dict[str, Any]) -> str:
             f'  "{entry}" -> "{hosts}" [color="#d9822b", penwidth=1.5, label="TCP, to healthy hosts", {small}];'
         )
     lines += [
-        f'  "{hosts}" -> "{b}" [style=dashed, label="images", {small}];'
-        for b in nodes
-        if b.startswith("aws_s3_bucket.")
+        f'  "{hosts}" -> "{b}" [style=dashed, label="{what}", {small}];'
+        for b, (t, _, body) in nodes.items()
+        if t == "aws_s3_bucket"
+        for what in ["files, first boot" if "-host-files-" in body["bucket_prefix"] else "images"]
     ]
     lines.append(f'  users -> "{entry}" [color="#d9822b", penwidth=1.5];')
     lines.append("}")

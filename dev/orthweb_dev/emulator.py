@@ -127,6 +127,16 @@ FIDELITY_PATCHES: tuple[FidelityPatch, ...] = (
         "launch-template) into LaunchTemplateData.TagSpecifications, which AWS keeps for what the template launches",
         "tags the template only; the version's data keeps the tag specifications it was given",
     ),
+    FidelityPatch(
+        "s3_bucket_policy_conditions",
+        "aws_s3_bucket_policy (and aws_s3_object, read back through it)",
+        "Condition (every conditional statement)",
+        "evaluates a bucket policy with no request context and counts a statement whose condition it cannot "
+        "evaluate as a denial, Deny or Allow alike: a Deny that applies only to plain HTTP (aws:SecureTransport "
+        "false) refuses every GetObject and HeadObject, so a host cannot read and terraform plan fails with 403",
+        "leaves the conditional statements out (moto knows none of their keys); the unconditional ones still "
+        "decide; the conditions are checked in the synthesized policy",
+    ),
 )
 
 
@@ -365,6 +375,24 @@ def _patch_ec2_launch_template_own_tags() -> None:
     _setattr(LaunchTemplates, "create_launch_template", create_launch_template)
 
 
+def _patch_s3_bucket_policy_conditions() -> None:
+    # Gap: a Deny statement applies only when its condition holds (IAM User Guide, "Condition"); moto,
+    # which has no request context for S3, denies whenever it cannot show that the condition holds.
+    from moto.iam.access_control import IAMPolicy, PermissionResult
+    from moto.s3.models import FakeBucket
+
+    def get_permission(self: FakeBucket, action: str, resource: str) -> Any:
+        if self.policy is None:
+            return PermissionResult.NEUTRAL
+        document = json.loads(self.policy.decode())
+        statements = document.get("Statement", [])
+        statements = [statements] if isinstance(statements, dict) else statements
+        kept = [s for s in statements if "Condition" not in s]
+        return IAMPolicy(json.dumps({**document, "Statement": kept})).is_action_permitted(action, resource)
+
+    _setattr(FakeBucket, "get_permission", get_permission)
+
+
 _APPLIERS: dict[str, Callable[[], None]] = {
     "kms_rotation_period": _patch_kms_rotation_period,
     "rds_engine_lifecycle_support": _patch_rds_engine_lifecycle_support,
@@ -376,6 +404,7 @@ _APPLIERS: dict[str, Callable[[], None]] = {
     "ec2_group_rule_description": _patch_ec2_group_rule_description,
     "autoscaling_warmup_and_maintenance": _patch_autoscaling_warmup_and_maintenance,
     "ec2_launch_template_own_tags": _patch_ec2_launch_template_own_tags,
+    "s3_bucket_policy_conditions": _patch_s3_bucket_policy_conditions,
 }
 
 _applied: list[str] = []

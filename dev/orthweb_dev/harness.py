@@ -643,7 +643,7 @@ class AppHost:
         self.rendered = render_app(self.settings)
         self.etc.mkdir(parents=True, exist_ok=True)
         (self.etc / "orthanc-roles.lua").write_text(self.rendered["orthanc-roles.lua"])
-        if self.settings.dicom_client_ca:  # what cloud-init writes (userdata/cloud/dicom-client-ca.yaml)
+        if self.settings.dicom_client_ca:  # what the bundle carries (userdata/tls/dicom-client-ca.pem)
             self.tls.mkdir(parents=True, exist_ok=True)
             (self.tls / "dicom-client-ca.pem").write_text(self.settings.dicom_client_ca)
         self._install_host_scripts()

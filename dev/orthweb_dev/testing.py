@@ -12,6 +12,10 @@ import subprocess
 from pathlib import Path
 
 import pytest
+import yaml
+
+from orthweb.bootstrap import HostFacts, HostFile, bundle_files, render_user_data
+from orthweb.settings import Settings
 
 INSTALL_HINT = "make debian installs requirements/debian.txt"
 
@@ -125,3 +129,22 @@ def shellcheck_problems(written: dict[str, str], workdir: Path) -> str:
         check=False,
     )
     return "" if run.returncode == 0 else run.stdout + run.stderr
+
+
+def user_data_files(user_data: str) -> dict[str, HostFile]:
+    """The files a rendered cloud-config writes (its ``write_files``), by path."""
+    doc = yaml.safe_load(user_data)
+    files = {}
+    for entry in doc["write_files"]:
+        assert "encoding" not in entry, entry["path"]
+        files[entry["path"]] = HostFile(path=entry["path"], mode=int(entry["permissions"], 8), text=entry["content"])
+    return files
+
+
+def host_files(settings: Settings, facts: HostFacts) -> dict[str, HostFile]:
+    """Every file a host holds once it has booted: those its user data writes, then the bundle's
+    it unpacks (the two never share a path), by path."""
+    written = user_data_files(render_user_data(settings, facts))
+    bundled = {f.path: f for f in bundle_files(settings)}
+    assert not set(written) & set(bundled), set(written) & set(bundled)
+    return written | bundled

@@ -36,6 +36,7 @@ def test_the_host_role_gets_exactly_its_grants(stack_synth: Synth) -> None:
     ]
     assert sorted(p["name"] for p in granted) == [
         "read-db-master-secret",
+        "read-host-files",
         "read-write-orthanc-admin-secret",
         "session-manager",
         "use-key-through-secrets-manager",

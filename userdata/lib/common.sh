@@ -109,7 +109,7 @@ CONF
   return "$rc"
 }
 
-# db_app_password < MASTER_PASSWORD: Orthanc's database password, derived from the RDS master
+# db_app_password < the master password: Orthanc's database password, derived from the RDS master
 # password: base64url HMAC-SHA256 of a fixed label keyed with it (docs/host.md, "Orthanc's database role").
 db_app_password() {
   python3 -c 'import base64, hashlib, hmac, sys

@@ -128,11 +128,11 @@ def test_1b_instance_receives_the_rendered_cloud_config_gzipped_by_terraform(wor
 
 
 def test_1d_the_host_boots_from_the_deployed_bundle_and_refuses_a_tampered_one(
-    workdir: Path, aws: Any, aws_env: dict[str, str], tmp_path: Path
+    tf: Any, workdir: Path, aws: Any, aws_env: dict[str, str], tmp_path: Path
 ) -> None:
     """The instance's own user data, run as its first boot against the emulator's S3: the fetch
-    step unpacks exactly the settings' files; other bytes under the same key never reach it, and a
-    host told their version refuses them before unpacking anything."""
+    step unpacks exactly the settings' files; other bytes under the same key never reach it, a host
+    told their version refuses them before unpacking anything, and the next plan stops, naming the fix."""
     resources = {f"{r['type']}.{r['name']}": r["instances"][0]["attributes"] for r in state(workdir)["resources"]}
     (bundle,) = [v for k, v in resources.items() if k.startswith("aws_s3_object.")]
     raw = aws("ec2").describe_instance_attribute(InstanceId=resources[INSTANCE]["id"], Attribute="userData")
@@ -153,6 +153,10 @@ def test_1d_the_host_boots_from_the_deployed_bundle_and_refuses_a_tampered_one(
         assert told.run("orthweb-fetch", check=False) == ["exit 1"]
         assert "nothing was unpacked" in told.last_stderr
         assert unpacked(told) == {}
+        # Terraform reads the newest version back: the plan stops, rather than plan hosts told it.
+        plan = tf("plan", "-input=false", "-no-color", check=False)
+        assert plan.returncode != 0
+        assert "is not the bundle this synth made" in " ".join(plan.stderr.replace("│", " ").split())
     finally:
         # As Terraform left it, for the clean plan below.
         s3.delete_object(Bucket=bundle["bucket"], Key=bundle["key"], VersionId=tampered)

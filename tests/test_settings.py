@@ -123,6 +123,7 @@ BAD_INPUTS = [
     ({"deletion_protection": "no"}, {}, ["deletion_protection", "true or false"]),
     ({}, {"ORTHWEB_DB_MULTI_AZ": "maybe"}, ["db_multi_az", "maybe", "true or false"]),
     ({"tags": {"aws:owner": "x"}}, {}, ["tags", "aws:"]),
+    ({"tags": {f"Tag{n}": "x" for n in range(9)}}, {}, ["tags", "at most 10 tags with Project and Deployment"]),
     ({}, {"ORTHWEB_TAGS": "Owner=me"}, ["tags", "JSON object"]),
     ({"state_backend": "s3"}, {}, ["state_bucket", "s3"]),
     ({"orthanc_aet": "orthanc"}, {}, ["orthanc_aet", "A-Z"]),

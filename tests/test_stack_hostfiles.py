@@ -71,6 +71,17 @@ def test_the_bundle_is_the_settings_archive_encrypted_with_the_deployment_key(sy
     assert f"aws_s3_bucket_versioning.{versioning}" in obj["depends_on"]
 
 
+def test_every_plan_checks_that_s3_still_holds_the_bundle_and_gave_it_a_version(synth: Synth) -> None:
+    """Other bytes written under the key outside Terraform would be named (by version) in the next
+    hosts' user data and refused at boot: the plan stops first, saying what to do."""
+    obj = bundle(synth)
+    assert obj["checksum_algorithm"] == "SHA256"  # S3 checks the upload, and reports the checksum back
+    digest = base64.b64encode(hashlib.sha256(base64.b64decode(obj["content_base64"])).digest()).decode()
+    checks = {c["condition"]: c["error_message"] for c in obj["lifecycle"]["postcondition"]}
+    assert "terraform apply -replace=aws_s3_object." in checks[f'${{self.checksum_sha256 == "{digest}"}}']
+    assert "version id" in checks['${self.version_id != ""}']
+
+
 def test_the_user_data_names_the_bundle_by_version_and_sha256(synth: Synth) -> None:
     text = user_data(synth)
     archive = base64.b64decode(bundle(synth)["content_base64"])
@@ -121,9 +132,11 @@ def test_the_bucket_policy_refuses_plain_http_other_accounts_and_the_host_outsid
         "ArnEquals": {"aws:PrincipalArn": host_role},
         "StringNotEquals": {"aws:SourceVpce": ref("aws_vpc_endpoint", endpoint, "id")},
     }
-    writes = statements["DenyHostWrites"]
-    assert writes["Condition"] == {"ArnEquals": {"aws:PrincipalArn": host_role}}
-    assert {"s3:PutObject*", "s3:DeleteObject*"} <= set(writes["Action"])
+    # Whatever the role is granted later, it may do nothing else here: not write, delete, or touch the policy.
+    rest = statements["DenyHostEverythingButReading"]
+    assert rest["NotAction"] == ["s3:GetObject", "s3:GetObjectVersion"]
+    assert rest["Resource"] == [ref("aws_s3_bucket", bucket, "arn"), f"{ref('aws_s3_bucket', bucket, 'arn')}/*"]
+    assert rest["Condition"] == {"ArnEquals": {"aws:PrincipalArn": host_role}}
 
 
 def test_the_key_lets_s3_use_it_for_this_account(synth: Synth) -> None:
@@ -132,11 +145,22 @@ def test_the_key_lets_s3_use_it_for_this_account(synth: Synth) -> None:
     assert "s3.us-east-1.amazonaws.com" in services["Condition"]["StringEquals"]["kms:ViaService"]
 
 
-def test_no_host_boots_before_it_may_read_the_bundle(synth: Synth, scaled: Synth) -> None:
-    grant = name_of(synth, "aws_iam_role_policy", lambda p: p["name"] == "read-host-files")
-    assert f"aws_iam_role_policy.{grant}" in only(synth, "aws_instance")["depends_on"]
-    scaled_grant = name_of(scaled, "aws_iam_role_policy", lambda p: p["name"] == "read-host-files")
-    assert f"aws_iam_role_policy.{scaled_grant}" in only(scaled, "aws_autoscaling_group")["depends_on"]
+def test_no_host_boots_before_it_may_read_the_bundle_privately(synth: Synth, scaled: Synth) -> None:
+    """The grant, the bucket policy's denials, the gateway endpoint and the egress rule to it all
+    exist before the first fetch, so it never takes another path or finds the bucket unguarded."""
+    for stack, hosts in ((synth, only(synth, "aws_instance")), (scaled, only(scaled, "aws_autoscaling_group"))):
+        grant = name_of(stack, "aws_iam_role_policy", lambda p: p["name"] == "read-host-files")
+        policy_name = name_of(
+            stack, "aws_s3_bucket_policy", lambda p: p["bucket"].startswith("${aws_s3_bucket.HostFiles")
+        )
+        endpoint = name_of(stack, "aws_vpc_endpoint", lambda e: e["vpc_endpoint_type"] == "Gateway")
+        egress = name_of(stack, "aws_vpc_security_group_egress_rule", lambda r: "prefix_list_id" in r)
+        assert {
+            f"aws_iam_role_policy.{grant}",
+            f"aws_s3_bucket_policy.{policy_name}",
+            f"aws_vpc_endpoint.{endpoint}",
+            f"aws_vpc_security_group_egress_rule.{egress}",
+        } <= set(hosts["depends_on"])
 
 
 def test_several_hosts_share_one_bundle_named_in_the_launch_template(scaled: Synth) -> None:

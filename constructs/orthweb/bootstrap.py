@@ -344,7 +344,7 @@ def render_text(text: str, values: Mapping[str, str], *, base: Path = USERDATA_D
             path = base / m["path"]
             if not path.is_file():
                 raise TemplateError(f"template includes missing file userdata/{m['path']}")
-            body = render_text(path.read_text(), values, base=base, _depth=_depth + 1)
+            body = render_text(path.read_text(encoding="utf-8"), values, base=base, _depth=_depth + 1)
             indent = m["indent"]
             if m["kind"] == "include":
                 out += _indent(body, indent)
@@ -362,7 +362,7 @@ def render_text(text: str, values: Mapping[str, str], *, base: Path = USERDATA_D
 
 def render_file(name: str, values: Mapping[str, str]) -> str:
     """Render ``userdata/<name>``."""
-    return render_text((USERDATA_DIR / name).read_text(), values)
+    return render_text((USERDATA_DIR / name).read_text(encoding="utf-8"), values)
 
 
 def render_app(settings: Settings) -> dict[str, str]:

@@ -155,8 +155,8 @@ class Host(Construct):
             cidr_ipv4: str | None = None,
             referenced_security_group_id: str | None = None,
             prefix_list_id: str | None = None,
-        ) -> None:
-            VpcSecurityGroupEgressRule(
+        ) -> VpcSecurityGroupEgressRule:
+            return VpcSecurityGroupEgressRule(
                 self,
                 rule_id,
                 security_group_id=self.security_group.id,
@@ -174,7 +174,8 @@ class Host(Construct):
             "HTTPS to the private AWS API endpoints",
             referenced_security_group_id=network.endpoint_security_group.id,
         )
-        https_out(
+        # The first boot's first call: the bundle of host files, through the gateway endpoint.
+        self.s3_egress = https_out(
             "HttpsToS3",
             "HTTPS to S3 through the gateway endpoint (package repositories)",
             prefix_list_id=network.s3_endpoint.prefix_list_id,

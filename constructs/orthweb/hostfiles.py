@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 from typing import Any
 
+from cdktf import Postcondition, TerraformResourceLifecycle
 from cdktf_cdktf_provider_aws.iam_role import IamRole
 from cdktf_cdktf_provider_aws.iam_role_policy import IamRolePolicy
 from cdktf_cdktf_provider_aws.s3_bucket import S3Bucket
@@ -39,10 +41,9 @@ from orthweb.encryption import Encryption
 from orthweb.network import Network
 from orthweb.policy import FROM_THE_INSTANCE_ONLY, policy_document
 
-# What a host does with the bundle: read the version its user data names. Nothing else.
+# What a host does with the bundle: read the version its user data names. The bucket policy refuses
+# the hosts' role every other S3 action on the bucket and its objects, whatever else it is granted later.
 READ_ACTIONS = ("s3:GetObject", "s3:GetObjectVersion")
-# What the hosts' role may never do in this bucket, whatever else it is granted later.
-HOST_DENIED_ACTIONS = ("s3:PutObject*", "s3:DeleteObject*", "s3:RestoreObject", "s3:ReplicateObject")
 # Versions a newer upload replaced stay this long: a launch template version (or a host) that still
 # names one can be brought back for a while, then they go.
 NONCURRENT_DAYS = 90
@@ -174,6 +175,7 @@ class HostFiles(Construct):
             # S3 refuses a policy while the public access block is being written.
             depends_on=[public_access],
         )
+        checksum = base64.b64encode(hashlib.sha256(archive).digest()).decode()
         self.object = S3Object(
             self,
             "Bundle",
@@ -184,15 +186,36 @@ class HostFiles(Construct):
             server_side_encryption="aws:kms",
             kms_key_id=encryption.key_arn,
             bucket_key_enabled=True,
+            checksum_algorithm="SHA256",
             # A version id exists only once versioning is on; the host is told this one.
             depends_on=[versioning, bucket_encryption],
+            lifecycle=TerraformResourceLifecycle(
+                postcondition=[
+                    Postcondition(
+                        condition=f'${{self.checksum_sha256 == "{checksum}"}}',
+                        error_message=(
+                            f"The current version of s3://<host-files bucket>/{BUNDLE_KEY} is not the bundle this "
+                            "synth made (someone wrote it outside Terraform); hosts told its version would refuse "
+                            "it at boot. Upload the bundle again: terraform apply "
+                            "-replace=aws_s3_object.<the HostFiles_Bundle address in terraform state list>."
+                        ),
+                    ),
+                    Postcondition(
+                        condition='${self.version_id != ""}',
+                        error_message=(
+                            "S3 gave the hosts' bundle no version id (versioning was not in force yet); "
+                            "run terraform apply again to upload it as a version."
+                        ),
+                    ),
+                ]
+            ),
         )
         self.version_id: str = self.object.version_id
 
     def grant_read(self, role: IamRole) -> IamRolePolicy:
         """Let ``role`` (the hosts') read the bundle, its versions included, with credentials EC2
         delivered to an instance of this VPC, and decrypt it through S3; the bucket policy then
-        refuses that role reading outside the VPC's S3 endpoint and writing or deleting anything."""
+        refuses that role reading outside the VPC's S3 endpoint and any other action on the bucket."""
         objects = f"{self.bucket_arn}/*"
         host_only: dict[str, Any] = {"ArnEquals": {"aws:PrincipalArn": role.arn}}
         self._statements += [
@@ -202,7 +225,14 @@ class HostFiles(Construct):
                 objects,
                 {**host_only, "StringNotEquals": {"aws:SourceVpce": self._s3_endpoint_id}},
             ),
-            _deny("DenyHostWrites", list(HOST_DENIED_ACTIONS), objects, host_only),
+            {
+                "Sid": "DenyHostEverythingButReading",
+                "Effect": "Deny",
+                "Principal": "*",
+                "NotAction": list(READ_ACTIONS),
+                "Resource": [self.bucket_arn, objects],
+                "Condition": host_only,
+            },
         ]
         self.policy.policy = _bucket_policy(self._statements)
         statements: list[dict[str, Any]] = [

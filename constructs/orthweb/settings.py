@@ -200,10 +200,20 @@ def _cors_origins(v: list[str]) -> str | None:
     )
 
 
+# Every resource carries the tags Project and Deployment with these, and an S3 object (the hosts'
+# bundle) takes at most 10 tags.
+MAX_TAGS = 10
+
+
 def _tags(v: dict[str, str]) -> str | None:
     for k, val in v.items():
         if not _TAG_KEY_RE.match(k) or k.lower().startswith("aws:") or len(str(val)) > 256:
             return "a map of tag keys (1-128 chars, not starting with 'aws:') to values of at most 256 chars"
+    if len({"Project", "Deployment", *v}) > MAX_TAGS:
+        return (
+            f"at most {MAX_TAGS} tags with Project and Deployment, which Orthweb sets on every resource "
+            "(S3 takes at most 10 tags on an object, such as the hosts' bundle)"
+        )
     return None
 
 
@@ -487,7 +497,7 @@ class Settings(BaseModel):
     )
     state_key: str = Field(defaults.STATE_KEY, description="Object key of the state in `state_bucket`")
     tags: Annotated[dict[str, str], _check(_tags)] = Field(
-        default_factory=dict, description="Extra tags on every resource"
+        default_factory=dict, description="Extra tags on every resource (with Project and Deployment, at most 10)"
     )
 
     def __init__(self, **values: Any) -> None:

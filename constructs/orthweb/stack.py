@@ -158,9 +158,14 @@ class OrthwebStack(TerraformStack):
             self, "AppLogs", name_prefix=s.name_prefix, encryption=encryption, retention_days=s.log_retention_days
         )
         logs.grant_write(host.role, condition=FROM_THE_INSTANCE_ONLY if "logs" in network.private_services else None)
-        # The host's first step reads the bundle: its grant exists before any host boots.
+        # The host's first step reads the bundle through the S3 gateway endpoint: its grant, the bucket
+        # policy, the endpoint (with its routes) and the egress rule exist before any host boots, so
+        # the first fetch takes the private path under the bucket's denials.
         read_bundle = host_files.grant_read(host.role)
-        launched_after: list[str] = [f"{read_bundle.terraform_resource_type}.{read_bundle.friendly_unique_id}"]
+        launched_after: list[str] = [
+            f"{r.terraform_resource_type}.{r.friendly_unique_id}"
+            for r in (read_bundle, host_files.policy, network.s3_endpoint, host.s3_egress)
+        ]
         if images:
             role = images.grant_assume(host.role)
             launched_after.append(f"{role.terraform_resource_type}.{role.friendly_unique_id}")

@@ -32,6 +32,8 @@ RDS_EXTENDED_SUPPORT_ENGINES = ("postgres", "mysql", "aurora-postgresql", "auror
 # (https://docs.aws.amazon.com/AmazonRDS/latest/UserGuide/UsingWithRDS.SSL.html, "Certificate authorities").
 RDS_DEFAULT_CA = "rds-ca-rsa2048-g1"
 _RESOURCE_ID_CHARS = string.ascii_uppercase + string.digits
+# Request-context keys a bucket policy may test that moto never has for an S3 request.
+S3_CONTEXT_KEYS_MOTO_LACKS = ("aws:SecureTransport", "aws:PrincipalAccount", "aws:PrincipalArn", "aws:SourceVpce")
 
 
 @dataclass(frozen=True)
@@ -130,12 +132,16 @@ FIDELITY_PATCHES: tuple[FidelityPatch, ...] = (
     FidelityPatch(
         "s3_bucket_policy_conditions",
         "aws_s3_bucket_policy (and aws_s3_object, read back through it)",
-        "Condition (every conditional statement)",
-        "evaluates a bucket policy with no request context and counts a statement whose condition it cannot "
-        "evaluate as a denial, Deny or Allow alike: a Deny that applies only to plain HTTP (aws:SecureTransport "
-        "false) refuses every GetObject and HeadObject, so a host cannot read and terraform plan fails with 403",
-        "leaves the conditional statements out (moto knows none of their keys); the unconditional ones still "
-        "decide; the conditions are checked in the synthesized policy",
+        "Deny statements conditioned on the request",
+        "evaluates bucket policies with no request context (it knows neither the caller's ARN and account nor the "
+        "VPC endpoint) and counts a statement whose condition it cannot evaluate as a denial, Deny or Allow alike, "
+        "so a Deny for other accounts or outside the VPC endpoint refuses every GetObject and HeadObject: a host "
+        "cannot read, and terraform plan fails with 403",
+        "leaves out the Deny statements whose conditions use only "
+        + ", ".join(S3_CONTEXT_KEYS_MOTO_LACKS)
+        + " (keys moto does not know, and aws:SecureTransport, false on the emulator's plain HTTP where AWS is "
+        "reached over HTTPS); every other statement is evaluated as moto does, and the conditions themselves are "
+        "checked in the synthesized policy",
     ),
 )
 
@@ -376,21 +382,29 @@ def _patch_ec2_launch_template_own_tags() -> None:
 
 
 def _patch_s3_bucket_policy_conditions() -> None:
-    # Gap: a Deny statement applies only when its condition holds (IAM User Guide, "Condition"); moto,
-    # which has no request context for S3, denies whenever it cannot show that the condition holds.
-    from moto.iam.access_control import IAMPolicy, PermissionResult
+    # Gap: a Deny applies only when its condition holds (IAM User Guide, "Condition"); moto, which
+    # has no request context for S3, denies whenever it cannot show that a condition holds.
+    from moto.iam.access_control import IAMPolicy
     from moto.s3.models import FakeBucket
 
-    def get_permission(self: FakeBucket, action: str, resource: str) -> Any:
+    get_permission: Callable[[FakeBucket, str, str], Any] = FakeBucket.get_permission
+
+    def unevaluable_deny(statement: Any) -> bool:
+        if not isinstance(statement, dict) or statement.get("Effect") != "Deny" or "Condition" not in statement:
+            return False
+        keys = {key for operator in statement["Condition"].values() for key in operator}
+        return keys <= set(S3_CONTEXT_KEYS_MOTO_LACKS)
+
+    def patched(self: FakeBucket, action: str, resource: str) -> Any:
         if self.policy is None:
-            return PermissionResult.NEUTRAL
+            return get_permission(self, action, resource)
         document = json.loads(self.policy.decode())
         statements = document.get("Statement", [])
         statements = [statements] if isinstance(statements, dict) else statements
-        kept = [s for s in statements if "Condition" not in s]
+        kept = [s for s in statements if not unevaluable_deny(s)]
         return IAMPolicy(json.dumps({**document, "Statement": kept})).is_action_permitted(action, resource)
 
-    _setattr(FakeBucket, "get_permission", get_permission)
+    _setattr(FakeBucket, "get_permission", patched)
 
 
 _APPLIERS: dict[str, Callable[[], None]] = {

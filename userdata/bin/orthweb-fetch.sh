@@ -19,12 +19,17 @@ export AWS_RETRY_MODE=${AWS_RETRY_MODE:-standard} AWS_MAX_ATTEMPTS=${AWS_MAX_ATT
 
 log() { echo "orthweb-fetch: $*" >&2; }
 bundle="s3://$ORTHWEB_BUNDLE_BUCKET/$ORTHWEB_BUNDLE_KEY version $ORTHWEB_BUNDLE_VERSION"
+if [ -z "$ORTHWEB_BUNDLE_VERSION" ] || [ -z "$ORTHWEB_BUNDLE_SHA256" ]; then
+  log "error: $ORTHWEB_ENV_FILE names no bundle version or SHA-256; refusing to fetch an unpinned bundle"
+  exit 1
+fi
 
-install -d -m 0700 "$state"
+install -d -m 0755 "$state"
 archive=$(mktemp "$state/bundle.XXXXXX")
 trap 'rm -f "$archive"' EXIT
-if ! aws s3api get-object --bucket "$ORTHWEB_BUNDLE_BUCKET" --key "$ORTHWEB_BUNDLE_KEY" \
-  --version-id "$ORTHWEB_BUNDLE_VERSION" "$archive" >/dev/null; then
+# Short timeouts: a stalled connection is retried (by the CLI, then by systemd), not waited out.
+if ! aws s3api get-object --cli-connect-timeout 10 --cli-read-timeout 60 --bucket "$ORTHWEB_BUNDLE_BUCKET" \
+  --key "$ORTHWEB_BUNDLE_KEY" --version-id "$ORTHWEB_BUNDLE_VERSION" "$archive" >/dev/null; then
   log "error: could not fetch $bundle; systemd tries again"
   exit 1
 fi
@@ -33,6 +38,7 @@ if [ "$actual" != "$ORTHWEB_BUNDLE_SHA256" ]; then
   log "error: refusing $bundle: its SHA-256 is $actual, this host's user data expects $ORTHWEB_BUNDLE_SHA256; nothing was unpacked"
   exit 1
 fi
-# Root owns every file; the modes are the archive's; the directories already there keep theirs.
-tar -x -f "$archive" -C "$root" --no-same-owner --same-permissions --no-overwrite-dir --touch
+# Root owns every file, with the archive's modes; the archive has no directory entries, so the
+# directories already there keep theirs, and missing ones are made 0755 (the unit's UMask).
+tar -x -f "$archive" -C "$root" --no-same-owner --same-permissions --touch
 log "unpacked $bundle (SHA-256 $actual): $(tar -t -f "$archive" | wc -l) files"

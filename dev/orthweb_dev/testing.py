@@ -92,14 +92,14 @@ def cloud_config_problems(user_data: str, workdir: Path) -> str:
 
 
 def compose_problems(compose_file: str, workdir: Path) -> str:
-    """What ``docker-compose config`` finds wrong with a rendered compose file (empty when valid;
-    there is no Docker engine here, so compose files are validated, never run); reported as not
-    run when docker-compose is missing."""
-    docker_compose = require("docker-compose", "docker-compose")
+    """What ``docker-compose config`` finds wrong with a rendered compose file (empty when valid),
+    asked of compose v2 at the host's pinned version (:func:`orthweb_dev.engine.compose_binary`)."""
+    from orthweb_dev.engine import compose_binary
+
     path = workdir / "docker-compose.yml"
     path.write_text(compose_file)
     run = subprocess.run(
-        [docker_compose, "--project-name", "orthweb", "--file", str(path), "config", "--quiet"],
+        [str(compose_binary()), "--project-name", "orthweb", "--file", str(path), "config", "--quiet"],
         capture_output=True,
         text=True,
         check=False,

@@ -4,39 +4,23 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import json
 from typing import Any
 
 from cdktf import Postcondition, TerraformResourceLifecycle
 from cdktf_cdktf_provider_aws.iam_role import IamRole
 from cdktf_cdktf_provider_aws.iam_role_policy import IamRolePolicy
-from cdktf_cdktf_provider_aws.s3_bucket import S3Bucket
 from cdktf_cdktf_provider_aws.s3_bucket_lifecycle_configuration import (
     S3BucketLifecycleConfiguration,
     S3BucketLifecycleConfigurationRule,
-    S3BucketLifecycleConfigurationRuleAbortIncompleteMultipartUpload,
     S3BucketLifecycleConfigurationRuleFilter,
     S3BucketLifecycleConfigurationRuleNoncurrentVersionExpiration,
 )
-from cdktf_cdktf_provider_aws.s3_bucket_ownership_controls import (
-    S3BucketOwnershipControls,
-    S3BucketOwnershipControlsRule,
-)
 from cdktf_cdktf_provider_aws.s3_bucket_policy import S3BucketPolicy
-from cdktf_cdktf_provider_aws.s3_bucket_public_access_block import S3BucketPublicAccessBlock
-from cdktf_cdktf_provider_aws.s3_bucket_server_side_encryption_configuration import (
-    S3BucketServerSideEncryptionConfigurationA,
-    S3BucketServerSideEncryptionConfigurationRuleA,
-    S3BucketServerSideEncryptionConfigurationRuleApplyServerSideEncryptionByDefaultA,
-)
-from cdktf_cdktf_provider_aws.s3_bucket_versioning import (
-    S3BucketVersioningA,
-    S3BucketVersioningVersioningConfiguration,
-)
 from cdktf_cdktf_provider_aws.s3_object import S3Object
 
 from constructs import Construct
 from orthweb.bootstrap import BUNDLE_KEY, sha256_hex
+from orthweb.buckets import abort_incomplete_uploads, baseline_denials, bucket_policy, deny, private_bucket
 from orthweb.encryption import Encryption
 from orthweb.network import Network
 from orthweb.policy import FROM_THE_INSTANCE_ONLY, policy_document
@@ -82,69 +66,27 @@ class HostFiles(Construct):
         super().__init__(scope, id_)
         self._encryption = encryption
         self._region = region
-        self.bucket = S3Bucket(
+        parts = private_bucket(
             self,
-            "Bucket",
             bucket_prefix=f"{name_prefix}-host-files-",
+            key_arn=encryption.key_arn,
             force_destroy=True,
             tags={"Name": f"{name_prefix}-host-files"},
         )
+        self.bucket = parts.bucket
         self.bucket_name: str = self.bucket.bucket
         self.bucket_arn: str = self.bucket.arn
         self.object_key = BUNDLE_KEY
         self.object_arn = f"{self.bucket.arn}/{BUNDLE_KEY}"
         self.sha256 = sha256_hex(archive)
-
-        S3BucketOwnershipControls(
-            self,
-            "Ownership",
-            bucket=self.bucket.id,
-            rule=S3BucketOwnershipControlsRule(object_ownership="BucketOwnerEnforced"),
-        )
-        public_access = S3BucketPublicAccessBlock(
-            self,
-            "PublicAccess",
-            bucket=self.bucket.id,
-            block_public_acls=True,
-            block_public_policy=True,
-            ignore_public_acls=True,
-            restrict_public_buckets=True,
-        )
-        bucket_encryption = S3BucketServerSideEncryptionConfigurationA(
-            self,
-            "Encryption",
-            bucket=self.bucket.id,
-            rule=[
-                S3BucketServerSideEncryptionConfigurationRuleA(
-                    apply_server_side_encryption_by_default=(
-                        S3BucketServerSideEncryptionConfigurationRuleApplyServerSideEncryptionByDefaultA(
-                            sse_algorithm="aws:kms", kms_master_key_id=encryption.key_arn
-                        )
-                    ),
-                    bucket_key_enabled=True,
-                )
-            ],
-        )
-        versioning = S3BucketVersioningA(
-            self,
-            "Versioning",
-            bucket=self.bucket.id,
-            versioning_configuration=S3BucketVersioningVersioningConfiguration(status="Enabled"),
-        )
+        public_access, bucket_encryption, versioning = parts.public_access, parts.encryption, parts.versioning
         every_object = [S3BucketLifecycleConfigurationRuleFilter(prefix="")]
         S3BucketLifecycleConfiguration(
             self,
             "Lifecycle",
             bucket=self.bucket.id,
             rule=[
-                S3BucketLifecycleConfigurationRule(
-                    id="abort-incomplete-uploads",
-                    status="Enabled",
-                    filter=every_object,
-                    abort_incomplete_multipart_upload=[
-                        S3BucketLifecycleConfigurationRuleAbortIncompleteMultipartUpload(days_after_initiation=1)
-                    ],
-                ),
+                abort_incomplete_uploads(every_object),
                 S3BucketLifecycleConfigurationRule(
                     id="expire-replaced-bundles",
                     status="Enabled",
@@ -157,21 +99,14 @@ class HostFiles(Construct):
             depends_on=[versioning],
         )
         self._s3_endpoint_id = network.s3_endpoint_id
-        everything = [self.bucket_arn, f"{self.bucket_arn}/*"]
         self._statements: list[dict[str, Any]] = [
-            _deny("DenyPlainHttp", "s3:*", everything, {"Bool": {"aws:SecureTransport": "false"}}),
-            _deny(
-                "DenyOtherAccounts",
-                "s3:*",
-                everything,
-                {"StringNotEquals": {"aws:PrincipalAccount": encryption.account_id}},
-            ),
+            *baseline_denials(self.bucket_arn, encryption.account_id),
         ]
         self.policy = S3BucketPolicy(
             self,
             "Policy",
             bucket=self.bucket.id,
-            policy=_bucket_policy(self._statements),
+            policy=bucket_policy(self._statements),
             # S3 refuses a policy while the public access block is being written.
             depends_on=[public_access],
         )
@@ -219,7 +154,7 @@ class HostFiles(Construct):
         objects = f"{self.bucket_arn}/*"
         host_only: dict[str, Any] = {"ArnEquals": {"aws:PrincipalArn": role.arn}}
         self._statements += [
-            _deny(
+            deny(
                 "DenyHostReadsOutsideTheVpc",
                 "s3:GetObject*",
                 objects,
@@ -234,7 +169,7 @@ class HostFiles(Construct):
                 "Condition": host_only,
             },
         ]
-        self.policy.policy = _bucket_policy(self._statements)
+        self.policy.policy = bucket_policy(self._statements)
         statements: list[dict[str, Any]] = [
             {
                 "Sid": "ReadTheBundle",
@@ -259,12 +194,3 @@ class HostFiles(Construct):
             },
         ]
         return IamRolePolicy(self, "Read", role=role.id, name="read-host-files", policy=policy_document(*statements))
-
-
-def _deny(sid: str, actions: Any, resource: Any, condition: dict[str, Any]) -> dict[str, Any]:
-    return {"Sid": sid, "Effect": "Deny", "Principal": "*", "Action": actions, "Resource": resource,
-            "Condition": condition}  # fmt: skip
-
-
-def _bucket_policy(statements: list[dict[str, Any]]) -> str:
-    return json.dumps({"Version": "2012-10-17", "Statement": statements})

@@ -2,40 +2,24 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from cdktf import TerraformResourceLifecycle
 from cdktf_cdktf_provider_aws.iam_role import IamRole
 from cdktf_cdktf_provider_aws.iam_role_policy import IamRolePolicy
-from cdktf_cdktf_provider_aws.s3_bucket import S3Bucket
 from cdktf_cdktf_provider_aws.s3_bucket_lifecycle_configuration import (
     S3BucketLifecycleConfiguration,
     S3BucketLifecycleConfigurationRule,
-    S3BucketLifecycleConfigurationRuleAbortIncompleteMultipartUpload,
     S3BucketLifecycleConfigurationRuleExpiration,
     S3BucketLifecycleConfigurationRuleFilter,
     S3BucketLifecycleConfigurationRuleNoncurrentVersionExpiration,
     S3BucketLifecycleConfigurationRuleTransition,
 )
-from cdktf_cdktf_provider_aws.s3_bucket_ownership_controls import (
-    S3BucketOwnershipControls,
-    S3BucketOwnershipControlsRule,
-)
 from cdktf_cdktf_provider_aws.s3_bucket_policy import S3BucketPolicy
-from cdktf_cdktf_provider_aws.s3_bucket_public_access_block import S3BucketPublicAccessBlock
-from cdktf_cdktf_provider_aws.s3_bucket_server_side_encryption_configuration import (
-    S3BucketServerSideEncryptionConfigurationA,
-    S3BucketServerSideEncryptionConfigurationRuleA,
-    S3BucketServerSideEncryptionConfigurationRuleApplyServerSideEncryptionByDefaultA,
-)
-from cdktf_cdktf_provider_aws.s3_bucket_versioning import (
-    S3BucketVersioningA,
-    S3BucketVersioningVersioningConfiguration,
-)
 
 from constructs import Construct
 from orthweb import defaults
+from orthweb.buckets import abort_incomplete_uploads, baseline_denials, bucket_policy, deny, private_bucket
 from orthweb.encryption import Encryption
 from orthweb.network import Network
 from orthweb.policy import grant, policy_document
@@ -96,55 +80,20 @@ class ImageBucket(Construct):
         self._encryption = encryption
         self._region = region
         self._vpc_id = network.vpc_id
-        self.bucket = S3Bucket(
+        parts = private_bucket(
             self,
-            "Bucket",
             bucket_prefix=f"{name_prefix}-images-",
+            key_arn=encryption.key_arn,
             force_destroy=not deletion_protection,
             lifecycle=TerraformResourceLifecycle(prevent_destroy=deletion_protection),
             tags={"Name": f"{name_prefix}-images"},
         )
+        self.bucket = parts.bucket
         self.bucket_name: str = self.bucket.bucket
         self.bucket_arn: str = self.bucket.arn
         self.access_role_name = f"{name_prefix}-image-store"
         self.access_role_arn = f"arn:{encryption.partition}:iam::{encryption.account_id}:role/{self.access_role_name}"
-
-        S3BucketOwnershipControls(
-            self,
-            "Ownership",
-            bucket=self.bucket.id,
-            rule=S3BucketOwnershipControlsRule(object_ownership="BucketOwnerEnforced"),
-        )
-        public_access = S3BucketPublicAccessBlock(
-            self,
-            "PublicAccess",
-            bucket=self.bucket.id,
-            block_public_acls=True,
-            block_public_policy=True,
-            ignore_public_acls=True,
-            restrict_public_buckets=True,
-        )
-        S3BucketServerSideEncryptionConfigurationA(
-            self,
-            "Encryption",
-            bucket=self.bucket.id,
-            rule=[
-                S3BucketServerSideEncryptionConfigurationRuleA(
-                    apply_server_side_encryption_by_default=(
-                        S3BucketServerSideEncryptionConfigurationRuleApplyServerSideEncryptionByDefaultA(
-                            sse_algorithm="aws:kms", kms_master_key_id=encryption.key_arn
-                        )
-                    ),
-                    bucket_key_enabled=True,
-                )
-            ],
-        )
-        versioning = S3BucketVersioningA(
-            self,
-            "Versioning",
-            bucket=self.bucket.id,
-            versioning_configuration=S3BucketVersioningVersioningConfiguration(status="Enabled"),
-        )
+        public_access, versioning = parts.public_access, parts.versioning
         every_object = [S3BucketLifecycleConfigurationRuleFilter(prefix="")]
         S3BucketLifecycleConfiguration(
             self,
@@ -159,14 +108,7 @@ class ImageBucket(Construct):
                         S3BucketLifecycleConfigurationRuleTransition(days=0, storage_class="INTELLIGENT_TIERING")
                     ],
                 ),
-                S3BucketLifecycleConfigurationRule(
-                    id="abort-incomplete-uploads",
-                    status="Enabled",
-                    filter=every_object,
-                    abort_incomplete_multipart_upload=[
-                        S3BucketLifecycleConfigurationRuleAbortIncompleteMultipartUpload(days_after_initiation=1)
-                    ],
-                ),
+                abort_incomplete_uploads(every_object),
                 S3BucketLifecycleConfigurationRule(
                     id="keep-deleted-images-30-days",
                     status="Enabled",
@@ -189,21 +131,10 @@ class ImageBucket(Construct):
         )
 
     def _policy(self, s3_endpoint_id: str) -> str:
-        everything = [self.bucket_arn, f"{self.bucket_arn}/*"]
         objects = f"{self.bucket_arn}/*"
 
-        def deny(sid: str, actions: Any, resource: Any, condition: dict[str, Any]) -> dict[str, Any]:
-            return {"Sid": sid, "Effect": "Deny", "Principal": "*", "Action": actions, "Resource": resource,
-                    "Condition": condition}  # fmt: skip
-
         statements = [
-            deny("DenyPlainHttp", "s3:*", everything, {"Bool": {"aws:SecureTransport": "false"}}),
-            deny(
-                "DenyOtherAccounts",
-                "s3:*",
-                everything,
-                {"StringNotEquals": {"aws:PrincipalAccount": self._encryption.account_id}},
-            ),
+            *baseline_denials(self.bucket_arn, self._encryption.account_id),
             deny(
                 "DenyImageContentToAllButOrthanc",
                 list(CONTENT_ACTIONS),
@@ -226,7 +157,7 @@ class ImageBucket(Construct):
                 },
             ),
         ]
-        return json.dumps({"Version": "2012-10-17", "Statement": statements})
+        return bucket_policy(statements)
 
     def grant_assume(self, role: IamRole) -> IamRole:
         """Create the image-store role, assumable only by ``role`` (the hosts'), and only with

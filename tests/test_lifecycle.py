@@ -211,15 +211,21 @@ def test_3_targeted_destroy_removes_only_the_instance(tf: Any, workdir: Path) ->
     tf("destroy", "-target", INSTANCE, "-auto-approve", "-input=false")
     after = ids(workdir)
     assert set(before) - set(after) == {INSTANCE}
-    for kept in ("aws_db_instance", "aws_secretsmanager_secret", "aws_kms_key", "aws_vpc"):
+    for kept in ("aws_db_instance", "aws_secretsmanager_secret", "aws_kms_key", "aws_vpc", "aws_s3_object"):
         (address,) = [a for a in before if a.startswith(kept + ".")]
         assert after[address] == before[address], f"{address} changed"
 
 
-def test_4_targeted_apply_brings_a_new_instance_on_the_same_database(tf: Any, workdir: Path) -> None:
+def test_4_targeted_apply_brings_a_new_instance_on_the_same_database(tf: Any, workdir: Path, aws: Any) -> None:
     tf("apply", "-target", INSTANCE, "-auto-approve", "-input=false")
     after = ids(workdir)
     assert after[INSTANCE].startswith("i-")
+    # The new host is told the same bundle: the version its predecessor unpacked.
+    resources = {f"{r['type']}.{r['name']}": r["instances"][0]["attributes"] for r in state(workdir)["resources"]}
+    (bundle,) = [v for k, v in resources.items() if k.startswith("aws_s3_object.")]
+    raw = aws("ec2").describe_instance_attribute(InstanceId=after[INSTANCE], Attribute="userData")
+    user_data = gzip.decompress(base64.b64decode(raw["UserData"]["Value"])).decode()
+    assert f"ORTHWEB_BUNDLE_VERSION={bundle['version_id']}" in [line.strip() for line in user_data.splitlines()]
     proc = tf("plan", "-detailed-exitcode", "-input=false", check=False)
     assert proc.returncode == 0, proc.stdout[-4000:]
 

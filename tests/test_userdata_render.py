@@ -36,9 +36,12 @@ from orthweb.bootstrap import (
 )
 from orthweb.settings import Settings, SettingsError, systemd_calendar
 from orthweb_dev.testing import (
+    NGINX_STREAM_MODULE,
     cloud_config_problems,
+    compose_on_host,
     compose_problems,
     host_files,
+    nginx_check_config,
     require,
     shellcheck_problems,
     user_data_files,
@@ -381,7 +384,7 @@ def test_the_bundle_holds_no_secret(variant: tuple[str, Settings]) -> None:
     for text in [archive, *(f.text for f in files)]:
         for pattern in SECRET_PATTERNS:
             assert not pattern.search(text), f"{pattern.pattern} found in the bundle"
-    (compose,) = [yaml.safe_load(f.text) for f in files if f.path == "/etc/orthweb/docker-compose.yml"]
+    (compose,) = [compose_on_host(f.text) for f in files if f.path == "/etc/orthweb/docker-compose.yml"]
     # The only environment is the allow-listed, non-secret one above; secrets travel as files.
     assert all("env_file" not in svc for svc in compose["services"].values())
     assert {name: svc.get("environment", {}) for name, svc in compose["services"].items()} == {
@@ -486,7 +489,7 @@ def test_compose_file_validates(tmp_path: Path, variant: tuple[str, Settings]) -
 
 def test_orthanc_shares_nginx_network_namespace_and_publishes_nothing() -> None:
     for name, settings in VARIANTS.items():
-        compose = yaml.safe_load(render_app(settings)["docker-compose.yml"])
+        compose = compose_on_host(render_app(settings)["docker-compose.yml"])
         orthanc, nginx = compose["services"]["orthanc"], compose["services"]["nginx"]
         # One namespace owned by nginx: Orthanc is on no network and publishes no port, so its
         # ports are reachable only through nginx's loopback (and refused from anywhere else).
@@ -499,9 +502,9 @@ def test_orthanc_shares_nginx_network_namespace_and_publishes_nothing() -> None:
 
 
 def test_compose_publishes_only_nginx_ports_and_passes_secrets_as_files() -> None:
-    default = yaml.safe_load(render_app(Settings())["docker-compose.yml"])
-    everything = yaml.safe_load(render_app(VARIANTS["everything-on"])["docker-compose.yml"])
-    plain_http = yaml.safe_load(render_app(VARIANTS["plain-http"])["docker-compose.yml"])
+    default = compose_on_host(render_app(Settings())["docker-compose.yml"])
+    everything = compose_on_host(render_app(VARIANTS["everything-on"])["docker-compose.yml"])
+    plain_http = compose_on_host(render_app(VARIANTS["plain-http"])["docker-compose.yml"])
     orthanc, nginx = default["services"]["orthanc"], default["services"]["nginx"]
     assert orthanc["image"] == "orthancteam/orthanc:25.6.0"
     assert nginx["image"] == "nginx:1.28.0-alpine"
@@ -527,7 +530,7 @@ def _mounts(svc: dict[str, Any]) -> dict[str, set[str]]:
 
 
 def test_containers_drop_capabilities_and_run_read_only_with_limits() -> None:
-    compose = yaml.safe_load(render_app(VARIANTS["everything-on"])["docker-compose.yml"])
+    compose = compose_on_host(render_app(VARIANTS["everything-on"])["docker-compose.yml"])
     orthanc, nginx = compose["services"]["orthanc"], compose["services"]["nginx"]
     for svc in (orthanc, nginx):
         assert svc["cap_drop"] == ["ALL"]
@@ -543,8 +546,11 @@ def test_containers_drop_capabilities_and_run_read_only_with_limits() -> None:
     assert "cap_add" not in orthanc
     assert int(orthanc["mem_limit"][:-1]) + int(nginx["mem_limit"][:-1]) <= 2048  # fits a t4g.small
     nginx_tmpfs, orthanc_tmpfs = _mounts(nginx), _mounts(orthanc)
-    assert set(nginx_tmpfs) == {"/run", "/tmp", "/var/cache/nginx"}
-    assert {"uid=101", "gid=101", "mode=0700"} <= nginx_tmpfs["/var/cache/nginx"]
+    temp_paths = {f"/var/cache/nginx/{kind}_temp" for kind in ("client", "proxy", "fastcgi", "uwsgi", "scgi")}
+    assert set(nginx_tmpfs) == {"/run", "/tmp", *temp_paths}
+    for path in temp_paths:  # each temporary path already there, owned by the workers' user
+        assert {"uid=101", "gid=101", "mode=0700"} <= nginx_tmpfs[path], path
+        assert re.search(rf"^\s*\w+_temp_path {path};$", render_app(Settings())["nginx.conf"], re.M), path
     assert not any("exec" in opts for opts in nginx_tmpfs.values())
     # The image copies plugins to /run/orthanc/plugins and Orthanc loads them: exec there only.
     assert set(orthanc_tmpfs) == {"/tmp", "/run/orthanc/plugins"}
@@ -589,7 +595,7 @@ def test_orthanc_serves_http_only_to_loopback_with_logins_and_the_role_filter(na
     assert config["ExecuteLuaEnabled"] is False
     assert config["HttpDescribeErrors"] is False
     assert config["WebDavEnabled"] is False
-    compose = yaml.safe_load(render_app(VARIANTS[name])["docker-compose.yml"])
+    compose = compose_on_host(render_app(VARIANTS[name])["docker-compose.yml"])
     assert (
         "/etc/orthweb/orthanc-roles.lua:/etc/orthweb/orthanc-roles.lua:ro"
         in (compose["services"]["orthanc"]["volumes"])
@@ -700,24 +706,16 @@ def _test_certificate(tls: Path) -> None:
     shutil.copy(tls / "server.crt", tls / "dicom-client-ca.pem")
 
 
-STREAM_MODULE = Path("/usr/lib/nginx/modules/ngx_stream_module.so")
-
-
 def test_nginx_accepts_the_rendered_configuration(tmp_path: Path, variant: tuple[str, Settings]) -> None:
     nginx = require("nginx", "nginx-light")
-    if not STREAM_MODULE.exists():
-        pytest.fail(f"{STREAM_MODULE} is missing: install the Debian package libnginx-mod-stream")
+    if not NGINX_STREAM_MODULE.exists():
+        pytest.fail(f"{NGINX_STREAM_MODULE} is missing: install the Debian package libnginx-mod-stream")
     tls = tmp_path / "tls"
     _test_certificate(tls)
     auth = tmp_path / "auth"
     auth.mkdir()
     (auth / "logins.map").write_text('"admin" "AAAAAAAAAAAAAAAAAAAAAA";\n')
-    conf = render_app(variant[1])["nginx.conf"].replace("/etc/nginx/tls/", f"{tls}/")
-    conf = conf.replace("/etc/nginx/auth/", f"{auth}/").replace("pid /run/nginx.pid;", f"pid {tmp_path}/nginx.pid;")
-    # The image's worker user is nginx; Debian has none, and -t only checks that it exists.
-    conf = conf.replace("user nginx;", "user nobody nogroup;")
-    # The official nginx image has the stream module built in; Debian's nginx loads it.
-    (tmp_path / "nginx.conf").write_text(f"load_module {STREAM_MODULE};\n{conf}")
+    (tmp_path / "nginx.conf").write_text(nginx_check_config(render_app(variant[1])["nginx.conf"], tmp_path))
     run = subprocess.run(
         [nginx, "-t", "-p", str(tmp_path), "-c", str(tmp_path / "nginx.conf"), "-e", str(tmp_path / "error.log")],
         capture_output=True,

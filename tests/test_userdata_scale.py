@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
 from orthweb import capacity
 from orthweb.bootstrap import (
@@ -30,7 +29,14 @@ from orthweb.bootstrap import (
     render_user_data,
 )
 from orthweb.settings import Settings
-from orthweb_dev.testing import cloud_config_problems, compose_problems, host_files, require, shellcheck_problems
+from orthweb_dev.testing import (
+    cloud_config_problems,
+    compose_on_host,
+    compose_problems,
+    host_files,
+    require,
+    shellcheck_problems,
+)
 
 MANY = {"db_multi_az": True, "endpoints_in_all_azs": True}
 CA_PEM = "-----BEGIN CERTIFICATE-----\nMIIBfake\n-----END CERTIFICATE-----\n"
@@ -99,7 +105,7 @@ def files(settings: Settings) -> dict[str, dict[str, Any]]:
 
 
 def compose(settings: Settings) -> dict[str, Any]:
-    parsed: dict[str, Any] = yaml.safe_load(render_app(settings)["docker-compose.yml"])
+    parsed: dict[str, Any] = compose_on_host(render_app(settings)["docker-compose.yml"])
     return parsed
 
 

@@ -12,18 +12,16 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
 from orthweb.bootstrap import render_app
 from orthweb.settings import Settings
-from orthweb_dev.testing import require
+from orthweb_dev.testing import NGINX_STREAM_MODULE, compose_on_host, nginx_check_config, require
 
 ORIGINS = ["https://viewer.example.org", "https://pacs-viewer.example.net:8443"]
-STREAM_MODULE = Path("/usr/lib/nginx/modules/ngx_stream_module.so")
 
 
 def orthanc_environment(settings: Settings) -> dict[str, str]:
-    compose = yaml.safe_load(render_app(settings)["docker-compose.yml"])
+    compose = compose_on_host(render_app(settings)["docker-compose.yml"])
     env: dict[str, str] = compose["services"]["orthanc"]["environment"]
     return env
 
@@ -127,8 +125,8 @@ def test_cors_echoes_only_listed_origins_and_only_under_dicomweb() -> None:
 
 def test_nginx_accepts_the_configuration_with_cors_and_every_viewer(tmp_path: Path) -> None:
     nginx = require("nginx", "nginx-light")
-    if not STREAM_MODULE.exists():
-        pytest.fail(f"{STREAM_MODULE} is missing: install the Debian package libnginx-mod-stream")
+    if not NGINX_STREAM_MODULE.exists():
+        pytest.fail(f"{NGINX_STREAM_MODULE} is missing: install the Debian package libnginx-mod-stream")
     tls = tmp_path / "tls"
     tls.mkdir()
     subprocess.run(
@@ -142,12 +140,7 @@ def test_nginx_accepts_the_configuration_with_cors_and_every_viewer(tmp_path: Pa
     auth.mkdir()
     (auth / "logins.map").write_text('"admin" "AAAAAAAAAAAAAAAAAAAAAA";\n')
     settings = Settings(web_cors_origins=ORIGINS, viewers=["stone", "ohif"])
-    # Host paths to this directory, and a worker user Debian has (as test_userdata_render does).
-    conf = nginx_conf(settings).replace("/etc/nginx/tls/", f"{tls}/").replace("/etc/nginx/auth/", f"{auth}/")
-    conf = conf.replace("pid /run/nginx.pid;", f"pid {tmp_path}/nginx.pid;").replace(
-        "user nginx;", "user nobody nogroup;"
-    )
-    (tmp_path / "nginx.conf").write_text(f"load_module {STREAM_MODULE};\n{conf}")
+    (tmp_path / "nginx.conf").write_text(nginx_check_config(nginx_conf(settings), tmp_path))
     run = subprocess.run(
         [nginx, "-t", "-p", str(tmp_path), "-c", str(tmp_path / "nginx.conf"), "-e", str(tmp_path / "error.log")],
         capture_output=True,

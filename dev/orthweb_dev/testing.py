@@ -10,6 +10,7 @@ import re
 import shutil
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -148,3 +149,37 @@ def host_files(settings: Settings, facts: HostFacts) -> dict[str, HostFile]:
     bundled = {f.path: f for f in bundle_files(settings)}
     assert not set(written) & set(bundled), set(written) & set(bundled)
     return written | bundled
+
+
+NGINX_STREAM_MODULE = Path("/usr/lib/nginx/modules/ngx_stream_module.so")  # libnginx-mod-stream
+
+# Where the host keeps docker-compose.yml: its relative paths are relative to this directory.
+HOST_COMPOSE_DIR = "/etc/orthweb"
+
+
+def compose_on_host(text: str) -> dict[str, Any]:
+    """A rendered compose file as it acts on the host: bind-mount sources and secret files that
+    are relative to the file's directory made absolute (``./tls`` is ``/etc/orthweb/tls``)."""
+    compose: dict[str, Any] = yaml.safe_load(text)
+
+    def absolute(path: str) -> str:
+        return os.path.normpath(os.path.join(HOST_COMPOSE_DIR, path)) if path.startswith("./") else path
+
+    for service in compose["services"].values():
+        if "volumes" in service:
+            service["volumes"] = [absolute(volume) for volume in service["volumes"]]
+    for secret in (compose.get("secrets") or {}).values():
+        secret["file"] = absolute(secret["file"])
+    return compose
+
+
+def nginx_check_config(conf: str, workdir: Path) -> str:
+    """A rendered nginx.conf made checkable with ``nginx -t`` on this machine: the container's
+    paths (certificates, login map, pid, temporary paths) moved under ``workdir``, whose ``tls``
+    and ``auth`` directories the caller fills, and a worker user Debian has (``-t`` only checks
+    that it exists). The official image has the stream module built in; Debian's nginx loads it."""
+    (workdir / "cache").mkdir(exist_ok=True)
+    conf = conf.replace("/etc/nginx/tls/", f"{workdir / 'tls'}/").replace("/etc/nginx/auth/", f"{workdir / 'auth'}/")
+    conf = conf.replace("pid /run/nginx.pid;", f"pid {workdir}/nginx.pid;")
+    conf = conf.replace("/var/cache/nginx/", f"{workdir / 'cache'}/").replace("user nginx;", "user nobody nogroup;")
+    return f"load_module {NGINX_STREAM_MODULE};\n{conf}"

@@ -137,7 +137,10 @@ diagram: synth ## Regenerate docs/architecture.svg from the synthesized stack (n
 	$(PY) -m orthweb_dev.diagram --scaled | dot -Tsvg -o docs/architecture-scaled.svg
 	echo "wrote docs/architecture.svg and docs/architecture-scaled.svg"
 
-.PHONY: app-up app-down bench-ingest
+.PHONY: app-up app-down bench-ingest images
+
+images: install debian ## Build the stand-in orthanc and nginx images from Debian packages (cached by their inputs' digest)
+	$(PY) -m orthweb_dev.images
 
 app-up: install debian ## Serve the rendered config with real Orthanc, PostgreSQL (TLS) and nginx on loopback
 	$(PY) -m orthweb_dev.harness_cli up

@@ -8,8 +8,10 @@ from pathlib import Path
 import pytest
 
 from orthweb_dev import emulator
+from orthweb_dev.containers import CONTAINER_DIFFERENCES
 from orthweb_dev.fleet_harness import FLEET_DIFFERENCES
 from orthweb_dev.harness import HOST_DIFFERENCES
+from orthweb_dev.images import IMAGE_DIFFERENCES, IMAGES_DIR
 
 PROJECT_DIR = Path(__file__).resolve().parents[1]
 DOCUMENTS = [PROJECT_DIR / "README.md", *sorted((PROJECT_DIR / "docs").glob("*.md"))]
@@ -81,3 +83,19 @@ def test_the_harness_difference_tables_list_exactly_what_the_code_does(
     doc = (PROJECT_DIR / "docs" / "app-harness.md").read_text()
     expected = [f"| {what} | {on_aws} | {in_harness} |" for what, on_aws, in_harness in differences.values()]
     assert table_after(doc, f"`{name}`") == expected, f"docs/app-harness.md: the table after `{name}` must list it"
+
+
+def test_the_container_harness_tables_list_exactly_what_the_code_does() -> None:
+    doc = (PROJECT_DIR / "docs" / "app-harness.md").read_text()
+    containers = [f"| {what} | {host} | {harness} |" for what, host, harness in CONTAINER_DIFFERENCES.values()]
+    assert table_after(doc, "`CONTAINER_DIFFERENCES`") == containers
+    images = [f"| {what} | {real} | {standin} |" for what, real, standin, _ in IMAGE_DIFFERENCES.values()]
+    assert table_after(doc, "`IMAGE_DIFFERENCES`") == images
+
+
+@pytest.mark.parametrize("key", sorted(IMAGE_DIFFERENCES))
+def test_each_stand_in_difference_is_in_the_build_files(key: str) -> None:
+    """Each row's evidence ("file: text") is in that build file under dev/images/."""
+    evidence = IMAGE_DIFFERENCES[key][3]
+    path, _, text = evidence.partition(": ")
+    assert text in (IMAGES_DIR / path).read_text(), f"{key}: {text!r} is not in dev/images/{path}"

@@ -64,9 +64,12 @@ def running_engine(log: Path) -> Iterator[str]:
     if not engine_answers():
         if os.geteuid() != 0:
             raise EngineError("no Docker engine runs, and starting dockerd needs root: run as root, or start Docker")
+        # The awslogs driver sends with the daemon's credentials: the emulator's throwaway key
+        # (the harness points each container's awslogs-endpoint at its emulator).
+        env = {**os.environ, "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}
         with log.open("ab") as out:
             started = subprocess.Popen(
-                ["dockerd", "--storage-driver", STORAGE_DRIVER], stdout=out, stderr=subprocess.STDOUT
+                ["dockerd", "--storage-driver", STORAGE_DRIVER], stdout=out, stderr=subprocess.STDOUT, env=env
             )
         deadline = time.monotonic() + START_TIMEOUT_S
         while not engine_answers():

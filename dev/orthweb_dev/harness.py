@@ -60,6 +60,7 @@ from orthweb.settings import Settings
 from orthweb_dev import PROJECT_DIR
 from orthweb_dev.emulator_server import MotoServer, moto_server
 from orthweb_dev.proc import ProcessError, free_port, port_open, run, stop_process, wait_until
+from orthweb_dev.testing import NGINX_STREAM_MODULE
 
 PG_BIN = Path("/usr/lib/postgresql/15/bin")
 ORTHANC_PLUGIN_DIR = Path("/usr/lib/orthanc")  # dpkg -L orthanc-postgresql
@@ -72,7 +73,6 @@ ORTHANC_PLUGINS = (
 # Where the web UI lives: Orthanc Explorer 2 in the image, the legacy Orthanc Explorer here.
 HOST_UI = "/ui/app/"
 HARNESS_UI = "/app/explorer.html"
-NGINX_STREAM_MODULE = Path("/usr/lib/nginx/modules/ngx_stream_module.so")  # libnginx-mod-stream
 DB_NAME = "orthanc"
 DB_USER = "orthweb"
 DB_URI_FILE = "ORTHANC__POSTGRESQL__CONNECTION_URI"
@@ -147,7 +147,7 @@ HOST_DIFFERENCES: dict[str, tuple[str, str, str]] = {
     ),
     "nginx_files": (
         "nginx.conf access_log (both), pid, temp paths",
-        "/dev/stdout (CloudWatch Logs through Docker's awslogs), /run/nginx.pid, /var/cache/nginx (tmpfs)",
+        "/dev/stdout (CloudWatch Logs through Docker's awslogs), /run/nginx.pid, /var/cache/nginx/*_temp (tmpfs)",
         "<tmp>/nginx/",
     ),
     "nginx_user": (
@@ -217,6 +217,8 @@ class AppHost:
     orthanc_overrides: dict[str, Any] = field(default_factory=dict)
     deployment: Deployment | None = None
     db_user: str = DB_USER
+    # Where PostgreSQL listens besides loopback, and the address the host's URI names.
+    db_host: str = "127.0.0.1"
 
     # --- paths ---------------------------------------------------------------------------------
     @property
@@ -335,7 +337,8 @@ class AppHost:
              "-addext", "basicConstraints=critical,CA:TRUE",
              "-addext", "keyUsage=critical,keyCertSign,cRLSign"])  # fmt: skip
         ext = ca_dir / "server.ext"
-        ext.write_text("subjectAltName=DNS:localhost,IP:127.0.0.1\nextendedKeyUsage=serverAuth\n")
+        names = ",".join(f"IP:{ip}" for ip in sorted({"127.0.0.1", self.db_host}))
+        ext.write_text(f"subjectAltName=DNS:localhost,{names}\nextendedKeyUsage=serverAuth\n")
         run(["openssl", "req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=localhost",
              "-keyout", str(self.pg / "server.key"), "-out", str(ca_dir / "server.csr")])  # fmt: skip
         run(["openssl", "x509", "-req", "-in", str(ca_dir / "server.csr"), "-CA", str(ca_dir / "ca.crt"),
@@ -358,15 +361,18 @@ class AppHost:
         run([*prefix, str(PG_BIN / "initdb"), "-D", str(self.pg / "data"), "-U", "postgres", "-A", "trust",
              "-E", "UTF8", "--no-sync"])  # fmt: skip
         port = self.ports["postgres"] = free_port()
+        listen = ",".join(sorted({"127.0.0.1", self.db_host}))
         with (self.pg / "data" / "postgresql.conf").open("a") as conf:
             conf.write(
-                f"listen_addresses = '127.0.0.1'\nport = {port}\nunix_socket_directories = '{self.pg / 'run'}'\n"
+                f"listen_addresses = '{listen}'\nport = {port}\nunix_socket_directories = '{self.pg / 'run'}'\n"
                 f"ssl = on\nssl_cert_file = '{self.pg / 'server.crt'}'\nssl_key_file = '{self.pg / 'server.key'}'\n"
                 "ssl_min_protocol_version = 'TLSv1.2'\npassword_encryption = 'scram-sha-256'\n"
             )
         # Like RDS with rds.force_ssl: TCP only over TLS, with SCRAM; the local socket is for the harness.
+        # Containers reach it from the engine's bridge networks (samenet: this machine's subnets).
+        remote = "hostssl all all samenet scram-sha-256\n" if self.db_host != "127.0.0.1" else ""
         (self.pg / "data" / "pg_hba.conf").write_text(
-            "local all postgres trust\nhostssl all all 127.0.0.1/32 scram-sha-256\n"
+            "local all postgres trust\nhostssl all all 127.0.0.1/32 scram-sha-256\n" + remote
         )
         log = self.pg / "postgres.log"
         run([*prefix, str(PG_BIN / "pg_ctl"), "-D", str(self.pg / "data"), "-l", str(log), "-w", "-t", "60", "start"])
@@ -502,6 +508,7 @@ class AppHost:
             (r"access_log /dev/stdout orthweb;", f"access_log {self.nginx_access_log} orthweb;"),
             (r"access_log /dev/stdout dicom;", f"access_log {self.nginx_dicom_log} dicom;"),
             (r"^pid /run/nginx\.pid;", f"pid {nginx}/nginx.pid;"),
+            (r"/var/cache/nginx/(\w+)_temp;", rf"{nginx}/\1;"),
             (rf"return 302 {HOST_UI};", f"return 302 {HARNESS_UI};"),
         ]
         if self.settings.plain_dicom_in_vpc:
@@ -522,10 +529,6 @@ class AppHost:
         if upstream_tls is not None:
             upstream = f"proxy_pass 127.0.0.1:{dicom_upstream or p['orthanc_dicom']};"
             text = text.replace(upstream, upstream + upstream_tls.directives(), 1)
-        temp = "".join(
-            f"  {kind}_temp_path {nginx}/{kind};\n" for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
-        )
-        text = text.replace("http {\n", "http {\n" + temp, 1)
         return f"load_module {NGINX_STREAM_MODULE};\n{text}"
 
     def _move_peers(self) -> int:
@@ -546,7 +549,7 @@ class AppHost:
             pwd.getpwnam(NGINX_USER)
         except KeyError:
             run(["useradd", "--system", "--no-create-home", "--user-group", "--shell", "/usr/sbin/nologin", NGINX_USER])
-        for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"):
+        for kind in ("client", "proxy", "fastcgi", "uwsgi", "scgi"):
             (nginx / kind).mkdir(mode=0o700, exist_ok=True)
             shutil.chown(nginx / kind, NGINX_USER, NGINX_USER)
 
@@ -634,11 +637,14 @@ class AppHost:
             return False
 
     # --- lifecycle -----------------------------------------------------------------------------
-    def start(self) -> None:
+    def port_names(self) -> list[str]:
+        """The loopback ports this harness picks (besides PostgreSQL's)."""
         names = ["orthanc_http", "orthanc_dicom", "nginx_web", "nginx_dicom", "nginx_health"]
         names += [f"move_relay_{n}" for n in range(self._move_peers())]
-        names += ["nginx_plain_dicom"] if self.settings.plain_dicom_in_vpc else []
-        for name in names:
+        return names + (["nginx_plain_dicom"] if self.settings.plain_dicom_in_vpc else [])
+
+    def start(self) -> None:
+        for name in self.port_names():
             self.ports[name] = free_port()
         self.rendered = render_app(self.settings)
         self.etc.mkdir(parents=True, exist_ok=True)
@@ -674,7 +680,7 @@ class AppHost:
         self.psql(f"CREATE DATABASE {DB_NAME} OWNER {self.db_user}", db="postgres")
         facts = HostFacts(
             region=self.moto.region,
-            db_address="127.0.0.1",
+            db_address=self.db_host,
             db_port=str(self.ports["postgres"]),
             db_name=DB_NAME,
             db_secret_arn=self.db_secret_arn,
@@ -686,6 +692,10 @@ class AppHost:
         web_port = "443" if self.settings.https else "80"
         env_text = env_text.replace(f"ORTHWEB_WEB_PORT={web_port}\n", f"ORTHWEB_WEB_PORT={self.ports['nginx_web']}\n")
         (self.etc / "orthweb.env").write_text(env_text)
+        self.launch()
+
+    def launch(self) -> None:
+        """Bring the application up on the prepared files, as the host's boot does."""
         # The host's boot step, for real, as orthweb.service runs it: secrets (generating the
         # passwords), CA bundle, certificate, then `docker compose up`, which the shim records and
         # the harness carries out below.

@@ -91,12 +91,16 @@ def wait_until(
     proc: subprocess.Popen[Any] | None = None,
     timeout: float = 60.0,
     interval: float = 0.1,
+    describe: Callable[[], str] | None = None,
 ) -> None:
-    """Poll ``ready()`` until true; raise :class:`ProcessError` with ``log``'s tail when ``proc``
-    exits first or ``timeout`` seconds pass. Readiness is polled, never slept for."""
+    """Poll ``ready()`` until true; raise :class:`ProcessError` with ``log``'s tail (or what
+    ``describe`` says) when ``proc`` exits first or ``timeout`` seconds pass. Readiness is polled,
+    never slept for."""
     deadline = time.monotonic() + timeout
     while not ready():
         tail = f"; log tail:\n{log_tail(log)}" if log else ""
+        if describe is not None and time.monotonic() > deadline:
+            tail = f":\n{describe()}"
         if proc is not None and proc.poll() is not None:
             raise ProcessError(f"{what} exited with {proc.returncode}{tail}")
         if time.monotonic() > deadline:

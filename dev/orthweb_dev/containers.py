@@ -1,0 +1,365 @@
+"""The application as the host runs it: the rendered ``docker-compose.yml``, unmodified, on a real
+Docker engine, brought up by the host's own ``orthweb-refresh --up``.
+
+:func:`container_host` prepares what :class:`orthweb_dev.harness.AppHost` prepares (the emulator
+with the deployment's secrets, PostgreSQL over TLS standing in for RDS, the host's secret,
+certificate and database-role steps run for real), writes the host's files into its ``etc``
+directory as the bundle lays them out in ``/etc/orthweb``, and then runs ``orthweb-refresh --up``
+with ``ORTHWEB_DOCKER`` pointing at a wrapper of the real ``docker``: it adds one generated
+override file after the host's compose file, and compose at the host's pinned version.
+
+The override file (:meth:`ContainerHost.override`) changes only:
+
+- the two images: stand-ins built here from Debian packages (:mod:`orthweb_dev.images`);
+- the published ports: loopback ports picked per run instead of 443, 11112 (and 4242);
+- the ``awslogs`` endpoint: the emulator's CloudWatch Logs.
+
+The Compose project and containers have the host's names (``orthweb``, ``orthweb-nginx-1``,
+``orthweb-orthanc-1``), so one runs per engine. PostgreSQL listens on loopback and on the engine's
+default bridge gateway, which the containers reach. Every other difference is in docs/app-harness.md.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import shutil
+import subprocess
+import tempfile
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from orthweb.settings import Settings
+from orthweb_dev.emulator_server import MotoServer, moto_server
+from orthweb_dev.engine import compose_binary, running_engine
+from orthweb_dev.harness import (
+    PG_BIN,
+    USERS_FILE,
+    AppHost,
+    AppHostError,
+    Deployment,
+    deployment_settings,
+)
+from orthweb_dev.images import build_all
+from orthweb_dev.proc import run, wait_until
+
+# Every way the container harness differs from the EC2 host: (what, on the host, in the harness).
+# The table in docs/app-harness.md, "The application in containers"; the images' own differences are
+# orthweb_dev.images.IMAGE_DIFFERENCES.
+CONTAINER_DIFFERENCES: dict[str, tuple[str, str, str]] = {
+    "images": (
+        "compose image (override file)",
+        "orthancteam/orthanc:25.6.0, nginx:1.28.0-alpine, pulled from Docker Hub",
+        "the stand-ins built here (orthweb-standin/orthanc, orthweb-standin/nginx)",
+    ),
+    "ports": (
+        "compose ports (override file)",
+        "443 (or 80), 11112 and 4242 on all addresses",
+        "127.0.0.1:<free port> for each",
+    ),
+    "awslogs": (
+        "compose logging awslogs-endpoint (override file)",
+        "CloudWatch Logs of the region, with the instance role",
+        "the emulator's, with the daemon's throwaway key",
+    ),
+    "clients": (
+        "the client address nginx and its peer rules see",
+        "the client's own (published ports are DNAT'ed)",
+        "the project network's gateway: the tests' loopback connections pass Docker's userland proxy",
+    ),
+    "db_endpoint": (
+        "DB URI host:port (orthweb.env)",
+        "RDS endpoint:5432",
+        "PostgreSQL 15 on this machine: the engine's bridge gateway address, <free port>",
+    ),
+    "db_ca": ("orthweb-rds-ca (the RDS CA bundle)", "downloaded from AWS", "a test CA, placed where it lands"),
+    "db_master": (
+        "the master login orthweb-db-role uses",
+        "RDS's master user (rds_superuser, PostgreSQL 17)",
+        "a role with CREATEROLE and CREATEDB, no superuser (PostgreSQL 15)",
+    ),
+    "host_dir": ("where the host's files are", "/etc/orthweb", "<tmp>/etc (ORTHWEB_ETC)"),
+    "web_port": ("orthweb.env ORTHWEB_WEB_PORT (the health probe's port)", "443 (or 80)", "<nginx's published port>"),
+    "host_names": ("certificate names (orthweb-cert)", "DNS names and IPs from IMDSv2", "localhost, 127.0.0.1"),
+}
+
+PROJECT = "orthweb"  # the host's Compose project (orthweb-refresh --project-name)
+SERVICES = ("nginx", "orthanc")
+LOG_GROUPS = {"nginx": "/orthweb/nginx", "orthanc": "/orthweb/orthanc"}
+READY_TIMEOUT_S = 180
+
+# The real docker, with compose at the host's version (DOCKER_CONFIG's cli-plugins) and the
+# override file after the host's compose file (every ``--file X`` gains ``--file <override>``).
+DOCKER_WRAPPER = """#!/bin/bash
+# The harness's ORTHWEB_DOCKER: the real docker; compose is the host's version, and the harness's
+# override file (images, loopback ports, the emulator's CloudWatch Logs) follows the host's file.
+# Each call is recorded (AppHost.docker_calls).
+echo "$*" >>{calls}
+export DOCKER_CONFIG={config}
+args=()
+while [ $# -gt 0 ]; do
+  args+=("$1")
+  if [ "$1" = --file ]; then args+=("$2" --file {override}); shift; fi
+  shift
+done
+exec docker "${{args[@]}}"
+"""
+
+
+def bridge_gateway() -> str:
+    """The address of this machine on the engine's default bridge (reachable from every container)."""
+    out = run(["docker", "network", "inspect", "bridge", "--format", "{{(index .IPAM.Config 0).Gateway}}"])
+    return out.stdout.strip()
+
+
+def container_name(service: str) -> str:
+    return f"{PROJECT}-{service}-1"
+
+
+@dataclass
+class ContainerHost(AppHost):
+    """The application in containers (see the module docstring)."""
+
+    images: dict[str, str] = field(default_factory=dict)
+
+    # --- files ---------------------------------------------------------------------------------
+    @property
+    def override_file(self) -> Path:
+        return self.root / "harness" / "compose.override.yml"
+
+    def override(self) -> str:
+        """The override file: every line says what it changes and why."""
+        web = "443" if self.settings.https else "80"
+        p = self.ports
+        ports = [f'      - "127.0.0.1:{p["nginx_web"]}:{web}"', f'      - "127.0.0.1:{p["nginx_dicom"]}:11112"']
+        if self.settings.plain_dicom_in_vpc:
+            ports.append(f'      - "127.0.0.1:{p["nginx_plain_dicom"]}:11113"')
+        lines = [
+            "# The application harness's only changes to the host's docker-compose.yml (docs/app-harness.md).",
+            "services:",
+            "  nginx:",
+            "    # The stand-in built here from Debian packages: Docker Hub is out of reach.",
+            f"    image: {self.images['nginx']}",
+            "    # Loopback ports picked for this run, in place of the host's.",
+            "    ports: !override",
+            *ports,
+            "    logging:",
+            "      options:",
+            "        # CloudWatch Logs is the emulator's.",
+            f"        awslogs-endpoint: {self.moto.endpoint}",
+            "  orthanc:",
+            "    # The stand-in built here from Debian packages: Docker Hub is out of reach.",
+            f"    image: {self.images['orthanc']}",
+            "    logging:",
+            "      options:",
+            "        # CloudWatch Logs is the emulator's.",
+            f"        awslogs-endpoint: {self.moto.endpoint}",
+        ]
+        return "\n".join(lines) + "\n"
+
+    def _install_host_scripts(self) -> None:
+        super()._install_host_scripts()
+        config = self.root / "harness" / "docker-config"
+        (config / "cli-plugins").mkdir(parents=True)
+        (config / "cli-plugins" / "docker-compose").symlink_to(compose_binary())
+        wrapper = self.root / "sbin" / "docker"
+        wrapper.unlink()
+        wrapper.write_text(
+            DOCKER_WRAPPER.format(config=config, override=self.override_file, calls=self.root / "docker.log")
+        )
+        wrapper.chmod(0o755)
+
+    # --- lifecycle -----------------------------------------------------------------------------
+    def port_names(self) -> list[str]:
+        return ["nginx_web", "nginx_dicom"] + (["nginx_plain_dicom"] if self.settings.plain_dicom_in_vpc else [])
+
+    def launch(self) -> None:
+        """The host's files in etc (as in /etc/orthweb), the log groups, then ``orthweb-refresh --up``."""
+        for name in ("docker-compose.yml", "orthanc.json", "nginx.conf"):
+            (self.etc / name).write_text(self.rendered[name])
+        self.override_file.write_text(self.override())
+        if self.deployment is None:  # a deployment has its own (the stack makes them)
+            for group in LOG_GROUPS.values():
+                self.aws("logs", "create-log-group", "--log-group-name", group)
+        self.host_step("orthweb-refresh", "--up")
+        self.passwords = json.loads((self.secrets / USERS_FILE).read_text())
+        self.wait_ready()
+
+    def compose(self, *args: str) -> subprocess.CompletedProcess[str]:
+        """``docker compose`` on the host's project, as orthweb-refresh calls it."""
+        cmd = [str(self.root / "sbin" / "docker"), "compose", "--project-name", PROJECT]
+        return run([*cmd, "--file", str(self.etc / "docker-compose.yml"), *args], env=self.script_env())
+
+    def wait_ready(self) -> None:
+        """Until nginx answers an admin's REST call with Orthanc's answer."""
+        wait_until(
+            "nginx and Orthanc",
+            lambda: self.running() and self._rest_ok(self.web_url),
+            timeout=READY_TIMEOUT_S,
+            describe=self.describe,
+        )
+
+    def running(self) -> bool:
+        """Both containers exist and run (a missing one is not running yet)."""
+        try:
+            return all(self.inspect(service)["State"]["Running"] for service in SERVICES)
+        except AppHostError:
+            return False
+
+    def describe(self) -> str:
+        """The containers' states and log tails, for a failure message."""
+        parts = []
+        for service in SERVICES:
+            try:
+                state = self.inspect(service)["State"]
+            except AppHostError as err:
+                parts.append(f"{service}: {err}")
+                continue
+            out, errs = self.logs(service)
+            parts.append(f"{service}: {json.dumps(state)}\n{(out + errs)[-3000:]}")
+        return "\n".join(parts)
+
+    def inspect(self, service: str) -> dict[str, Any]:
+        proc = subprocess.run(
+            ["docker", "inspect", container_name(service)], capture_output=True, text=True, check=False
+        )
+        if proc.returncode != 0:
+            raise AppHostError(f"no container {container_name(service)}: {proc.stderr.strip()}")
+        result: dict[str, Any] = json.loads(proc.stdout)[0]
+        return result
+
+    def logs(self, service: str) -> tuple[str, str]:
+        """(stdout, stderr) of the service's container, from Docker's local copy."""
+        proc = subprocess.run(["docker", "logs", container_name(service)], capture_output=True, text=True, check=False)
+        return proc.stdout, proc.stderr
+
+    def _snapshot(self, name: str, service: str, keep: Callable[[str], bool] | None = None) -> Path:
+        """A file holding the service's log lines now (stdout and stderr; those ``keep`` accepts)."""
+        out, errs = self.logs(service)
+        lines = (out + errs).splitlines(keepends=True)
+        path = self.root / "logs" / name
+        path.parent.mkdir(exist_ok=True)
+        path.write_text("".join(line for line in lines if keep is None or keep(line)))
+        return path
+
+    # The containers log to Docker (awslogs, with a local copy). These are snapshots of those logs,
+    # written again at each access, where the tests read log files.
+    @property
+    def orthanc_log(self) -> Path:
+        return self._snapshot("orthanc.log", "orthanc")
+
+    @property
+    def nginx_access_log(self) -> Path:
+        return self._snapshot("access.log", "nginx", lambda line: line.startswith('{"time"') and '"method"' in line)
+
+    @property
+    def nginx_dicom_log(self) -> Path:
+        return self._snapshot("dicom.log", "nginx", lambda line: line.startswith('{"time"') and '"method"' not in line)
+
+    @property
+    def nginx_error_log(self) -> Path:
+        return self._snapshot("error.log", "nginx", lambda line: not line.startswith('{"time"'))
+
+    def orthanc_config(self) -> tuple[dict[str, Any], dict[str, Any]]:
+        """(the configuration Orthanc runs on, without its secrets; the secret settings): what the
+        image's configurator merged into /tmp/orthanc.json, read from the running container."""
+        proc = run(["docker", "exec", container_name("orthanc"), "cat", "/tmp/orthanc.json"])
+        config: dict[str, Any] = json.loads(proc.stdout)
+        secrets = {"RegisteredUsers": config.pop("RegisteredUsers")}
+        postgres = config.get("PostgreSQL", {})
+        if "ConnectionUri" in postgres:
+            secrets["PostgreSQL"] = {"ConnectionUri": postgres.pop("ConnectionUri")}
+        return config, secrets
+
+    def pid(self, service: str) -> int:
+        """The host PID of the service's container's first process."""
+        return int(self.inspect(service)["State"]["Pid"])
+
+    # --- what the tests do to it ---------------------------------------------------------------
+    def start_orthanc(self) -> None:
+        self.compose("up", "--detach", "--no-deps", "orthanc")
+        self.wait_ready()
+
+    def stop_orthanc(self) -> None:
+        self.compose("stop", "--timeout", "30", "orthanc")
+
+    def restart_orthanc(self) -> None:
+        """Re-create Orthanc on the files as they are now, as orthweb-refresh does."""
+        if self.orthanc_overrides:
+            config = {**json.loads(self.rendered["orthanc.json"]), **self.orthanc_overrides}
+            (self.etc / "orthanc.json").write_text(json.dumps(config, indent=2))
+        self.compose("up", "--detach", "--no-deps", "--force-recreate", "orthanc")
+        self.passwords = json.loads((self.secrets / USERS_FILE).read_text())
+        self.wait_ready()
+
+    def reload_nginx(self) -> None:
+        self.compose("kill", "--signal", "HUP", "nginx")
+
+    def stop(self) -> None:
+        with contextlib.suppress(Exception):
+            if (self.root / "sbin" / "docker").exists() and (self.etc / "docker-compose.yml").exists():
+                self.compose("down", "--volumes", "--timeout", "30")
+        self._stop_postgres()
+
+
+def missing_prerequisites() -> list[str]:
+    """The programs and files the container harness needs that this machine lacks (Debian packages)."""
+    tools = ("dockerd", "docker", "mmdebstrap", "openssl", "jq", "psql", "storescu")
+    return [t for t in tools if not shutil.which(t)] + [str(f) for f in (PG_BIN / "initdb",) if not f.exists()]
+
+
+def other_project_running() -> bool:
+    proc = subprocess.run(
+        ["docker", "ps", "--quiet", "--filter", f"label=com.docker.compose.project={PROJECT}"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    return bool(proc.stdout.strip())
+
+
+@contextlib.contextmanager
+def container_host(
+    settings: Settings | None = None,
+    base_dir: str | None = None,
+    keep: bool = False,
+    deployment: Deployment | None = None,
+) -> Iterator[ContainerHost]:
+    """The application in containers for ``settings`` (default: :func:`deployment_settings`), on an
+    engine started if none runs; everything stopped and removed after (the directory unless ``keep``)."""
+    missing = missing_prerequisites()
+    if missing:
+        raise AppHostError(f"missing {', '.join(missing)}: install the Debian packages (make debian)")
+    root = Path(tempfile.mkdtemp(prefix="orthweb-app-", dir=base_dir))
+    try:
+        with contextlib.ExitStack() as stack:
+            stack.enter_context(running_engine(root / "dockerd.log"))
+            if other_project_running():
+                raise AppHostError(
+                    f"containers of a Compose project named {PROJECT} already run on this engine: "
+                    "stop them first (make app-down, make demo-down, or docker compose -p orthweb down)"
+                )
+            images = build_all(root / "images.log")
+            moto: MotoServer = (
+                MotoServer(endpoint=deployment.endpoint, region=deployment.region)
+                if deployment
+                else stack.enter_context(moto_server())
+            )
+            host = ContainerHost(
+                root=root,
+                settings=settings or deployment_settings(),
+                moto=moto,
+                deployment=deployment,
+                images=images,
+                db_host=bridge_gateway(),
+            )
+            try:
+                host.start()
+                yield host
+            finally:
+                host.stop()
+    finally:
+        if not keep:
+            shutil.rmtree(root, ignore_errors=True)

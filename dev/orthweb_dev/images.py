@@ -1,0 +1,233 @@
+"""Stand-ins for the host's two images, built here from Debian 12 packages (Docker Hub is out of
+reach): ``orthanc`` for ``orthancteam/orthanc`` and ``nginx`` for ``nginx:<version>-alpine``.
+
+Each stand-in is the directory ``dev/images/<name>/``:
+
+- ``packages``: the Debian packages, installed by ``mmdebstrap`` into a fresh root filesystem;
+- ``rootfs/`` (optional): files copied into it as they are;
+- ``customize.sh``: a hook run on the root filesystem (users, links, removals);
+- ``image.conf``: the image's ``ENTRYPOINT``/``CMD``/... as ``docker import --change`` lines.
+
+The tar ``mmdebstrap`` writes goes straight into ``docker import``. The image is tagged
+``orthweb-standin/<name>:<digest>``, the digest covering every input file, so it is built once and
+again only when an input changes. How each differs from the real image is in docs/app-harness.md,
+"Stand-in images" (:data:`IMAGE_DIFFERENCES`, checked against these files by tests).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from orthweb_dev import PROJECT_DIR
+
+IMAGES_DIR = PROJECT_DIR / "dev" / "images"
+REPOSITORY = "orthweb-standin"
+SUITE = "bookworm"
+NAMES = ("orthanc", "nginx")
+
+
+# How each stand-in differs from the real image: (what, the real image, the stand-in, evidence).
+# The evidence, "file: text" under dev/images/, is checked by a test to be in that build file, and
+# the first three columns are the table in docs/app-harness.md, "Stand-in images".
+IMAGE_DIFFERENCES: dict[str, tuple[str, str, str, str]] = {
+    "orthanc_base": (
+        "orthanc: base and server",
+        "orthancteam/orthanc:25.6.0: Debian with Orthanc 1.12.7 built by the Orthanc team",
+        "Debian 12 (mmdebstrap, essential variant) with Debian's orthanc 1.10.1 and python3",
+        "orthanc/packages: orthanc",
+    ),
+    "orthanc_plugins": (
+        "orthanc: plugins",
+        "PostgreSQL 7.2, DICOMweb 1.20, Orthanc Explorer 2 1.8.4, Stone Web Viewer 2.6, OHIF 1.6, AWS S3, GDCM",
+        "Debian's PostgreSQL 4.0, DICOMweb 1.7 and Orthanc Web Viewer 2.8; a switch of any other prints "
+        "that it is not in the stand-in and loads nothing",
+        "orthanc/packages: orthanc-webviewer",
+    ),
+    "orthanc_stone": (
+        "orthanc: STONE_WEB_VIEWER_PLUGIN_ENABLED",
+        "loads the Stone Web Viewer",
+        "loads the Orthanc Web Viewer in its place (the harness's viewer)",
+        'orthanc/rootfs/usr/local/bin/orthanc-configure: replaced_by="Orthanc Web Viewer"',
+    ),
+    "orthanc_configurator": (
+        "orthanc: entrypoint and configurator",
+        "docker-entrypoint.sh and generateConfiguration.py",
+        "the project's own docker-entrypoint.sh and orthanc-configure: the same inputs (ORTHANC__* variables "
+        "and secret files, *_PLUGIN_ENABLED, /etc/orthanc/*.json, /run/secrets/*.json, ORTHANC_JSON) and "
+        "output (/tmp/orthanc.json, 0600); fewer name aliases, no *_SECRET variables",
+        'orthanc/image.conf: ENTRYPOINT ["/docker-entrypoint.sh"]',
+    ),
+    "orthanc_plugin_files": (
+        "orthanc: /run/orthanc/plugins",
+        "hard links to /usr/share/orthanc/plugins-available",
+        "copies of Debian's /usr/lib/orthanc files, named without their version suffix (Orthanc 1.10 "
+        "loads only *.so from a folder); Debian's links in /usr/share/orthanc/plugins removed",
+        'orthanc/customize.sh: rm -f "$root"/usr/share/orthanc/plugins/*',
+    ),
+    "orthanc_etc": (
+        "orthanc: /etc/orthanc",
+        "the image's own, with the deployment's files mounted beside them",
+        "Debian's defaults removed (a demo login among them); only the deployment's mounted files",
+        'orthanc/customize.sh: rm -f "$root"/etc/orthanc/*.json',
+    ),
+    "nginx_base": (
+        "nginx: base and server",
+        "nginx:1.28.0-alpine: Alpine with nginx.org's nginx 1.28.0",
+        "Debian 12 (mmdebstrap, essential variant) with nginx-light 1.22.1",
+        "nginx/packages: nginx-light",
+    ),
+    "nginx_stream": (
+        "nginx: stream module",
+        "built in",
+        "Debian's dynamic module, loaded by the image's command (-g load_module) before nginx.conf",
+        "nginx/image.conf: load_module /usr/lib/nginx/modules/ngx_stream_module.so",
+    ),
+    "nginx_njs": (
+        "nginx: njs",
+        "njs 0.8.10 in /etc/nginx/modules, not loaded",
+        "Debian's njs 0.7.9 (libnginx-mod-http-js) in /etc/nginx/modules, not loaded",
+        "nginx/packages: libnginx-mod-http-js",
+    ),
+    "nginx_entrypoint": (
+        "nginx: entrypoint",
+        "/docker-entrypoint.sh runs /docker-entrypoint.d (templates, IPv6 listen; skipped on a read-only root)",
+        "none: the command is nginx itself",
+        "nginx/image.conf: CMD",
+    ),
+    "nginx_stop": (
+        "nginx: stop signal",
+        "SIGQUIT (graceful)",
+        "SIGTERM (docker import cannot set STOPSIGNAL)",
+        "nginx/image.conf: docker import cannot set STOPSIGNAL",
+    ),
+    "nginx_wget": (
+        "nginx: wget (the health check)",
+        "BusyBox's",
+        "GNU wget",
+        "nginx/packages: wget",
+    ),
+}
+
+
+class ImageError(RuntimeError):
+    """A stand-in could not be built: the message names the step and the fix."""
+
+
+@dataclass(frozen=True)
+class StandIn:
+    """One stand-in's build files."""
+
+    name: str
+
+    @property
+    def directory(self) -> Path:
+        return IMAGES_DIR / self.name
+
+    def inputs(self) -> list[Path]:
+        """Every file the image is built from, sorted."""
+        return sorted(p for p in self.directory.rglob("*") if p.is_file())
+
+    def digest(self) -> str:
+        """SHA-256 over the inputs' relative paths, modes and contents (12 hex digits)."""
+        sha = hashlib.sha256(SUITE.encode())
+        for path in self.inputs():
+            sha.update(f"\0{path.relative_to(self.directory)}\0{path.stat().st_mode & 0o111:o}\0".encode())
+            sha.update(path.read_bytes())
+        return sha.hexdigest()[:12]
+
+    @property
+    def tag(self) -> str:
+        return f"{REPOSITORY}/{self.name}:{self.digest()}"
+
+    def packages(self) -> list[str]:
+        return _lines(self.directory / "packages")
+
+    def changes(self) -> list[str]:
+        return _lines(self.directory / "image.conf")
+
+
+def _lines(path: Path) -> list[str]:
+    """A build file's lines, without comments and blank lines."""
+    return [line.strip() for line in path.read_text().splitlines() if line.strip() and not line.startswith("#")]
+
+
+def image_exists(tag: str) -> bool:
+    return subprocess.run(["docker", "image", "inspect", tag], capture_output=True, check=False).returncode == 0
+
+
+def build(name: str, log: Path | None = None) -> tuple[str, float | None]:
+    """The stand-in ``name``'s tag, built first unless an image with its inputs' digest exists;
+    with the seconds the build took (``None`` when it was cached)."""
+    standin = StandIn(name)
+    tag = standin.tag
+    if image_exists(tag):
+        return tag, None
+    if shutil.which("mmdebstrap") is None:
+        raise ImageError("mmdebstrap is missing: install the Debian package mmdebstrap (make debian)")
+    started = time.monotonic()
+    hooks = []
+    if (standin.directory / "rootfs").is_dir():
+        hooks += ["--customize-hook", f"sync-in {standin.directory / 'rootfs'} /"]
+    hooks += ["--customize-hook", f'{standin.directory / "customize.sh"} "$1"']
+    strap = [
+        "mmdebstrap", "--variant=essential", f"--include={','.join(standin.packages())}",
+        "--dpkgopt=path-exclude=/usr/share/doc/*", "--dpkgopt=path-exclude=/usr/share/man/*",
+        "--dpkgopt=path-exclude=/usr/share/locale/*", *hooks, SUITE, "-",
+    ]  # fmt: skip
+    changes = [arg for change in standin.changes() for arg in ("--change", change)]
+    importer = [
+        "docker", "import", *changes, "--message", f"orthweb stand-in {name} ({standin.digest()})", "-", tag,
+    ]  # fmt: skip
+    out = log.open("ab") if log else subprocess.DEVNULL
+    try:
+        # Its own session: mmdebstrap's clean-up signals its whole process group.
+        strap_proc = subprocess.Popen(strap, stdout=subprocess.PIPE, stderr=out, start_new_session=True)
+        imported = subprocess.run(importer, stdin=strap_proc.stdout, capture_output=True, text=True, check=False)
+        assert strap_proc.stdout is not None
+        strap_proc.stdout.close()
+        strap_rc = strap_proc.wait()
+    finally:
+        if log:
+            out.close()  # type: ignore[union-attr]
+    where = f"; its log: {log}" if log else ""
+    if imported.returncode != 0:
+        raise ImageError(
+            f"docker import of the {name} stand-in failed: {imported.stderr.strip()} "
+            f"(mmdebstrap exit status {strap_rc}){where}"
+        )
+    if strap_rc != 0:
+        subprocess.run(["docker", "image", "rm", "--force", tag], capture_output=True, check=False)
+        raise ImageError(f"mmdebstrap failed building the {name} stand-in (exit status {strap_rc}){where}")
+    return tag, time.monotonic() - started
+
+
+def build_all(log: Path | None = None) -> dict[str, str]:
+    """Every stand-in's tag (building those whose inputs changed)."""
+    return {name: build(name, log)[0] for name in NAMES}
+
+
+def main() -> int:
+    """``make images``: build the stand-ins; print each tag, its size and the build time."""
+    import sys
+
+    for name in NAMES:
+        try:
+            tag, seconds = build(name)
+        except ImageError as err:
+            print(f"error: {err}", file=sys.stderr)
+            return 1
+        size = subprocess.run(
+            ["docker", "image", "inspect", "--format", "{{.Size}}", tag], capture_output=True, text=True, check=True
+        ).stdout.strip()
+        took = "cached" if seconds is None else f"built in {seconds:.0f} s"
+        print(f"{tag}: {int(size) / 1e6:.0f} MB, {took}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

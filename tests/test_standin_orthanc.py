@@ -33,6 +33,7 @@ LIBRARIES = (
     "libOrthancPostgreSQLIndex.so.4.0",
     "libOrthancPostgreSQLStorage.so.4.0",
     "libOrthancWebViewer.so.2.8",
+    "libOrthancPython.so.4.0",
 )
 DB_URI = "postgresql://orthanc:uri-secret-$x@db.example:5432/orthanc?sslmode=verify-full"
 USERS = {"admin": "users-secret-$HOME"}
@@ -222,6 +223,23 @@ def test_a_malformed_orthanc_json_variable_is_named(tmp_path: Path) -> None:
 
 
 # --- plugins -----------------------------------------------------------------------------------
+
+
+def test_the_ohif_switch_has_the_python_plugin_serve_ohifs_published_build(tmp_path: Path) -> None:
+    run = configure(tmp_path, OHIF_PLUGIN_ENABLED="true", STONE_WEB_VIEWER_PLUGIN_ENABLED="false")
+    assert run.returncode == 0, run.output
+    assert run.plugins == ["libOrthancPython.so"]
+    assert run.config is not None
+    assert run.config["PythonScript"] == "/usr/share/orthanc/ohif-standin.py"
+    assert "orthanc-configure: OHIF is not in this stand-in" in run.output
+    assert (ROOTFS / "usr/share/orthanc/ohif-standin.py").is_file()
+    # Like the image: a section named Ohif enables it; the OHIF section the plugin reads does not.
+    by_section = configure(tmp_path / "ohif", {"etc/orthanc/orthweb.json": '{"OHIF": {"DataSource": "dicom-web"}}'})
+    assert by_section.plugins == []
+    off = configure(tmp_path / "off", OHIF_PLUGIN_ENABLED="false")
+    assert off.config is not None
+    assert "PythonScript" not in off.config
+    assert off.plugins == []
 
 
 def test_no_plugin_of_debian_is_copied_unless_switched_on(tmp_path: Path) -> None:

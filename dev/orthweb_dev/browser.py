@@ -30,6 +30,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from PIL import Image
 from selenium import webdriver
+from selenium.common.exceptions import TimeoutException
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.chrome.webdriver import WebDriver
 from selenium.webdriver.common.by import By
@@ -43,6 +44,9 @@ CHROMIUM = Path("/usr/bin/chromium")  # Debian package chromium
 CHROMEDRIVER = Path("/usr/bin/chromedriver")  # Debian package chromium-driver
 WINDOW = (1280, 800)
 TIMEOUT_S = 60.0
+EDGE = 3
+# OHIF loads ~15 MB of scripts and its codecs' WebAssembly before it draws anything.
+OHIF_TIMEOUT_S = 180.0
 
 
 def missing() -> list[str]:
@@ -117,13 +121,27 @@ def open_viewer(driver: WebDriver, base_url: str, study_description: str) -> Web
     return wait.until(ec.visibility_of_element_located((By.CSS_SELECTOR, "#dicomImage canvas")))
 
 
+def open_ohif(driver: WebDriver, base_url: str, study_uid: str) -> WebElement:
+    """OHIF's viewer at ``/ohif/viewer`` for the study (as the OHIF plugin's links open it); the
+    canvas of its first viewport, once OHIF has made it."""
+    driver.get(f"{base_url}/ohif/viewer?StudyInstanceUIDs={quote(study_uid)}")
+    located = ec.presence_of_element_located((By.CSS_SELECTOR, "canvas.cornerstone-canvas"))
+    canvas: WebElement = WebDriverWait(driver, OHIF_TIMEOUT_S).until(located, "OHIF never made a viewport")
+    # OHIF's first-visit tour, if it shows: skipped, as a user would (it covers the toolbar).
+    with contextlib.suppress(TimeoutException):
+        skip = ec.element_to_be_clickable((By.XPATH, "//*[normalize-space()='Skip all']"))
+        WebDriverWait(driver, 10).until(skip).click()
+    return canvas
+
+
 def drawn_ramp(canvas: WebElement) -> list[float] | None:
     """The band means of the image drawn on ``canvas`` along its middle row, if what is drawn
     there is the sample's ramp (black to white, rising band after band, over most of the
     image's width); None while the canvas is still blank or shows anything else."""
     image = Image.open(io.BytesIO(canvas.screenshot_as_png)).convert("L")
     width, height = image.size
-    row = image.crop((0, height // 2, width, height // 2 + 1)).tobytes()
+    # A few pixels in from each side: a viewer may frame its viewport (OHIF's 1-pixel border).
+    row = image.crop((EDGE, height // 2, width - EDGE, height // 2 + 1)).tobytes()
     lit = [x for x, v in enumerate(row) if v > 8]
     if len(lit) < 64:
         return None

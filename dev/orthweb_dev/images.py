@@ -16,9 +16,12 @@ again only when an input changes. How each differs from the real image is in doc
 
 from __future__ import annotations
 
+import base64
 import hashlib
+import json
 import shutil
 import subprocess
+import tarfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,6 +32,8 @@ IMAGES_DIR = PROJECT_DIR / "dev" / "images"
 REPOSITORY = "orthweb-standin"
 SUITE = "bookworm"
 NAMES = ("orthanc", "nginx")
+# npm tarballs and their unpacked directories (checked against their pins at every build).
+NPM_CACHE = PROJECT_DIR / ".tools" / "npm-packages"
 
 
 # How each stand-in differs from the real image: (what, the real image, the stand-in, evidence).
@@ -44,8 +49,8 @@ IMAGE_DIFFERENCES: dict[str, tuple[str, str, str, str]] = {
     "orthanc_plugins": (
         "orthanc: plugins",
         "PostgreSQL 7.2, DICOMweb 1.20, Orthanc Explorer 2 1.8.4, Stone Web Viewer 2.6, OHIF 1.6, AWS S3, GDCM",
-        "Debian's PostgreSQL 4.0, DICOMweb 1.7 and Orthanc Web Viewer 2.8; a switch of any other prints "
-        "that it is not in the stand-in and loads nothing",
+        "Debian's PostgreSQL 4.0, DICOMweb 1.7 and Orthanc Web Viewer 2.8, and Python 4.0 (for OHIF, below); "
+        "a switch of any other prints that it is not in the stand-in and loads nothing",
         "orthanc/packages: orthanc-webviewer",
     ),
     "orthanc_stone": (
@@ -53,6 +58,14 @@ IMAGE_DIFFERENCES: dict[str, tuple[str, str, str, str]] = {
         "loads the Stone Web Viewer",
         "loads the Orthanc Web Viewer in its place (the harness's viewer)",
         'orthanc/rootfs/usr/local/bin/orthanc-configure: replaced_by="Orthanc Web Viewer"',
+    ),
+    "orthanc_ohif": (
+        "orthanc: OHIF_PLUGIN_ENABLED",
+        "the OHIF plugin 1.6 serves its own OHIF 3 build at /ohif/, its app-config.js made from the OHIF section",
+        "OHIF 3.11.1's published build (npm @ohif/app, pinned by its sha512 integrity, source maps left out) "
+        "served at /ohif/ by Orthanc's Python plugin (ohif-standin.py), its base rewritten from / to /ohif/; "
+        "app-config.js the project's: one DICOMweb data source, the site's /dicom-web/",
+        "orthanc/npm: @ohif/app 3.11.1",
     ),
     "orthanc_configurator": (
         "orthanc: entrypoint and configurator",
@@ -150,6 +163,56 @@ class StandIn:
     def changes(self) -> list[str]:
         return _lines(self.directory / "image.conf")
 
+    def npm_packages(self) -> list[NpmPackage]:
+        """The npm packages copied into the image (``npm``: name, version, integrity, directory, target)."""
+        path = self.directory / "npm"
+        return [NpmPackage(*line.split()) for line in _lines(path)] if path.exists() else []
+
+
+@dataclass(frozen=True)
+class NpmPackage:
+    """One pinned npm package: the registry's tarball, checked against its sha512 integrity."""
+
+    name: str
+    version: str
+    integrity: str
+    directory: str  # the part of the package that goes into the image
+    target: str  # where it goes
+
+    def fetch(self, cache: Path) -> Path:
+        """The package's ``directory`` unpacked under ``cache`` (source maps left out), fetched
+        with ``npm pack`` once and checked against the pinned integrity each time."""
+        unpacked = cache / f"{self.name.replace('/', '+')}-{self.version}"
+        tarball = cache / f"{unpacked.name}.tgz"
+        if not tarball.exists():
+            cache.mkdir(parents=True, exist_ok=True)
+            if shutil.which("npm") is None:
+                raise ImageError("npm is missing: install Node.js 20 and npm (Debian: apt-get install nodejs npm)")
+            packed = subprocess.run(
+                ["npm", "pack", f"{self.name}@{self.version}", "--json", "--pack-destination", str(cache)],
+                capture_output=True,
+                text=True,
+                check=False,
+            )
+            if packed.returncode != 0:
+                raise ImageError(f"npm pack {self.name}@{self.version} failed: {packed.stderr.strip()[-500:]}")
+            (cache / json.loads(packed.stdout)[0]["filename"]).rename(tarball)
+        digest = "sha512-" + base64.b64encode(hashlib.sha512(tarball.read_bytes()).digest()).decode()
+        if digest != self.integrity:
+            tarball.unlink()
+            raise ImageError(f"{self.name}@{self.version}'s tarball is {digest}, not the pinned {self.integrity}")
+        if not unpacked.exists():
+            staging = unpacked.with_suffix(".partial")
+            shutil.rmtree(staging, ignore_errors=True)
+            prefix = f"package/{self.directory}/"
+            with tarfile.open(tarball) as archive:
+                members = [m for m in archive.getmembers() if m.name.startswith(prefix) and not m.name.endswith(".map")]
+                for member in members:
+                    member.name = member.name[len(prefix) :]
+                archive.extractall(staging, members=members, filter="data")
+            staging.rename(unpacked)
+        return unpacked
+
 
 def _lines(path: Path) -> list[str]:
     """A build file's lines, without comments and blank lines."""
@@ -171,6 +234,10 @@ def build(name: str, log: Path | None = None) -> tuple[str, float | None]:
         raise ImageError("mmdebstrap is missing: install the Debian package mmdebstrap (make debian)")
     started = time.monotonic()
     hooks = []
+    for package in standin.npm_packages():
+        unpacked = package.fetch(NPM_CACHE)
+        hooks += ["--customize-hook", f'mkdir -p "$1{package.target}"']
+        hooks += ["--customize-hook", f"sync-in {unpacked} {package.target}"]
     if (standin.directory / "rootfs").is_dir():
         hooks += ["--customize-hook", f"sync-in {standin.directory / 'rootfs'} /"]
     hooks += ["--customize-hook", f'{standin.directory / "customize.sh"} "$1"']

@@ -1,11 +1,13 @@
-"""A real browser through the real nginx: headless Chromium (Debian's, driven by Selenium through
-Debian's chromedriver) logs in as a user with the viewer role, opens the study in the explorer,
-opens the viewer, and the viewer draws the image: the sample's ramp is read back from the viewer's
-pixels. In the harness these are Debian's Orthanc Explorer and Orthanc Web Viewer 2.8; the image's
-Explorer 2 and Stone are not packaged for Debian (docs/app-harness.md)."""
+"""A real browser through the real nginx, in the containers the rendered compose file runs: headless
+Chromium (Debian's, driven by Selenium through Debian's chromedriver) logs in as a user with the
+viewer role, opens the study in the explorer, opens the viewer, and the viewer draws the image: the
+sample's ramp is read back from the viewer's pixels. In the stand-in image these are Debian's Orthanc
+Explorer and Orthanc Web Viewer 2.8 (loaded by the Stone switch); the image's Explorer 2 and Stone
+are not packaged for Debian (docs/app-harness.md)."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,8 +16,9 @@ import pytest
 
 from orthweb.settings import Settings
 from orthweb_dev import browser
+from orthweb_dev.containers import container_host, missing_prerequisites
 from orthweb_dev.dicom import viewable_instance
-from orthweb_dev.harness import AppHost, app_host, missing_prerequisites
+from orthweb_dev.harness import AppHost
 from orthweb_dev.testing import INSTALL_HINT, not_run
 
 pytestmark = pytest.mark.app
@@ -24,10 +27,12 @@ pytestmark = pytest.mark.app
 @pytest.fixture(scope="module")
 def app() -> Iterator[AppHost]:
     """The application with a clinician's login: a user with the viewer role."""
+    if os.geteuid() != 0:
+        not_run("the container harness starts dockerd: it needs root")
     missing = missing_prerequisites() + browser.missing()
     if missing:
         not_run(f"the browser test needs {', '.join(missing)} ({INSTALL_HINT})")
-    with app_host(Settings(web_users={"admin": "admin", "vera": "viewer"})) as host:
+    with container_host(Settings(web_users={"admin": "admin", "vera": "viewer"})) as host:
         yield host
 
 
@@ -37,10 +42,10 @@ def test_the_browser_logs_in_opens_the_study_and_the_viewer_draws_it(app: AppHos
     assert status == 200
     with browser.chromium(app.server_cert) as driver:
         # The certificate is trusted (pinned), but without a login there is no UI.
-        driver.get(app.web_url + "/")
-        assert driver.current_url == app.web_url + "/app/explorer.html"
+        driver.get(app.web_url + browser.LEGACY_UI)
         assert "Orthanc" not in driver.title
         browser.log_in(driver, app.web_url, "vera", app.passwords["vera"])  # the viewer role suffices
+        driver.get(app.web_url + browser.LEGACY_UI)
         assert driver.title == "Orthanc Explorer"
         canvas = browser.open_viewer(driver, app.web_url, "Orthweb harness browser")
         assert driver.current_url.startswith(app.web_url + "/web-viewer/app/viewer.html?series=")

@@ -1,13 +1,14 @@
 """DICOMweb through the real nginx, driven by a client nobody here wrote (the `dicomweb-client`
 package): STOW-RS, QIDO-RS, WADO-RS with rendered frames, links that name the public URL, logins
 and roles (a viewer reads, an uploader may also STOW), and CORS for one listed origin. The harness
-loads Debian's DICOMweb plugin (1.7) with the same rendered `DicomWeb` section the image's 1.20
-gets (docs/app-harness.md)."""
+runs the rendered compose file on Docker; its Orthanc stand-in loads Debian's DICOMweb plugin (1.7)
+with the same rendered `DicomWeb` section the image's 1.20 gets (docs/app-harness.md)."""
 
 from __future__ import annotations
 
 import io
 import itertools
+import os
 from collections.abc import Iterator
 from typing import Any
 
@@ -18,8 +19,9 @@ from PIL import Image
 from pydicom import dcmread
 
 from orthweb.settings import Settings
+from orthweb_dev.containers import container_host, missing_prerequisites
 from orthweb_dev.dicom import Sample, band_means, make_instance, viewable_instance
-from orthweb_dev.harness import AppHost, app_host, missing_prerequisites
+from orthweb_dev.harness import AppHost
 from orthweb_dev.testing import INSTALL_HINT, not_run
 
 pytestmark = pytest.mark.app
@@ -36,7 +38,9 @@ def app() -> Iterator[AppHost]:
     missing = missing_prerequisites()
     if missing:
         not_run(f"the application harness needs {', '.join(missing)} ({INSTALL_HINT})")
-    with app_host(Settings(web_users=USERS, web_cors_origins=[ALLOWED])) as host:
+    if os.geteuid() != 0:
+        not_run("the container harness starts dockerd: it needs root")
+    with container_host(Settings(web_users=USERS, web_cors_origins=[ALLOWED])) as host:
         yield host
 
 
@@ -97,7 +101,7 @@ def test_qido_links_name_the_public_url_never_orthancs_port(app: AppHost, study:
     # on 443, and still never Orthanc's own address.
     (found,) = client(app).search_for_studies(search_filters={"StudyInstanceUID": uid})
     assert value(found, "00081190") == f"https://localhost/dicom-web/studies/{uid}"
-    assert str(app.ports["orthanc_http"]) not in response.text + str(found)
+    assert ":8042" not in response.text + str(found)  # Orthanc's own port, inside the containers
 
 
 def test_wado_returns_the_instances_as_stored(app: AppHost, study: list[Sample]) -> None:
@@ -250,5 +254,6 @@ def test_the_root_redirects_to_the_ui_without_reaching_orthanc(app: AppHost) -> 
     response = anonymous.get(app.web_url + "/", allow_redirects=False, verify=str(app.server_cert))
     # 302 without a login: nginx answered; Orthanc would have asked for one (401).
     assert response.status_code == 302
-    # Relative, so it is right whatever name the client used; the harness has the legacy UI there.
-    assert response.headers["Location"] == "/app/explorer.html"
+    # Relative, so it is right whatever name the client used: Orthanc Explorer 2, as on the host
+    # (the rendered nginx.conf runs unmodified here).
+    assert response.headers["Location"] == "/ui/app/"

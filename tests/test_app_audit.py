@@ -1,11 +1,13 @@
-"""The audit trail on the real application: the access log lines the harness's nginx writes carry
-what the Logs Insights query of docs/operations.md reads, and its filters find exactly who read
-and who deleted a study, even once the study is gone from Orthanc (and from its change log)."""
+"""The audit trail on the real application: the access log lines nginx writes in its container, as
+they reach CloudWatch Logs (the emulator's) through Docker's awslogs driver, carry what the Logs
+Insights query of docs/operations.md reads, and its filters find exactly who read and who deleted a
+study, even once the study is gone from Orthanc (and from its change log)."""
 
 from __future__ import annotations
 
 import io
 import json
+import os
 from collections.abc import Iterator
 from typing import Any
 
@@ -14,8 +16,9 @@ from pydicom import dcmread
 
 from orthweb.settings import Settings
 from orthweb_dev import audit
+from orthweb_dev.containers import ENGINE_CLIENTS, ContainerHost, container_host, missing_prerequisites
 from orthweb_dev.dicom import TEST_AET, Sample, dicom_ae, make_instance, store
-from orthweb_dev.harness import AppHost, app_host, dicom_tls, missing_prerequisites
+from orthweb_dev.harness import dicom_tls
 from orthweb_dev.proc import wait_until
 from orthweb_dev.testing import INSTALL_HINT, not_run
 
@@ -25,12 +28,14 @@ USERS = {"admin": "admin", "ann": "viewer"}
 
 
 @pytest.fixture(scope="module")
-def app() -> Iterator[AppHost]:
+def app() -> Iterator[ContainerHost]:
+    if os.geteuid() != 0:
+        not_run("the container harness starts dockerd: it needs root")
     missing = missing_prerequisites()
     if missing:
-        not_run(f"the application harness needs {', '.join(missing)} ({INSTALL_HINT})")
-    peer = {"aet": TEST_AET, "cidr": "127.0.0.0/8", "permissions": ["store", "find"]}
-    with app_host(Settings(web_users=USERS, dicom_peers=[peer])) as host:
+        not_run(f"the container harness needs {', '.join(missing)} ({INSTALL_HINT})")
+    peer = {"aet": TEST_AET, "cidr": ENGINE_CLIENTS, "permissions": ["store", "find"]}
+    with container_host(Settings(web_users=USERS, dicom_peers=[peer])) as host:
         yield host
 
 
@@ -39,11 +44,13 @@ def _uids(sample: Sample) -> tuple[str, str, str, str]:
     return ds.PatientID, ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.SOPInstanceUID
 
 
-def _access_log(app: AppHost) -> list[dict[str, Any]]:
-    return [json.loads(line) for line in app.nginx_access_log.read_text().splitlines()]
+def _access_log(app: ContainerHost) -> list[dict[str, Any]]:
+    """nginx's request lines in its CloudWatch Logs group (its DICOM lines and errors left out)."""
+    lines = app.cloudwatch_lines("nginx")
+    return [json.loads(line) for line in lines if line.startswith('{"time"') and '"method"' in line]
 
 
-def test_the_query_finds_who_read_and_who_deleted_a_study_once_it_is_gone(app: AppHost) -> None:
+def test_the_query_finds_who_read_and_who_deleted_a_study_once_it_is_gone(app: ContainerHost) -> None:
     x, y = make_instance("audited"), make_instance("other")
     assoc = dicom_ae([x, y]).associate(
         "127.0.0.1", app.ports["nginx_dicom"], ae_title="ORTHANC", tls_args=dicom_tls(app)
@@ -70,7 +77,8 @@ def test_the_query_finds_who_read_and_who_deleted_a_study_once_it_is_gone(app: A
     ]
     for user, method, path, status in requests:
         assert app.rest(method, path, user=user)[0] == status, (user, method, path)
-    wait_until("the access log lines", lambda: len(_access_log(app)) >= mark + len(requests), timeout=10)
+    # awslogs sends in batches (every 5 s by default).
+    wait_until("the lines in CloudWatch Logs", lambda: len(_access_log(app)) >= mark + len(requests), timeout=60)
     entries = _access_log(app)[mark:]
     # Every line carries the fields the query reads (@timestamp is CloudWatch's, from the event).
     assert all({"time", "user", "client", "method", "path", "status"} <= e.keys() for e in entries)

@@ -86,6 +86,11 @@ CONTAINER_DIFFERENCES: dict[str, tuple[str, str, str]] = {
 }
 
 PROJECT = "orthweb"  # the host's Compose project (orthweb-refresh --project-name)
+NETWORK = f"{PROJECT}_orthweb"  # the project's network (compose names it after the project)
+# Where this machine's clients come from as nginx sees them: Docker's userland proxy forwards the
+# tests' loopback connections from the project network's gateway, which Docker takes from its
+# default address pools (172.17-31.x.x first). A DICOM peer the tests call as must be listed there.
+ENGINE_CLIENTS = "172.16.0.0/12"
 SERVICES = ("nginx", "orthanc")
 LOG_GROUPS = {"nginx": "/orthweb/nginx", "orthanc": "/orthweb/orthanc"}
 READY_TIMEOUT_S = 180
@@ -187,6 +192,11 @@ class ContainerHost(AppHost):
         self.passwords = json.loads((self.secrets / USERS_FILE).read_text())
         self.wait_ready()
 
+    def client_address(self) -> str:
+        """The address nginx sees this machine's connections come from: the project network's gateway."""
+        networks = self.inspect("nginx")["NetworkSettings"]["Networks"]
+        return str(networks[NETWORK]["Gateway"])
+
     def compose(self, *args: str) -> subprocess.CompletedProcess[str]:
         """``docker compose`` on the host's project, as orthweb-refresh calls it."""
         cmd = [str(self.root / "sbin" / "docker"), "compose", "--project-name", PROJECT]
@@ -261,6 +271,19 @@ class ContainerHost(AppHost):
     @property
     def nginx_error_log(self) -> Path:
         return self._snapshot("error.log", "nginx", lambda line: not line.startswith('{"time"'))
+
+    def cloudwatch_lines(self, service: str) -> list[str]:
+        """The service's lines as they reached CloudWatch Logs (the emulator's) through the awslogs
+        driver: every stream of its group, each from its head, in order."""
+        group = LOG_GROUPS[service]
+        streams = self.aws("logs", "describe-log-streams", "--log-group-name", group)["logStreams"]
+        lines: list[str] = []
+        for stream in sorted(s["logStreamName"] for s in streams):
+            events = self.aws(
+                "logs", "get-log-events", "--log-group-name", group, "--log-stream-name", stream, "--start-from-head"
+            )["events"]
+            lines += [event["message"] for event in events]
+        return lines
 
     def orthanc_config(self) -> tuple[dict[str, Any], dict[str, Any]]:
         """(the configuration Orthanc runs on, without its secrets; the secret settings): what the

@@ -279,20 +279,29 @@ def build_all(log: Path | None = None) -> dict[str, str]:
 
 
 def main() -> int:
-    """``make images``: build the stand-ins; print each tag, its size and the build time."""
+    """``make images``: build the stand-ins (on the running engine, or on dockerd started for the
+    while); print each tag, its size and the build time."""
     import sys
 
-    for name in NAMES:
-        try:
-            tag, seconds = build(name)
-        except ImageError as err:
-            print(f"error: {err}", file=sys.stderr)
-            return 1
-        size = subprocess.run(
-            ["docker", "image", "inspect", "--format", "{{.Size}}", tag], capture_output=True, text=True, check=True
-        ).stdout.strip()
-        took = "cached" if seconds is None else f"built in {seconds:.0f} s"
-        print(f"{tag}: {int(size) / 1e6:.0f} MB, {took}")
+    from orthweb_dev.engine import EngineError, running_engine
+
+    log = PROJECT_DIR / ".tools" / "images.log"
+    log.parent.mkdir(exist_ok=True)
+    try:
+        with running_engine(log):
+            for name in NAMES:
+                tag, seconds = build(name, log)
+                size = subprocess.run(
+                    ["docker", "image", "inspect", "--format", "{{.Size}}", tag],
+                    capture_output=True,
+                    text=True,
+                    check=True,
+                ).stdout.strip()
+                took = "cached" if seconds is None else f"built in {seconds:.0f} s"
+                print(f"{tag}: {int(size) / 1e6:.0f} MB, {took}")
+    except (ImageError, EngineError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
     return 0
 
 

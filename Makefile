@@ -142,7 +142,7 @@ diagram: synth ## Regenerate docs/architecture.svg from the synthesized stack (n
 images: install debian ## Build the stand-in orthanc and nginx images from Debian packages (cached by their inputs' digest)
 	$(PY) -m orthweb_dev.images
 
-app-up: install debian ## Serve the rendered config with real Orthanc, PostgreSQL (TLS) and nginx on loopback
+app-up: install debian ## Run the rendered compose file on Docker as the host does (stand-in images; PostgreSQL with TLS), ports on loopback
 	$(PY) -m orthweb_dev.harness_cli up
 
 app-down: install ## Stop the application harness

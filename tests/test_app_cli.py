@@ -1,6 +1,7 @@
-"""`make app-up` / `make app-down` (orthweb_dev.harness_cli): the harness renders from the same
-settings a deployment uses (here ORTHWEB_* variables), and publishes what someone outside needs
-to drive it: each user's generated password (0600), the ports, the peers and the certificate."""
+"""`make app-up` / `make app-down` (orthweb_dev.harness_cli): the application in its containers,
+rendered from the same settings a deployment uses (here ORTHWEB_* variables), publishing what
+someone outside needs to drive it: each user's generated password (0600), the ports, the peers and
+the certificate; `down` stops the containers and removes what was published."""
 
 from __future__ import annotations
 
@@ -18,14 +19,14 @@ from urllib.parse import urlsplit
 import pytest
 
 from orthweb_dev import PROJECT_DIR
+from orthweb_dev.containers import ENGINE_CLIENTS, missing_prerequisites
 from orthweb_dev.dicom import dicom_ae
-from orthweb_dev.harness import missing_prerequisites
 from orthweb_dev.testing import INSTALL_HINT, not_run
 
 pytestmark = pytest.mark.app
 
 USERS = {"admin": "admin", "ann": "viewer"}
-PEERS = [{"aet": "CT01", "cidr": "127.0.0.0/8", "permissions": ["store", "find"]}]
+PEERS = [{"aet": "CT01", "cidr": ENGINE_CLIENTS, "permissions": ["store", "find"]}]
 
 
 def cli(action: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
@@ -36,6 +37,8 @@ def cli(action: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
 
 
 def test_app_up_follows_the_settings_and_publishes_users_ports_and_certificate(tmp_path: Path) -> None:
+    if os.geteuid() != 0:
+        not_run("the container harness starts dockerd: it needs root")
     missing = missing_prerequisites()
     if missing:
         not_run(f"the application harness needs {', '.join(missing)} ({INSTALL_HINT})")

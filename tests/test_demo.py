@@ -4,6 +4,7 @@ tests/test_lifecycle.py::test_1c...)."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shlex
 from pathlib import Path
@@ -53,6 +54,9 @@ def test_the_printed_lines_name_the_url_the_users_and_a_ready_storescu_command()
     ]  # fmt: skip
     assert shlex.join(app.storescu) in text
     assert all(len(line) < 200 for line in app.lines())
+    assert "OHIF" not in text  # not among the viewers
+    with_ohif = dataclasses.replace(app, ohif=True)
+    assert "OHIF       https://localhost:40443/ohif/viewer?StudyInstanceUIDs=1.2.3 " in "\n".join(with_ohif.lines())
 
 
 def test_without_a_peer_for_this_machine_the_demo_prints_no_storescu_command() -> None:
@@ -63,7 +67,11 @@ def test_without_a_peer_for_this_machine_the_demo_prints_no_storescu_command() -
     assert demo.local_store_peer(peers) == "DEMO"
 
 
-def test_the_demo_names_its_peer_only_when_none_is_configured() -> None:
+def test_the_demo_names_its_peer_and_viewers_only_when_none_are_configured() -> None:
     assert json.loads(demo.with_demo_peer({})["ORTHWEB_DICOM_PEERS"]) == [demo.DEMO_PEER]
-    mine = {"ORTHWEB_DICOM_PEERS": '[{"aet": "CT01", "cidr": "203.0.113.0/24", "permissions": ["store"]}]'}
+    assert json.loads(demo.with_demo_peer({})["ORTHWEB_VIEWERS"]) == ["stone", "ohif"]
+    mine = {
+        "ORTHWEB_DICOM_PEERS": '[{"aet": "CT01", "cidr": "203.0.113.0/24", "permissions": ["store"]}]',
+        "ORTHWEB_VIEWERS": '["stone"]',
+    }
     assert demo.with_demo_peer(mine) == mine

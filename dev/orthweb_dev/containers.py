@@ -31,6 +31,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from orthweb.settings import Settings
 from orthweb_dev.emulator_server import MotoServer, moto_server
 from orthweb_dev.engine import compose_binary, running_engine
@@ -92,7 +94,6 @@ NETWORK = f"{PROJECT}_orthweb"  # the project's network (compose names it after 
 # default address pools (172.17-31.x.x first). A DICOM peer the tests call as must be listed there.
 ENGINE_CLIENTS = "172.16.0.0/12"
 SERVICES = ("nginx", "orthanc")
-LOG_GROUPS = {"nginx": "/orthweb/nginx", "orthanc": "/orthweb/orthanc"}
 READY_TIMEOUT_S = 180
 
 # The real docker, with compose at the host's version (DOCKER_CONFIG's cli-plugins) and the
@@ -185,12 +186,21 @@ class ContainerHost(AppHost):
         for name in ("docker-compose.yml", "orthanc.json", "nginx.conf"):
             (self.etc / name).write_text(self.rendered[name])
         self.override_file.write_text(self.override())
-        if self.deployment is None:  # a deployment has its own (the stack makes them)
-            for group in LOG_GROUPS.values():
+        # The stack makes the two log groups; made here when the emulator has none by that name (the
+        # harness's own emulator, or a deployment made with another name prefix).
+        for service in SERVICES:
+            group = self.log_group(service)
+            found = self.aws("logs", "describe-log-groups", "--log-group-name-prefix", group)["logGroups"]
+            if group not in {g["logGroupName"] for g in found}:
                 self.aws("logs", "create-log-group", "--log-group-name", group)
         self.host_step("orthweb-refresh", "--up")
         self.passwords = json.loads((self.secrets / USERS_FILE).read_text())
         self.wait_ready()
+
+    def log_group(self, service: str) -> str:
+        """The CloudWatch Logs group the rendered compose file sends the service's lines to."""
+        compose: dict[str, Any] = yaml.safe_load(self.rendered["docker-compose.yml"])
+        return str(compose["services"][service]["logging"]["options"]["awslogs-group"])
 
     def client_address(self) -> str:
         """The address nginx sees this machine's connections come from: the project network's gateway."""
@@ -275,7 +285,7 @@ class ContainerHost(AppHost):
     def cloudwatch_lines(self, service: str) -> list[str]:
         """The service's lines as they reached CloudWatch Logs (the emulator's) through the awslogs
         driver: every stream of its group, each from its head, in order."""
-        group = LOG_GROUPS[service]
+        group = self.log_group(service)
         streams = self.aws("logs", "describe-log-streams", "--log-group-name", group)["logStreams"]
         lines: list[str] = []
         for stream in sorted(s["logStreamName"] for s in streams):

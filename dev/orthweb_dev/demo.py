@@ -30,9 +30,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from orthweb_dev import PROJECT_DIR, harness_cli
+from orthweb_dev.containers import ENGINE_CLIENTS, missing_prerequisites
 from orthweb_dev.dicom import viewable_instance
 from orthweb_dev.emulator_server import MotoServerError, answers, start
-from orthweb_dev.harness import Deployment, missing_prerequisites
+from orthweb_dev.harness import Deployment
 from orthweb_dev.proc import pid_alive, stop_group
 from orthweb_dev.terraform import MirrorMissing, provider_mirror, write_cli_config
 
@@ -48,9 +49,12 @@ REGION = "us-east-1"
 # The local application: the harness's state and, in its sample/, the file the demo offers to send.
 APP = harness_cli.StateDir(DEMO_DIR / "app")
 SAMPLE_PATIENT = "ORTHWEB^DEMO"
-# DICOM is closed until peers are named; unless you name yours, the demo names this machine, so
-# the storescu command it prints is served (in the emulator, the same peer opens 11112 to loopback).
-DEMO_PEER: dict[str, object] = {"aet": "DEMO", "cidr": "127.0.0.0/8", "permissions": ["store", "find"]}
+# DICOM is closed until peers are named; unless you name yours, the demo names this machine as the
+# application's containers see it (ENGINE_CLIENTS: Docker's userland proxy forwards loopback clients
+# from the project network's gateway), so the storescu command it prints is served.
+DEMO_PEER: dict[str, object] = {"aet": "DEMO", "cidr": ENGINE_CLIENTS, "permissions": ["store", "find"]}
+# Unless you choose the viewers, the demo serves both, so it can link the sample study in OHIF.
+DEMO_VIEWERS = ["stone", "ohif"]
 
 
 class DemoError(RuntimeError):
@@ -121,12 +125,14 @@ def refuse_real_state() -> None:
 
 
 def with_demo_peer(env: dict[str, str]) -> dict[str, str]:
-    """``env`` with ORTHWEB_DICOM_PEERS naming :data:`DEMO_PEER`, unless peers are configured
-    already (in ``env`` or in cdktf.json)."""
+    """``env`` with ORTHWEB_DICOM_PEERS naming :data:`DEMO_PEER` and ORTHWEB_VIEWERS
+    :data:`DEMO_VIEWERS`, each unless configured already (in ``env`` or in cdktf.json)."""
     context = json.loads((PROJECT_DIR / "cdktf.json").read_text()).get("context", {}).get("orthweb", {})
-    if "ORTHWEB_DICOM_PEERS" in env or "dicom_peers" in context:
-        return env
-    return {**env, "ORTHWEB_DICOM_PEERS": json.dumps([DEMO_PEER])}
+    if "ORTHWEB_DICOM_PEERS" not in env and "dicom_peers" not in context:
+        env = {**env, "ORTHWEB_DICOM_PEERS": json.dumps([DEMO_PEER])}
+    if "ORTHWEB_VIEWERS" not in env and "viewers" not in context:
+        env = {**env, "ORTHWEB_VIEWERS": json.dumps(DEMO_VIEWERS)}
+    return env
 
 
 def terraform_rc() -> Path:
@@ -202,6 +208,7 @@ class LocalApp:
     send_me: Path
     sample_study: str
     peer: str | None  # a DICOM peer this machine may store as, if the settings name one
+    ohif: bool = False  # OHIF is among the viewers
 
     @property
     def dicomweb_url(self) -> str:
@@ -233,15 +240,23 @@ class LocalApp:
             *dicom_lines,
             f"  DICOMweb   {self.dicomweb_url}   (QIDO-RS, WADO-RS, STOW-RS; same logins and roles; certificate "
             f"{shown(self.server_cert)})",
+            *([f"  OHIF       {self.ohif_url}   (the sample study)"] if self.ohif_url else []),
         ]
+
+    @property
+    def ohif_url(self) -> str | None:
+        """OHIF's viewer on the sample study, when OHIF is served."""
+        return f"{self.web_url}/ohif/viewer?StudyInstanceUIDs={self.sample_study}" if self.ohif else None
 
 
 def local_store_peer(peers: Sequence[Mapping[str, object]]) -> str | None:
-    """The AET of the first DICOM peer that may store from this machine (127.0.0.1), if any."""
+    """The AET of the first DICOM peer that may store from this machine (as the containers see it:
+    anywhere in ENGINE_CLIENTS), if any."""
+    clients = ipaddress.ip_network(ENGINE_CLIENTS)
     for peer in peers:
         cidr = ipaddress.ip_network(str(peer["cidr"]))
         permissions = peer.get("permissions")
-        if ipaddress.ip_address("127.0.0.1") in cidr and isinstance(permissions, list) and "store" in permissions:
+        if clients.subnet_of(cidr) and isinstance(permissions, list) and "store" in permissions:  # type: ignore[arg-type]
             return str(peer["aet"])
     return None
 
@@ -302,6 +317,7 @@ def start_local_app(
         send_me=send_me,
         sample_study=study,
         peer=local_store_peer(peers),
+        ohif=bool(state.get("ohif")),
     )
 
 

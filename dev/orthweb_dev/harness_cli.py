@@ -1,6 +1,7 @@
-"""Run the local application harness (:mod:`orthweb_dev.harness`) in the background, for people.
+"""Run the local application (:mod:`orthweb_dev.containers`) in the background, for people.
 
-``up`` starts PostgreSQL (TLS), Orthanc and nginx on 127.0.0.1 as the tests do, rendered from the
+``up`` runs the rendered compose file on Docker as the host does (PostgreSQL with TLS standing in
+for RDS; nginx's ports published on 127.0.0.1) as the tests do, rendered from the
 settings a deployment from this checkout would use (``cdktf.json`` context, then ``ORTHWEB_*``
 variables: ``ORTHWEB_WEB_USERS``, ``ORTHWEB_DICOM_PEERS``, ...), and writes in its state directory
 (default ``.orthweb/app/``): ``state.json`` (pid, users and roles, ports, URLs, peers,
@@ -30,12 +31,13 @@ from pathlib import Path
 
 from orthweb.settings import SettingsError
 from orthweb_dev import PROJECT_DIR
-from orthweb_dev.harness import Deployment, app_host, deployment_settings
+from orthweb_dev.containers import container_host
+from orthweb_dev.harness import Deployment, deployment_settings
 
 # Where the state lives; APP_HARNESS_DIR moves it (the tests do, so as not to meet a running one).
 STATE_DIR = Path(os.environ.get("APP_HARNESS_DIR") or PROJECT_DIR / ".orthweb" / "app")
-START_TIMEOUT_S = 120.0
-STOP_TIMEOUT_S = 60.0
+START_TIMEOUT_S = 300.0  # the first start builds the stand-in images (about 75 s)
+STOP_TIMEOUT_S = 120.0  # compose down (Orthanc has 30 s to stop), PostgreSQL, then dockerd
 
 
 @dataclasses.dataclass(frozen=True)
@@ -83,7 +85,7 @@ def serve(where: StateDir) -> int:
         print(f"orthweb: {exc}", flush=True)
         return 2
     deployment = Deployment(**json.loads(where.deployment.read_text())) if where.deployment.exists() else None
-    with app_host(settings, deployment=deployment) as app:
+    with container_host(settings, deployment=deployment) as app:
         where.users.mkdir(mode=0o700, exist_ok=True)
         for name, password in app.passwords.items():
             path = where.users / name
@@ -104,17 +106,16 @@ def serve(where: StateDir) -> int:
             "aet": settings.orthanc_aet,
             "dicom_peers": [p.model_dump(exclude_none=True) for p in settings.dicom_peers],
             "dicom_client_ca": settings.dicom_client_ca is not None,
+            "ohif": "ohif" in settings.viewers,
             "server_cert": str(where.server_cert),
             "db_secret_arn": app.db_secret_arn,
             "admin_secret_arn": app.admin_secret_arn,
         }
         where.state.write_text(json.dumps(state, indent=2) + "\n")
         print(f"orthweb app harness up: {json.dumps(state)}", flush=True)
+        # Docker restarts a container that exits (restart: unless-stopped), as on the host.
         while not stop.wait(1.0):
-            for name, proc in (("Orthanc", app.orthanc_proc), ("nginx", app.nginx_proc)):
-                if proc is not None and proc.poll() is not None:
-                    print(f"{name} exited with {proc.returncode}: stopping", flush=True)
-                    stop.set()
+            pass
     print("orthweb app harness stopped", flush=True)
     return 0
 

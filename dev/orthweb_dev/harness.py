@@ -365,6 +365,8 @@ class AppHost:
         with (self.pg / "data" / "postgresql.conf").open("a") as conf:
             conf.write(
                 f"listen_addresses = '{listen}'\nport = {port}\nunix_socket_directories = '{self.pg / 'run'}'\n"
+                # The socket trusts the postgres login: only its owner (and root) may connect to it.
+                "unix_socket_permissions = 0700\n"
                 f"ssl = on\nssl_cert_file = '{self.pg / 'server.crt'}'\nssl_key_file = '{self.pg / 'server.key'}'\n"
                 "ssl_min_protocol_version = 'TLSv1.2'\npassword_encryption = 'scram-sha-256'\n"
             )

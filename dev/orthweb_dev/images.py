@@ -22,6 +22,7 @@ import json
 import shutil
 import subprocess
 import tarfile
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,7 +33,8 @@ IMAGES_DIR = PROJECT_DIR / "dev" / "images"
 REPOSITORY = "orthweb-standin"
 SUITE = "bookworm"
 NAMES = ("orthanc", "nginx")
-# npm tarballs and their unpacked directories (checked against their pins at every build).
+# npm tarballs (checked against their pins at every build) and their unpacked directories (reused
+# only with a stamp naming the integrity and directory they were unpacked from).
 NPM_CACHE = PROJECT_DIR / ".tools" / "npm-packages"
 
 
@@ -201,15 +203,21 @@ class NpmPackage:
         if digest != self.integrity:
             tarball.unlink()
             raise ImageError(f"{self.name}@{self.version}'s tarball is {digest}, not the pinned {self.integrity}")
+        # The unpacked tree is reused only when it was unpacked from these very bytes and directory.
+        stamp = cache / f"{unpacked.name}.stamp"
+        stamped = f"{self.integrity} {self.directory}\n"
+        if unpacked.exists() and (not stamp.exists() or stamp.read_text() != stamped):
+            shutil.rmtree(unpacked)
         if not unpacked.exists():
-            staging = unpacked.with_suffix(".partial")
-            shutil.rmtree(staging, ignore_errors=True)
+            staging = Path(tempfile.mkdtemp(prefix=f"{unpacked.name}.", dir=cache))
             prefix = f"package/{self.directory}/"
             with tarfile.open(tarball) as archive:
                 members = [m for m in archive.getmembers() if m.name.startswith(prefix) and not m.name.endswith(".map")]
                 for member in members:
                     member.name = member.name[len(prefix) :]
                 archive.extractall(staging, members=members, filter="data")
+            staging.chmod(0o755)  # mkdtemp's 0700 would become the image directory's mode
+            stamp.write_text(stamped)
             staging.rename(unpacked)
         return unpacked
 

@@ -17,6 +17,15 @@ mkdir -p "$root/var/lib/orthanc/db" "$root/var/lib/orthanc/tmp" "$root/run/ortha
 chown -R 0:0 "$root/var/lib/orthanc"
 chmod 0755 "$root/var/lib/orthanc" "$root/var/lib/orthanc/db" "$root/var/lib/orthanc/tmp"
 chmod 0755 "$root/docker-entrypoint.sh" "$root/usr/local/bin/orthanc-configure" "$root/probes/test-aliveness.py"
+# sync-in copies rootfs/ and the OHIF build with the checkout's owners and modes, its top directory
+# onto / and its directories onto /usr, /usr/share...: root's, and written by root alone, whoever
+# and whatever umask checked the project out.
+chown 0:0 "$root" "$root/usr" "$root/usr/local" "$root/usr/local/bin" "$root/usr/share" "$root/usr/share/orthanc"
+chmod 0755 "$root" "$root/usr" "$root/usr/local" "$root/usr/local/bin" "$root/usr/share" "$root/usr/share/orthanc"
+chown -R 0:0 "$root/docker-entrypoint.sh" "$root/probes" "$root/usr/local/bin/orthanc-configure" \
+  "$root/usr/share/orthanc/ohif-standin.py" "$root/usr/share/orthanc/ohif"
+chmod -R go-w "$root/docker-entrypoint.sh" "$root/probes" "$root/usr/local/bin/orthanc-configure" \
+  "$root/usr/share/orthanc/ohif-standin.py" "$root/usr/share/orthanc/ohif"
 # Nothing the image does not need at run time.
 rm -rf "$root"/usr/share/doc/* "$root"/usr/share/man/* "$root"/usr/share/locale/* "$root"/var/cache/apt/* \
   "$root"/var/lib/apt/lists/*

@@ -1,42 +1,50 @@
-"""Who may reach the images, and as whom, proven through the real nginx and Orthanc of the
-harness: DICOM peers by AET, network and permission; client certificates; web users by role;
-password guessing throttled; the hop to Orthanc on loopback only; the containers' capabilities.
+"""Who may reach the images, and as whom, proven through the real nginx and Orthanc in their
+containers (the rendered compose file on Docker): DICOM peers by AET, network and permission;
+client certificates; web users by role; password guessing throttled; the hop to Orthanc on
+loopback only; each of nginx's two capabilities needed, and no more.
 
 One application runs for the module with web users of each role, DICOM peers of different
-permissions (three on 127.0.0.1/32, one on 127.0.0.4/32) and ``dicom_client_ca`` set to a test
-CA. Tests only talk to 127.0.0.x; 127.0.0.2 and 127.0.0.3 stand for "another address" (still
-loopback), 127.0.0.4 for the network of another peer."""
+permissions (three on HERE/32, one on PEER_4/32) and ``dicom_client_ca`` set to a test CA. Tests
+that need their own client address connect to nginx's address on the project network from this
+machine's CLIENT_ADDRESSES, taken on that network's bridge for the module (HERE is the default
+source there; OTHER and GUESSER stand for "another address", PEER_4 for another peer's network).
+Orthanc's own ports are reached from inside its network namespace, on its loopback."""
 
 from __future__ import annotations
 
 import http.client
 import ipaddress
 import json
-import os
-import pwd
-import shutil
+import re
+import socket
 import ssl
 import subprocess
 import time
 from base64 import b64encode
 from collections.abc import Iterator
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from pydicom.dataset import Dataset
 
+from orthweb.bootstrap import ORTHANC_DICOM_PORT, ORTHANC_HTTP_PORT
 from orthweb.settings import Settings
+from orthweb_dev.containers import CLIENT_ADDRESSES, ContainerHost, containers_for_test
 from orthweb_dev.dicom import STUDY_ROOT_FIND, Sample, dicom_ae, make_instance, store
-from orthweb_dev.harness import NGINX_CAPABILITIES, NGINX_USER, AppHost, app_host, missing_prerequisites
+from orthweb_dev.harness import NGINX_CAPABILITIES
 from orthweb_dev.pki import Issued, issue, make_ca
 from orthweb_dev.proc import free_port, wait_until
-from orthweb_dev.testing import INSTALL_HINT, not_run
 
 pytestmark = pytest.mark.app
 
 STUDY_ROOT_MOVE = "1.2.840.10008.5.1.4.1.2.2.2"
 USERS = {"admin": "admin", "ann": "viewer", "upton": "uploader"}
+HERE, OTHER, GUESSER, PEER_4 = CLIENT_ADDRESSES
+NGINX_DICOM = 11112  # nginx's container ports, on its address in the project network
+NGINX_HTTPS = 443
 
 
 class Pki:
@@ -62,26 +70,23 @@ def move_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def app(pki: Pki, move_port: int) -> Iterator[AppHost]:
-    missing = missing_prerequisites()
-    if missing:
-        not_run(f"the application harness needs {', '.join(missing)} ({INSTALL_HINT})")
+def app(pki: Pki, move_port: int) -> Iterator[ContainerHost]:
     settings = Settings(
         web_users=USERS,
         dicom_client_ca=pki.ca.pem,
         dicom_peers=[
-            {"aet": "CT01", "cidr": "127.0.0.1/32", "permissions": ["store", "find"]},
-            {"aet": "STORE1", "cidr": "127.0.0.1/32", "permissions": ["store"]},
-            {"aet": "MOVER", "cidr": "127.0.0.1/32", "permissions": ["find", "move"],
-             "host": "127.0.0.1", "port": move_port, "tls_name": "mover.test"},
-            {"aet": "MR01", "cidr": "127.0.0.4/32", "permissions": ["store", "find"]},
+            {"aet": "CT01", "cidr": f"{HERE}/32", "permissions": ["store", "find"]},
+            {"aet": "STORE1", "cidr": f"{HERE}/32", "permissions": ["store"]},
+            {"aet": "MOVER", "cidr": f"{HERE}/32", "permissions": ["find", "move"],
+             "host": HERE, "port": move_port, "tls_name": "mover.test"},
+            {"aet": "MR01", "cidr": f"{PEER_4}/32", "permissions": ["store", "find"]},
         ],
     )  # fmt: skip
-    with app_host(settings) as host:
+    with containers_for_test(settings, client_addresses=CLIENT_ADDRESSES) as host:
         yield host
 
 
-def tls(app: AppHost, client: Issued | None) -> tuple[ssl.SSLContext, str]:
+def tls(app: ContainerHost, client: Issued | None) -> tuple[ssl.SSLContext, str]:
     """pynetdicom tls_args: verify nginx by name, present ``client``'s certificate if given."""
     ctx = app.tls_context()
     if client is not None:
@@ -90,7 +95,7 @@ def tls(app: AppHost, client: Issued | None) -> tuple[ssl.SSLContext, str]:
 
 
 def associate(
-    app: AppHost,
+    app: ContainerHost,
     aet: str,
     *,
     pki: Pki,
@@ -98,18 +103,18 @@ def associate(
     find: bool = False,
     called: str = "ORTHANC",
     client: Issued | str | None = "default",
-    source: str = "127.0.0.1",
+    source: str = HERE,
 ) -> Any:
     """An association through nginx's DICOM TLS listener, calling as ``aet`` from ``source``."""
     ae = dicom_ae(samples, find=find, aet=aet)
     cert = pki.client if client == "default" else client
     assert not isinstance(cert, str)
     return ae.associate(
-        "127.0.0.1", app.ports["nginx_dicom"], ae_title=called, tls_args=tls(app, cert), bind_address=(source, 0)
+        app.nginx_address(), NGINX_DICOM, ae_title=called, tls_args=tls(app, cert), bind_address=(source, 0)
     )
 
 
-def refused_at_association(app: AppHost, assoc: Any, log_mark: int, *, aet: str = "", called: str = "") -> None:
+def refused_at_association(app: ContainerHost, assoc: Any, log_mark: int, *, aet: str = "", called: str = "") -> None:
     """Not established, and Orthanc itself rejected the association (its log, past ``log_mark``,
     says so): of the calling ``aet``, or for the wrong ``called`` AET. The client usually reads the
     A-ASSOCIATE-RJ; on a loaded machine it has been seen to read only the connection closing, so
@@ -123,7 +128,7 @@ def refused_at_association(app: AppHost, assoc: Any, log_mark: int, *, aet: str 
     wait_until(f"Orthanc's log: {reason}", lambda: reason in app.orthanc_log.read_text()[log_mark:], timeout=10)
 
 
-def log_mark(app: AppHost) -> int:
+def log_mark(app: ContainerHost) -> int:
     return len(app.orthanc_log.read_text())
 
 
@@ -140,7 +145,7 @@ def study_find(assoc: Any) -> tuple[list[int], set[str]]:
 
 
 @pytest.fixture(scope="module")
-def stored(app: AppHost, pki: Pki) -> Sample:
+def stored(app: ContainerHost, pki: Pki) -> Sample:
     """One instance C-STOREd by the listed peer CT01 (asserted in the first test)."""
     sample = make_instance("access-ct01", rows=64, columns=64)
     assoc = associate(app, "CT01", pki=pki, samples=[sample])
@@ -154,7 +159,7 @@ def stored(app: AppHost, pki: Pki) -> Sample:
 # --- DICOM peers ---------------------------------------------------------------------------------
 
 
-def test_a_listed_peer_stores_and_finds(app: AppHost, pki: Pki, stored: Sample) -> None:
+def test_a_listed_peer_stores_and_finds(app: ContainerHost, pki: Pki, stored: Sample) -> None:
     assoc = associate(app, "CT01", pki=pki, find=True)
     assert assoc.is_established
     statuses, found = study_find(assoc)
@@ -164,14 +169,14 @@ def test_a_listed_peer_stores_and_finds(app: AppHost, pki: Pki, stored: Sample) 
 
 
 @pytest.mark.parametrize("find", [False, True], ids=["store", "find"])
-def test_an_unlisted_aet_is_refused_at_association(app: AppHost, pki: Pki, find: bool) -> None:
+def test_an_unlisted_aet_is_refused_at_association(app: ContainerHost, pki: Pki, find: bool) -> None:
     sample = make_instance("unlisted", rows=16, columns=16)
     mark = log_mark(app)
     assoc = associate(app, "INTRUDER", pki=pki, samples=[] if find else [sample], find=find)
     refused_at_association(app, assoc, mark, aet="INTRUDER")  # calling AE title not recognised
 
 
-def test_a_peer_with_only_store_stores_but_cannot_find(app: AppHost, pki: Pki) -> None:
+def test_a_peer_with_only_store_stores_but_cannot_find(app: ContainerHost, pki: Pki) -> None:
     sample = make_instance("store-only", rows=16, columns=16)
     assoc = associate(app, "STORE1", pki=pki, samples=[sample], find=True)
     assert assoc.is_established
@@ -183,13 +188,15 @@ def test_a_peer_with_only_store_stores_but_cannot_find(app: AppHost, pki: Pki) -
     assert 'Rejected Find request from remote DICOM modality with AET "STORE1"' in app.orthanc_log.read_text()
 
 
-def test_a_wrong_called_aet_is_refused(app: AppHost, pki: Pki) -> None:
+def test_a_wrong_called_aet_is_refused(app: ContainerHost, pki: Pki) -> None:
     mark = log_mark(app)
     assoc = associate(app, "CT01", pki=pki, called="NOT-ORTHANC")
     refused_at_association(app, assoc, mark, called="NOT-ORTHANC")
 
 
-def test_c_move_sends_to_the_peer_over_verified_tls(app: AppHost, pki: Pki, stored: Sample, move_port: int) -> None:
+def test_c_move_sends_to_the_peer_over_verified_tls(
+    app: ContainerHost, pki: Pki, stored: Sample, move_port: int
+) -> None:
     from pynetdicom import AE, AllStoragePresentationContexts, evt
 
     received: list[str] = []
@@ -203,13 +210,13 @@ def test_c_move_sends_to_the_peer_over_verified_tls(app: AppHost, pki: Pki, stor
     server_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     server_ctx.load_cert_chain(pki.destination.cert, pki.destination.key)
     server = scp.start_server(
-        ("127.0.0.1", move_port), block=False, ssl_context=server_ctx, evt_handlers=[(evt.EVT_C_STORE, on_store)]
+        (HERE, move_port), block=False, ssl_context=server_ctx, evt_handlers=[(evt.EVT_C_STORE, on_store)]
     )
     assert server is not None
     try:
         ae = dicom_ae(aet="MOVER")
         ae.add_requested_context(STUDY_ROOT_MOVE)
-        assoc = ae.associate("127.0.0.1", app.ports["nginx_dicom"], ae_title="ORTHANC", tls_args=tls(app, pki.client))
+        assoc = ae.associate(app.nginx_address(), NGINX_DICOM, ae_title="ORTHANC", tls_args=tls(app, pki.client))
         assert assoc.is_established
         query = Dataset()
         query.QueryRetrieveLevel = "STUDY"
@@ -228,11 +235,11 @@ def test_c_move_sends_to_the_peer_over_verified_tls(app: AppHost, pki: Pki, stor
 # --- client certificates (dcmtk through the real nginx) -----------------------------------------
 
 
-def echoscu(app: AppHost, client: Issued | None) -> subprocess.CompletedProcess[str]:
+def echoscu(app: ContainerHost, client: Issued | None) -> subprocess.CompletedProcess[str]:
     tls_args = ["--enable-tls", str(client.key), str(client.cert)] if client else ["--anonymous-tls"]
     return subprocess.run(
         ["echoscu", "-v", *tls_args, "--add-cert-file", str(app.server_cert), "-aet", "CT01", "-aec", "ORTHANC",
-         "127.0.0.1", str(app.ports["nginx_dicom"])],
+         app.nginx_address(), str(NGINX_DICOM)],
         capture_output=True, text=True, timeout=60, check=False,
     )  # fmt: skip
 
@@ -243,17 +250,17 @@ def complete_lines(path: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in text[: text.rfind("\n") + 1].splitlines()]
 
 
-def dicom_log(app: AppHost) -> list[dict[str, Any]]:
+def dicom_log(app: ContainerHost) -> list[dict[str, Any]]:
     return complete_lines(app.nginx_dicom_log)
 
 
-def next_dicom_entry(app: AppHost, mark: int) -> dict[str, Any]:
+def next_dicom_entry(app: ContainerHost, mark: int) -> dict[str, Any]:
     """The first DICOM connection logged after ``mark`` lines (nginx logs a connection when it ends)."""
     wait_until("nginx's DICOM log line", lambda: len(dicom_log(app)) > mark, timeout=10)
     return dicom_log(app)[mark]
 
 
-def test_a_peer_with_a_certificate_from_the_configured_ca_is_served(app: AppHost, pki: Pki) -> None:
+def test_a_peer_with_a_certificate_from_the_configured_ca_is_served(app: ContainerHost, pki: Pki) -> None:
     mark = len(dicom_log(app))
     run = echoscu(app, pki.client)
     assert run.returncode == 0, run.stdout + run.stderr
@@ -262,7 +269,9 @@ def test_a_peer_with_a_certificate_from_the_configured_ca_is_served(app: AppHost
 
 
 @pytest.mark.parametrize("who", ["no certificate", "another CA"])
-def test_a_peer_without_a_valid_certificate_is_refused_at_the_tls_handshake(app: AppHost, pki: Pki, who: str) -> None:
+def test_a_peer_without_a_valid_certificate_is_refused_at_the_tls_handshake(
+    app: ContainerHost, pki: Pki, who: str
+) -> None:
     client = None if who == "no certificate" else pki.stranger
     mark = len(dicom_log(app))
     run = echoscu(app, client)
@@ -279,80 +288,100 @@ def test_a_peer_without_a_valid_certificate_is_refused_at_the_tls_handshake(app:
 # --- the hop to Orthanc: loopback only -----------------------------------------------------------
 
 
-def test_orthanc_http_refuses_any_address_but_loopback_even_with_the_right_login(app: AppHost) -> None:
+def test_orthanc_http_refuses_any_address_but_loopback_even_with_the_right_login(app: ContainerHost) -> None:
+    """From inside the namespace nginx and Orthanc share: Orthanc's HTTP port serves 127.0.0.1 (nginx)
+    and refuses another loopback address, even with an admin's login."""
     token = b64encode(f"admin:{app.passwords['admin']}".encode()).decode()
-    statuses = {}
-    for source in ("127.0.0.1", "127.0.0.2"):
-        conn = http.client.HTTPConnection(
-            "127.0.0.1", app.ports["orthanc_http"], source_address=(source, 0), timeout=10
-        )
-        conn.request("GET", "/system", headers={"Authorization": f"Basic {token}"})
-        statuses[source] = conn.getresponse().status
-        conn.close()
+
+    def status_from(source: str) -> int:
+        conn = http.client.HTTPConnection("127.0.0.1", ORTHANC_HTTP_PORT, source_address=(source, 0), timeout=10)
+        try:
+            conn.request("GET", "/system", headers={"Authorization": f"Basic {token}"})
+            return conn.getresponse().status
+        finally:
+            conn.close()
+
+    statuses = {source: app.in_network_namespace(partial(status_from, source)) for source in ("127.0.0.1", "127.0.0.2")}
     assert statuses == {"127.0.0.1": 200, "127.0.0.2": 401}
 
 
-def test_an_aet_is_accepted_only_from_its_own_peers_network(app: AppHost, pki: Pki) -> None:
-    """MR01 is listed in 127.0.0.4/32, CT01 in 127.0.0.1/32: through the same nginx listener,
-    with the same valid client certificate, neither may call with the other's AET."""
-    own = associate(app, "MR01", pki=pki, find=True, source="127.0.0.4")
+def test_an_aet_is_accepted_only_from_its_own_peers_network(app: ContainerHost, pki: Pki) -> None:
+    """MR01 is listed in PEER_4/32, CT01 in HERE/32: through the same nginx listener, with the same
+    valid client certificate, neither may call with the other's AET."""
+    own = associate(app, "MR01", pki=pki, find=True, source=PEER_4)
     assert own.is_established
     statuses, _ = study_find(own)
     own.release()
     assert statuses[-1] == 0
-    for aet, source in (("CT01", "127.0.0.4"), ("MR01", "127.0.0.1")):
+    for aet, source in (("CT01", PEER_4), ("MR01", HERE)):
         mark = log_mark(app)
         borrowed = associate(app, aet, pki=pki, find=True, source=source)
         refused_at_association(app, borrowed, mark, aet=aet)
 
 
-def test_orthanc_dicom_accepts_a_listed_aet_only_from_its_networks_address(app: AppHost) -> None:
+def test_orthanc_dicom_accepts_a_listed_aet_only_from_its_networks_address(app: ContainerHost) -> None:
     """Orthanc itself (DicomCheckModalityHost) accepts CT01 only from the loopback address nginx
-    uses for CT01's network; from 127.0.0.1 or any other address, not even with the right AET."""
+    uses for CT01's network; from 127.0.0.1 or any other address, not even with the right AET.
+    Called from inside the namespace nginx and Orthanc share."""
     host = json.loads(app.rendered["orthanc.json"])["DicomModalities"]["CT01"]["Host"]
     assert host not in ("127.0.0.1", "127.0.0.2")
     ae = dicom_ae(aet="CT01")
-    direct = app.ports["orthanc_dicom"]
-    from_its_address = ae.associate("127.0.0.1", direct, ae_title="ORTHANC", bind_address=(host, 0))
+
+    def associate_from(source: str) -> Any:
+        return ae.associate("127.0.0.1", ORTHANC_DICOM_PORT, ae_title="ORTHANC", bind_address=(source, 0))
+
+    from_its_address = app.in_network_namespace(partial(associate_from, host))
     assert from_its_address.is_established  # the refusals below are the address, not the AET
     from_its_address.release()
     for source in ("127.0.0.1", "127.0.0.2"):
         mark = log_mark(app)
-        from_elsewhere = ae.associate("127.0.0.1", direct, ae_title="ORTHANC", bind_address=(source, 0))
+        from_elsewhere = app.in_network_namespace(partial(associate_from, source))
         refused_at_association(app, from_elsewhere, mark, aet="CT01")
 
 
-def test_nginx_admits_dicom_only_from_the_peers_networks(app: AppHost, pki: Pki) -> None:
+def test_nginx_admits_dicom_only_from_the_peers_networks(app: ContainerHost, pki: Pki) -> None:
     ae = dicom_ae(aet="CT01")
     mark = len(dicom_log(app))
     assoc = ae.associate(
-        "127.0.0.1", app.ports["nginx_dicom"], ae_title="ORTHANC", tls_args=tls(app, pki.client),
-        bind_address=("127.0.0.2", 0),
+        app.nginx_address(), NGINX_DICOM, ae_title="ORTHANC", tls_args=tls(app, pki.client),
+        bind_address=(OTHER, 0),
     )  # fmt: skip
     assert not assoc.is_established
     entry = next_dicom_entry(app, mark)
-    assert (entry["client"], entry["status"]) == ("127.0.0.2", 403)
+    assert (entry["client"], entry["status"]) == (OTHER, 403)
 
 
-def test_every_connection_orthanc_holds_is_on_loopback(app: AppHost, stored: Sample) -> None:
-    assert app.orthanc_proc is not None
-    out = subprocess.run(["ss", "-Htnp"], capture_output=True, text=True, check=True).stdout
-    mine = [line.split() for line in out.splitlines() if f"pid={app.orthanc_proc.pid}," in line]
+def test_every_connection_orthanc_holds_is_on_loopback_but_the_database(app: ContainerHost, stored: Sample) -> None:
+    """Orthanc's TCP sockets, read in its network namespace: each is on loopback (nginx, from
+    127.0.0.1 or its peers' 127.1.x.y), except its connections to the database (RDS on the host;
+    the harness's PostgreSQL here, over TLS)."""
+    orthanc = app.pid("orthanc")
+    out = run_in_namespace(app, ["ss", "-Htnp"]).stdout
+    mine = [line.split() for line in out.splitlines() if f"pid={orthanc}," in line]
     assert mine, "Orthanc holds no TCP connection"
+    database = f"{app.db_host}:{app.ports['postgres']}"
 
-    # Local and peer addresses: nginx (from 127.0.0.1, or its peers' 127.1.x.y) and PostgreSQL in
-    # the harness, all on the loopback interface.
     def loopback(address: str) -> bool:
         return ipaddress.ip_address(address.rsplit(":", 1)[0]) in ipaddress.ip_network("127.0.0.0/8")
 
-    assert all(loopback(cols[3]) and loopback(cols[4]) for cols in mine), mine
+    elsewhere = [cols for cols in mine if not (loopback(cols[3]) and loopback(cols[4]))]
+    assert elsewhere, "no connection to the database"
+    assert all(cols[4] == database for cols in elsewhere), elsewhere
+
+
+def run_in_namespace(app: ContainerHost, command: list[str]) -> subprocess.CompletedProcess[str]:
+    """``command`` (a program of this machine) in nginx's and Orthanc's network namespace."""
+    return subprocess.run(
+        ["nsenter", f"--net=/proc/{app.pid('nginx')}/ns/net", "--", *command],
+        capture_output=True, text=True, check=True, timeout=30,
+    )  # fmt: skip
 
 
 # --- web users and roles -------------------------------------------------------------------------
 
 
 @pytest.fixture(scope="module")
-def resources(app: AppHost, stored: Sample) -> dict[str, str]:
+def resources(app: ContainerHost, stored: Sample) -> dict[str, str]:
     """IDs the route table uses: the stored instance, its study, and a throwaway instance."""
     (found,) = json.loads(app.rest("POST", "/tools/lookup", stored.sop_instance.encode())[1])
     instance = found["ID"]
@@ -360,7 +389,7 @@ def resources(app: AppHost, stored: Sample) -> dict[str, str]:
     return {"instance": instance, "study": study}
 
 
-def throwaway(app: AppHost) -> str:
+def throwaway(app: ContainerHost) -> str:
     status, body = app.rest("POST", "/instances", make_instance("throwaway", rows=8, columns=8).data)
     assert status == 200
     return str(json.loads(body)["ID"])
@@ -403,7 +432,7 @@ ROUTES: list[tuple[str, str, bytes | str | None, set[str]]] = [
 @pytest.mark.parametrize("user", list(USERS))
 @pytest.mark.parametrize("route", ROUTES, ids=[f"{m} {p}" for m, p, _, _ in ROUTES])
 def test_each_role_gets_exactly_its_routes(
-    app: AppHost, resources: dict[str, str], user: str, route: tuple[str, str, bytes | str | None, set[str]]
+    app: ContainerHost, resources: dict[str, str], user: str, route: tuple[str, str, bytes | str | None, set[str]]
 ) -> None:
     method, path, body, allowed = route
     ids = {**resources, "throwaway": throwaway(app) if "{throwaway}" in path else ""}
@@ -417,12 +446,12 @@ def test_each_role_gets_exactly_its_routes(
         assert status == 403, (user, method, path, status, answer[:200])
 
 
-def test_a_wrong_password_never_reaches_the_role_filter(app: AppHost) -> None:
+def test_a_wrong_password_never_reaches_the_role_filter(app: ContainerHost) -> None:
     assert app.rest("GET", "/system", user="ann", password="wrong")[0] == 401
     assert app.rest("GET", "/system", auth=False)[0] == 401
 
 
-def test_nginx_logs_the_user_of_every_request(app: AppHost, resources: dict[str, str]) -> None:
+def test_nginx_logs_the_user_of_every_request(app: ContainerHost, resources: dict[str, str]) -> None:
     def entries() -> list[dict[str, Any]]:
         return complete_lines(app.nginx_access_log)
 
@@ -436,14 +465,26 @@ def test_nginx_logs_the_user_of_every_request(app: AppHost, resources: dict[str,
         (user, "GET", "/system", 200) for user in USERS
     ]
     assert all(e["login"] == "ok" for e in last)
-    assert all(e["client"] == "127.0.0.1" for e in last)
+    assert all(e["client"] == app.client_address() for e in last)
 
 
-def https_from(app: AppHost, source: str, user: str, password: str) -> int:
-    """GET /system through nginx from ``source`` (a loopback address) with that login; the status."""
-    conn = http.client.HTTPSConnection(
-        "localhost", app.ports["nginx_web"], context=app.tls_context(), source_address=(source, 0), timeout=30
-    )
+class HTTPSFrom(http.client.HTTPSConnection):
+    """HTTPS to nginx's address on the project network from ``source``, verifying its certificate
+    for the name ``localhost`` (a name it carries here)."""
+
+    def __init__(self, app: ContainerHost, source: str) -> None:
+        super().__init__("localhost", NGINX_HTTPS, context=app.tls_context(), timeout=30)
+        self.address, self.source = app.nginx_address(), source
+        self.tls = app.tls_context()
+
+    def connect(self) -> None:
+        raw = socket.create_connection((self.address, NGINX_HTTPS), timeout=30, source_address=(self.source, 0))
+        self.sock = self.tls.wrap_socket(raw, server_hostname="localhost")
+
+
+def https_from(app: ContainerHost, source: str, user: str, password: str) -> int:
+    """GET /system through nginx from ``source`` (one of CLIENT_ADDRESSES) with that login; the status."""
+    conn = HTTPSFrom(app, source)
     token = b64encode(f"{user}:{password}".encode()).decode()
     try:
         conn.request("GET", "/system", headers={"Authorization": f"Basic {token}"})
@@ -452,8 +493,8 @@ def https_from(app: AppHost, source: str, user: str, password: str) -> int:
         conn.close()
 
 
-def test_a_burst_of_wrong_passwords_is_throttled_while_the_right_user_gets_in(app: AppHost) -> None:
-    guesser = "127.0.0.3"
+def test_a_burst_of_wrong_passwords_is_throttled_while_the_right_user_gets_in(app: ContainerHost) -> None:
+    guesser = GUESSER
     statuses = []
     right_during_burst = []
     for i in range(60):
@@ -481,9 +522,8 @@ def test_a_burst_of_wrong_passwords_is_throttled_while_the_right_user_gets_in(ap
 # --- reloads and capabilities --------------------------------------------------------------------
 
 
-def test_a_renewed_certificate_reloads_nginx_without_a_restart(app: AppHost, pki: Pki) -> None:
-    assert app.nginx_proc is not None
-    pid = app.nginx_proc.pid
+def test_a_renewed_certificate_reloads_nginx_without_a_restart(app: ContainerHost, pki: Pki) -> None:
+    pid = app.pid("nginx")
     app.server_cert.unlink()  # orthweb-cert makes a new one, as when the old one expires
     calls_before = len(app.docker_calls())
     app.host_step("orthweb-refresh")
@@ -494,14 +534,12 @@ def test_a_renewed_certificate_reloads_nginx_without_a_restart(app: AppHost, pki
     new = ssl.PEM_cert_to_DER_cert(app.server_cert.read_text())
 
     def presented() -> bytes | None:
-        import socket
-
         any_cert = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)  # only looking: old or new certificate
         any_cert.check_hostname = False
         any_cert.verify_mode = ssl.CERT_NONE
         any_cert.load_cert_chain(pki.client.cert, pki.client.key)
         with (
-            socket.create_connection(("127.0.0.1", app.ports["nginx_dicom"]), timeout=10) as raw,
+            socket.create_connection((app.nginx_address(), NGINX_DICOM), timeout=10) as raw,
             any_cert.wrap_socket(raw, server_hostname="localhost") as conn,
         ):
             return conn.getpeercert(binary_form=True)
@@ -511,79 +549,68 @@ def test_a_renewed_certificate_reloads_nginx_without_a_restart(app: AppHost, pki
         assert time.monotonic() < deadline, "nginx still presents the old certificate"
         time.sleep(0.2)
     # Reloaded, not restarted.
-    assert app.nginx_proc.pid == pid
-    assert app.nginx_proc.poll() is None
+    state = app.inspect("nginx")["State"]
+    assert (state["Pid"], state["Running"]) == (pid, True)
 
 
-def _status(pid: int) -> dict[str, str]:
-    lines = Path(f"/proc/{pid}/status").read_text().splitlines()
-    return {k: v.strip() for k, _, v in (line.partition(":") for line in lines)}
-
-
-CAP_BITS = {"chown": 0, "dac_override": 1, "setgid": 6, "setuid": 7, "net_bind_service": 10}
-
-
-def test_nginx_runs_with_three_capabilities_and_unprivileged_workers(app: AppHost) -> None:
-    if os.geteuid() != 0:
-        not_run("dropping capabilities and switching users needs root")
-    assert app.nginx_proc is not None
-    master = _status(app.nginx_proc.pid)
-    expected = sum(1 << CAP_BITS[c] for c in NGINX_CAPABILITIES)
-    assert int(master["CapBnd"], 16) == expected
-    assert int(master["CapEff"], 16) & ~expected == 0
-    assert master["NoNewPrivs"] == "1"
-    nginx_uid = pwd.getpwnam(NGINX_USER).pw_uid
-    procs = [_status(int(p.name)) for p in Path("/proc").iterdir() if p.name.isdigit() and (p / "status").exists()]
-    workers = [s for s in procs if s.get("PPid") == str(app.nginx_proc.pid)]
-    assert workers
-    assert all(w["Uid"].split()[0] == str(nginx_uid) and int(w["CapEff"], 16) == 0 for w in workers)
-
-
-def test_orthanc_runs_with_no_capability(app: AppHost) -> None:
-    if os.geteuid() != 0:
-        not_run("dropping capabilities needs root")
-    assert app.orthanc_proc is not None
-    status = _status(app.orthanc_proc.pid)
-    assert int(status["CapBnd"], 16) == 0
-    assert int(status["CapEff"], 16) == 0
-    assert status["NoNewPrivs"] == "1"
+LOW_PORTS_CLOSED = "net.ipv4.ip_unprivileged_port_start=1024"  # the kernel's default outside Docker
 
 
 @pytest.mark.parametrize(
-    ("missing", "refusal"),
+    ("taken", "refusal"),
     [
-        ("net_bind_service", "bind() to 127.0.0.1:443 failed (13: Permission denied)"),
         ("setgid", "setgid("),
         ("setuid", "setuid("),
+        (LOW_PORTS_CLOSED, "bind() to 0.0.0.0:443 failed (13: Permission denied)"),
     ],
 )
-def test_nginx_needs_each_of_its_three_capabilities(app: AppHost, tmp_path: Path, missing: str, refusal: str) -> None:
-    """Each capability the compose file gives nginx is needed: without it, nginx cannot listen on
-    443, or its workers cannot drop to the nginx user (CHOWN is not needed: the harness runs
-    without it, its temporary directories owned by nginx as the tmpfs are)."""
-    if os.geteuid() != 0:
-        not_run("dropping capabilities and switching users needs root")
-    kept = [c for c in NGINX_CAPABILITIES if c != missing]
-    port = 443 if missing == "net_bind_service" else free_port()
-    temp = ""
-    for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"):  # owned by nginx, as the tmpfs
-        (tmp_path / kind).mkdir()
-        shutil.chown(tmp_path / kind, NGINX_USER, NGINX_USER)
-        temp += f"{kind}_temp_path {tmp_path / kind}; "
+def test_nginx_needs_each_of_its_two_capabilities_and_no_more(
+    app: ContainerHost, tmp_path: Path, taken: str, refusal: str
+) -> None:
+    """The compose file's nginx service as the file has it (image, capabilities, sysctls,
+    read-only root, tmpfs mounts, no-new-privileges), on a minimal configuration (the nginx user,
+    port 443, the rendered file's temporary paths) and no network: less SETUID or SETGID, its
+    workers cannot drop to the nginx user; with the low ports closed again, it cannot bind 443,
+    so the file's sysctl, not NET_BIND_SERVICE, is what lets it. (CHOWN and DAC_OVERRIDE are not
+    needed: its temporary directories are owned by nginx as the tmpfs mounts are.)"""
+    service = compose_service(app, "nginx")
+    assert sorted(c.lower() for c in service["cap_add"]) == sorted(NGINX_CAPABILITIES)
+    kept = [c for c in NGINX_CAPABILITIES if c != taken]
+    sysctls = {key: str(value) for key, value in service["sysctls"].items()}
+    if taken == LOW_PORTS_CLOSED:
+        key, value = LOW_PORTS_CLOSED.split("=")
+        sysctls[key] = value
+    temp_paths = " ".join(re.findall(r"\b\w+_temp_path [^;]+;", app.rendered["nginx.conf"]))
+    assert temp_paths.count("_temp_path") == len(service["tmpfs"]) - 2  # all but /run and /tmp
     (tmp_path / "nginx.conf").write_text(
-        f"user {NGINX_USER};\npid {tmp_path}/nginx.pid;\nevents {{}}\n"
-        f"http {{ access_log off; {temp}server {{ listen 127.0.0.1:{port}; return 204; }} }}\n"
+        "user nginx;\nerror_log stderr;\nevents {}\n"
+        f"http {{ access_log off; {temp_paths} server {{ listen 443; return 204; }} }}\n"
     )
-    error_log = tmp_path / "error.log"
-    caps = ",".join(["-all", *(f"+{c}" for c in kept)])
-    proc = subprocess.Popen(
-        ["setpriv", f"--bounding-set={caps}", "--inh-caps=-all", "--no-new-privs", "--",
-         "nginx", "-p", str(tmp_path), "-e", str(error_log), "-c", str(tmp_path / "nginx.conf"), "-g", "daemon off;"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    name = "orthweb-capability-check"
+    subprocess.run(["docker", "rm", "--force", name], capture_output=True, check=False)
+    run = subprocess.run(
+        ["docker", "run", "--detach", "--name", name, "--network", "none", "--cap-drop", "ALL",
+         *(arg for c in kept for arg in ("--cap-add", c.upper())),
+         *(arg for k, v in sysctls.items() for arg in ("--sysctl", f"{k}={v}")),
+         "--read-only", *(arg for mount in service["tmpfs"] for arg in ("--tmpfs", mount)),
+         *(arg for opt in service["security_opt"] for arg in ("--security-opt", opt)),
+         "--volume", f"{tmp_path / 'nginx.conf'}:/etc/nginx/nginx.conf:ro", app.images["nginx"]],
+        capture_output=True, text=True, check=False,
     )  # fmt: skip
+    assert run.returncode == 0, run.stderr
+
+    def logs() -> str:
+        done = subprocess.run(["docker", "logs", name], capture_output=True, text=True, check=False)
+        return done.stdout + done.stderr
+
     try:
-        wait_until(f"nginx refusing without {missing}", lambda: error_log.exists() and refusal in error_log.read_text())
+        wait_until(f"nginx refusing without {taken}", lambda: refusal in logs(), timeout=30)
+        said = logs()
     finally:
-        proc.terminate()
-        proc.wait(timeout=20)
-    assert "Operation not permitted" in error_log.read_text() or missing == "net_bind_service"
+        subprocess.run(["docker", "rm", "--force", name], capture_output=True, check=False)
+    assert "Operation not permitted" in said or taken == LOW_PORTS_CLOSED, said
+
+
+def compose_service(app: ContainerHost, service: str) -> dict[str, Any]:
+    parsed: dict[str, dict[str, dict[str, Any]]] = yaml.safe_load(app.rendered["docker-compose.yml"])
+    return parsed["services"][service]

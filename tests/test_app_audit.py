@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import io
 import json
-import os
 from collections.abc import Iterator
 from typing import Any
 
@@ -16,11 +15,10 @@ from pydicom import dcmread
 
 from orthweb.settings import Settings
 from orthweb_dev import audit
-from orthweb_dev.containers import ENGINE_CLIENTS, ContainerHost, container_host, missing_prerequisites
+from orthweb_dev.containers import ENGINE_CLIENTS, ContainerHost, containers_for_test
 from orthweb_dev.dicom import TEST_AET, Sample, dicom_ae, make_instance, store
 from orthweb_dev.harness import dicom_tls
 from orthweb_dev.proc import wait_until
-from orthweb_dev.testing import INSTALL_HINT, not_run
 
 pytestmark = pytest.mark.app
 
@@ -29,13 +27,8 @@ USERS = {"admin": "admin", "ann": "viewer"}
 
 @pytest.fixture(scope="module")
 def app() -> Iterator[ContainerHost]:
-    if os.geteuid() != 0:
-        not_run("the container harness starts dockerd: it needs root")
-    missing = missing_prerequisites()
-    if missing:
-        not_run(f"the container harness needs {', '.join(missing)} ({INSTALL_HINT})")
     peer = {"aet": TEST_AET, "cidr": ENGINE_CLIENTS, "permissions": ["store", "find"]}
-    with container_host(Settings(web_users=USERS, dicom_peers=[peer])) as host:
+    with containers_for_test(Settings(web_users=USERS, dicom_peers=[peer])) as host:
         yield host
 
 

@@ -7,7 +7,6 @@ are not packaged for Debian (docs/app-harness.md)."""
 
 from __future__ import annotations
 
-import os
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,7 +15,7 @@ import pytest
 
 from orthweb.settings import Settings
 from orthweb_dev import browser
-from orthweb_dev.containers import container_host, missing_prerequisites
+from orthweb_dev.containers import containers_for_test
 from orthweb_dev.dicom import viewable_instance
 from orthweb_dev.harness import AppHost
 from orthweb_dev.testing import INSTALL_HINT, not_run
@@ -27,12 +26,10 @@ pytestmark = pytest.mark.app
 @pytest.fixture(scope="module")
 def app() -> Iterator[AppHost]:
     """The application with a clinician's login: a user with the viewer role."""
-    if os.geteuid() != 0:
-        not_run("the container harness starts dockerd: it needs root")
-    missing = missing_prerequisites() + browser.missing()
+    missing = browser.missing()
     if missing:
         not_run(f"the browser test needs {', '.join(missing)} ({INSTALL_HINT})")
-    with container_host(Settings(web_users={"admin": "admin", "vera": "viewer"})) as host:
+    with containers_for_test(Settings(web_users={"admin": "admin", "vera": "viewer"})) as host:
         yield host
 
 

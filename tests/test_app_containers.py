@@ -16,27 +16,21 @@ import pytest
 import yaml
 
 from orthweb.settings import Settings
-from orthweb_dev.containers import PROJECT, ContainerHost, container_host, container_name, missing_prerequisites
+from orthweb_dev.containers import PROJECT, ContainerHost, container_name, containers_for_test
 from orthweb_dev.dicom import make_instance
 from orthweb_dev.images import REPOSITORY
 from orthweb_dev.proc import wait_until
-from orthweb_dev.testing import INSTALL_HINT, not_run
 
 pytestmark = pytest.mark.app
 
-# Linux capability bits (capability.h) of the three nginx keeps.
-NGINX_CAPS = {"CAP_SETGID": 6, "CAP_SETUID": 7, "CAP_NET_BIND_SERVICE": 10}
+# Linux capability bits (capability.h) of the two nginx keeps.
+NGINX_CAPS = {"CAP_SETGID": 6, "CAP_SETUID": 7}
 SECRETS = ("ORTHANC__POSTGRESQL__CONNECTION_URI", "ORTHANC__REGISTERED_USERS")
 
 
 @pytest.fixture(scope="module")
 def host() -> Iterator[ContainerHost]:
-    if os.geteuid() != 0:
-        not_run("the container harness starts dockerd and reads other processes' /proc: it needs root")
-    missing = missing_prerequisites()
-    if missing:
-        not_run(f"the container harness needs {', '.join(missing)} ({INSTALL_HINT})")
-    with container_host(Settings(web_users={"admin": "admin", "vera": "viewer"})) as running:
+    with containers_for_test(Settings(web_users={"admin": "admin", "vera": "viewer"})) as running:
         yield running
 
 

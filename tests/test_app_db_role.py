@@ -18,10 +18,10 @@ import pytest
 
 from orthweb.bootstrap import DB_APP_ROLE, USERDATA_DIR
 from orthweb.settings import Settings
-from orthweb_dev.containers import container_host, missing_prerequisites
+from orthweb_dev.containers import containers_for_test
 from orthweb_dev.dicom import make_instance
 from orthweb_dev.harness import DB_NAME, DB_URI_FILE, AppHost
-from orthweb_dev.testing import INSTALL_HINT, command_lines, db_app_password, not_run, record_command_lines
+from orthweb_dev.testing import command_lines, db_app_password, record_command_lines
 
 pytestmark = pytest.mark.app
 
@@ -30,12 +30,7 @@ pytestmark = pytest.mark.app
 def app() -> Iterator[AppHost]:
     """The application in its containers (the rendered compose file on Docker), Orthanc logging in
     to the harness's PostgreSQL from inside them."""
-    if os.geteuid() != 0:
-        not_run("the container harness starts dockerd: it needs root")
-    missing = missing_prerequisites()
-    if missing:
-        not_run(f"the container harness needs {', '.join(missing)} ({INSTALL_HINT})")
-    with container_host(Settings()) as host:
+    with containers_for_test(Settings()) as host:
         yield host
 
 

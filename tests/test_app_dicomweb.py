@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import io
 import itertools
-import os
 from collections.abc import Iterator
 from typing import Any
 
@@ -19,10 +18,9 @@ from PIL import Image
 from pydicom import dcmread
 
 from orthweb.settings import Settings
-from orthweb_dev.containers import container_host, missing_prerequisites
+from orthweb_dev.containers import containers_for_test
 from orthweb_dev.dicom import Sample, band_means, make_instance, viewable_instance
 from orthweb_dev.harness import AppHost
-from orthweb_dev.testing import INSTALL_HINT, not_run
 
 pytestmark = pytest.mark.app
 
@@ -35,12 +33,7 @@ CORS_HEADERS = ("access-control-allow-origin", "access-control-allow-credentials
 @pytest.fixture(scope="module")
 def app() -> Iterator[AppHost]:
     """The application with a user of each role and one origin allowed to call DICOMweb from a browser."""
-    missing = missing_prerequisites()
-    if missing:
-        not_run(f"the application harness needs {', '.join(missing)} ({INSTALL_HINT})")
-    if os.geteuid() != 0:
-        not_run("the container harness starts dockerd: it needs root")
-    with container_host(Settings(web_users=USERS, web_cors_origins=[ALLOWED])) as host:
+    with containers_for_test(Settings(web_users=USERS, web_cors_origins=[ALLOWED])) as host:
         yield host
 
 

@@ -16,7 +16,7 @@ import pytest
 
 from orthweb.settings import Settings
 from orthweb_dev import PROJECT_DIR, browser
-from orthweb_dev.containers import ContainerHost, container_host, missing_prerequisites
+from orthweb_dev.containers import ContainerHost, containers_for_test
 from orthweb_dev.dicom import viewable_instance
 from orthweb_dev.testing import INSTALL_HINT, not_run
 
@@ -26,12 +26,10 @@ pytestmark = pytest.mark.app
 @pytest.fixture(scope="module")
 def ohif() -> Iterator[ContainerHost]:
     """The application with OHIF as its viewer, and a clinician's login (the viewer role)."""
-    if os.geteuid() != 0:
-        not_run("the container harness starts dockerd: it needs root")
-    missing = missing_prerequisites() + browser.missing()
+    missing = browser.missing()
     if missing:
         not_run(f"the OHIF test needs {', '.join(missing)} ({INSTALL_HINT})")
-    with container_host(Settings(web_users={"admin": "admin", "vera": "viewer"}, viewers=["ohif"])) as host:
+    with containers_for_test(Settings(web_users={"admin": "admin", "vera": "viewer"}, viewers=["ohif"])) as host:
         yield host
 
 

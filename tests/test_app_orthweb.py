@@ -8,7 +8,6 @@ from __future__ import annotations
 import io
 import ipaddress
 import json
-import os
 import socket
 import ssl
 from collections.abc import Iterator
@@ -24,10 +23,9 @@ from pydicom.uid import (
 
 from orthweb.bootstrap import DB_APP_ROLE
 from orthweb.settings import Settings
-from orthweb_dev.containers import ENGINE_CLIENTS, ContainerHost, container_host, missing_prerequisites
+from orthweb_dev.containers import ENGINE_CLIENTS, ContainerHost, containers_for_test
 from orthweb_dev.dicom import STUDY_ROOT_FIND, TEST_AET, Sample, dicom_ae, make_instance, store
 from orthweb_dev.harness import AppHost, dicom_tls
-from orthweb_dev.testing import INSTALL_HINT, not_run
 
 pytestmark = pytest.mark.app
 
@@ -36,13 +34,8 @@ pytestmark = pytest.mark.app
 def app() -> Iterator[ContainerHost]:
     """The application in its containers, with the one DICOM peer the tests call as, listed where
     this machine's connections reach nginx from (ENGINE_CLIENTS)."""
-    if os.geteuid() != 0:
-        not_run("the container harness starts dockerd: it needs root")
-    missing = missing_prerequisites()
-    if missing:
-        not_run(f"the container harness needs {', '.join(missing)} ({INSTALL_HINT})")
     peer = {"aet": TEST_AET, "cidr": ENGINE_CLIENTS, "permissions": ["store", "find"]}
-    with container_host(Settings(dicom_peers=[peer])) as host:
+    with containers_for_test(Settings(dicom_peers=[peer])) as host:
         assert ipaddress.ip_address(host.client_address()) in ipaddress.ip_network(ENGINE_CLIENTS)
         yield host
 

@@ -22,14 +22,17 @@ default bridge gateway, which the containers reach. Every other difference is in
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import json
+import os
 import shutil
 import subprocess
 import tempfile
-from collections.abc import Callable, Iterator
+import threading
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import yaml
 
@@ -46,6 +49,9 @@ from orthweb_dev.harness import (
 )
 from orthweb_dev.images import build_all
 from orthweb_dev.proc import run, wait_until
+from orthweb_dev.testing import INSTALL_HINT, not_run
+
+T = TypeVar("T")
 
 # Every way the container harness differs from the EC2 host: (what, on the host, in the harness).
 # The table in docs/app-harness.md, "The application in containers"; the images' own differences are
@@ -69,7 +75,14 @@ CONTAINER_DIFFERENCES: dict[str, tuple[str, str, str]] = {
     "clients": (
         "the client address nginx and its peer rules see",
         "the client's own (published ports are DNAT'ed)",
-        "the project network's gateway: the tests' loopback connections pass Docker's userland proxy",
+        "the project network's gateway: the tests' loopback connections pass Docker's userland proxy "
+        "(the first of CLIENT_ADDRESSES when a test takes them)",
+    ),
+    "client_addresses": (
+        "clients that need their own address (per-peer DICOM rules, throttling by address)",
+        "connect from their own addresses to the host's published ports",
+        "connect from CLIENT_ADDRESSES, added to the project network's bridge for the run, to nginx's "
+        "address on that network (its container ports, 443 and 11112)",
     ),
     "db_endpoint": (
         "DB URI host:port (orthweb.env)",
@@ -93,7 +106,13 @@ NETWORK = f"{PROJECT}_orthweb"  # the project's network (compose names it after 
 # tests' loopback connections from the project network's gateway, which Docker takes from its
 # default address pools (172.17-31.x.x first). A DICOM peer the tests call as must be listed there.
 ENGINE_CLIENTS = "172.16.0.0/12"
+# Addresses this machine takes on the project network's bridge when a test needs clients of its own
+# addresses (container_host's client_addresses): a connection to nginx's address on that network,
+# bound to one of them, reaches nginx from it, as a client's own address reaches the host's nginx.
+# From RFC 2544's benchmarking range, outside Docker's pools; gone with the network.
+CLIENT_ADDRESSES = ("198.18.0.1", "198.18.0.2", "198.18.0.3", "198.18.0.4")
 SERVICES = ("nginx", "orthanc")
+CLONE_NEWNET = 0x40000000  # sched.h
 READY_TIMEOUT_S = 180
 
 # The real docker, with compose at the host's version (DOCKER_CONFIG's cli-plugins) and the
@@ -129,6 +148,9 @@ class ContainerHost(AppHost):
     """The application in containers (see the module docstring)."""
 
     images: dict[str, str] = field(default_factory=dict)
+    # Taken on the project network's bridge once it is up; the first is the source of this machine's
+    # connections to nginx's address there (see CLIENT_ADDRESSES).
+    client_addresses: Sequence[str] = ()
 
     # --- files ---------------------------------------------------------------------------------
     @property
@@ -196,6 +218,49 @@ class ContainerHost(AppHost):
         self.host_step("orthweb-refresh", "--up")
         self.passwords = json.loads((self.secrets / USERS_FILE).read_text())
         self.wait_ready()
+        if self.client_addresses:
+            self._take_client_addresses()
+
+    def _take_client_addresses(self) -> None:
+        """``client_addresses`` on the project network's bridge, and the first of them the source
+        address of this machine's connections to nginx's address there."""
+        network = json.loads(run(["docker", "network", "inspect", NETWORK]).stdout)[0]
+        bridge = network["Options"].get("com.docker.network.bridge.name") or f"br-{network['Id'][:12]}"
+        for address in self.client_addresses:
+            run(["ip", "address", "add", f"{address}/32", "dev", bridge])
+        nginx = self.nginx_address()
+        run(["ip", "route", "replace", f"{nginx}/32", "dev", bridge, "src", self.client_addresses[0]])
+
+    def nginx_address(self) -> str:
+        """nginx's address on the project network: its container ports (443 or 80, 11112) are there."""
+        return str(self.inspect("nginx")["NetworkSettings"]["Networks"][NETWORK]["IPAddress"])
+
+    def in_network_namespace(self, action: Callable[[], T]) -> T:
+        """``action()`` run in nginx's network namespace (Orthanc's too: it joins nginx's), in a
+        thread of its own; threads it starts stay there. Its loopback is the one nginx reaches
+        Orthanc on."""
+        results: list[T] = []
+        errors: list[BaseException] = []
+        path = f"/proc/{self.pid('nginx')}/ns/net"
+
+        def enter_and_run() -> None:
+            try:
+                fd = os.open(path, os.O_RDONLY)
+                try:
+                    if ctypes.CDLL(None, use_errno=True).setns(fd, CLONE_NEWNET) != 0:
+                        raise OSError(ctypes.get_errno(), f"setns {path}")
+                finally:
+                    os.close(fd)
+                results.append(action())
+            except BaseException as err:  # handed to the caller
+                errors.append(err)
+
+        thread = threading.Thread(target=enter_and_run, name="in-nginx-netns")
+        thread.start()
+        thread.join()
+        if errors:
+            raise errors[0]
+        return results[0]
 
     def log_group(self, service: str) -> str:
         """The CloudWatch Logs group the rendered compose file sends the service's lines to."""
@@ -203,7 +268,10 @@ class ContainerHost(AppHost):
         return str(compose["services"][service]["logging"]["options"]["awslogs-group"])
 
     def client_address(self) -> str:
-        """The address nginx sees this machine's connections come from: the project network's gateway."""
+        """The address nginx sees this machine's connections come from, Docker's userland proxy's
+        included: the project network's gateway, or the first of ``client_addresses`` if taken."""
+        if self.client_addresses:
+            return self.client_addresses[0]
         networks = self.inspect("nginx")["NetworkSettings"]["Networks"]
         return str(networks[NETWORK]["Gateway"])
 
@@ -359,6 +427,7 @@ def container_host(
     base_dir: str | None = None,
     keep: bool = False,
     deployment: Deployment | None = None,
+    client_addresses: Sequence[str] = (),
 ) -> Iterator[ContainerHost]:
     """The application in containers for ``settings`` (default: :func:`deployment_settings`), on an
     engine started if none runs; everything stopped and removed after (the directory unless ``keep``)."""
@@ -387,6 +456,7 @@ def container_host(
                 deployment=deployment,
                 images=images,
                 db_host=bridge_gateway(),
+                client_addresses=client_addresses,
             )
             try:
                 host.start()
@@ -396,3 +466,16 @@ def container_host(
     finally:
         if not keep:
             shutil.rmtree(root, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def containers_for_test(settings: Settings, client_addresses: Sequence[str] = ()) -> Iterator[ContainerHost]:
+    """:func:`container_host` for a test module: not run (a skip; a failure in CI) where this machine
+    cannot run it: not root, or a Debian package missing."""
+    if os.geteuid() != 0:
+        not_run("the container harness starts dockerd and reads other processes' /proc: it needs root")
+    missing = missing_prerequisites()
+    if missing:
+        not_run(f"the container harness needs {', '.join(missing)} ({INSTALL_HINT})")
+    with container_host(settings, client_addresses=client_addresses) as host:
+        yield host

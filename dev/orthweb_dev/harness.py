@@ -79,7 +79,7 @@ DB_URI_FILE = "ORTHANC__POSTGRESQL__CONNECTION_URI"
 USERS_FILE = "ORTHANC__REGISTERED_USERS"
 # The capabilities compose gives the nginx container (the rest are dropped), and the user its
 # workers run as; the harness runs nginx the same way when it runs as root.
-NGINX_CAPABILITIES = ("net_bind_service", "setuid", "setgid")
+NGINX_CAPABILITIES = ("setuid", "setgid")
 NGINX_USER = "nginx"
 # The RDS CA path inside the Orthanc container, as written into the URI by orthweb-secrets.
 HOST_RDS_CA = "/etc/orthweb/rds-ca.pem"
@@ -152,7 +152,7 @@ HOST_DIFFERENCES: dict[str, tuple[str, str, str]] = {
     ),
     "nginx_user": (
         "nginx.conf user nginx",
-        "the image's nginx user (101), capabilities NET_BIND_SERVICE, SETUID, SETGID",
+        "the image's nginx user (101), capabilities SETUID, SETGID",
         "a system user nginx, same capabilities (setpriv) when run as root; as another user, that user",
     ),
     "web_port": ("orthweb.env ORTHWEB_WEB_PORT (the health probe's port)", "443 (or 80)", "<nginx's free port>"),

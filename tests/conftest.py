@@ -16,12 +16,11 @@ from typing import Any
 import pytest
 
 from orthweb.settings import Settings
+from orthweb_dev.containers import ENGINE_CLIENTS, ContainerHost, containers_for_test
 from orthweb_dev.dicom import TEST_AET
 from orthweb_dev.emulator_server import REGION, MotoServer, moto_server
-from orthweb_dev.harness import AppHost, app_host, missing_prerequisites
 from orthweb_dev.synth import SCALED_SETTINGS, VARIANT_SETTINGS, synthesize
 from orthweb_dev.terraform import MirrorMissing, provider_mirror, write_cli_config
-from orthweb_dev.testing import INSTALL_HINT, not_run
 
 # jsii's banner about Node 20 would clutter every test's output.
 os.environ.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "20")
@@ -151,17 +150,15 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 
 # The application the `app` fixture runs: default settings, plus the one DICOM peer the tests
-# call from (orthweb_dev.dicom's AE title), allowed to store and find from loopback.
-APP_SETTINGS = Settings(dicom_peers=[{"aet": TEST_AET, "cidr": "127.0.0.0/8", "permissions": ["store", "find"]}])
+# call from (orthweb_dev.dicom's AE title), allowed to store and find from where this machine's
+# connections reach nginx in its container.
+APP_SETTINGS = Settings(dicom_peers=[{"aet": TEST_AET, "cidr": ENGINE_CLIENTS, "permissions": ["store", "find"]}])
 
 
 @pytest.fixture(scope="module")
-def app() -> Iterator[AppHost]:
-    """One running application (APP_SETTINGS) for a test module."""
-    missing = missing_prerequisites()
-    if missing:
-        not_run(f"the application harness needs {', '.join(missing)} ({INSTALL_HINT})")
-    with app_host(APP_SETTINGS) as host:
+def app() -> Iterator[ContainerHost]:
+    """One running application (APP_SETTINGS) in its containers, for a test module."""
+    with containers_for_test(APP_SETTINGS) as host:
         yield host
 
 

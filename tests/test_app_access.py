@@ -1,7 +1,8 @@
 """Who may reach the images, and as whom, proven through the real nginx and Orthanc in their
 containers (the rendered compose file on Docker): DICOM peers by AET, network and permission;
-client certificates; web users by role; password guessing throttled; the hop to Orthanc on
-loopback only; each of nginx's two capabilities needed, and no more.
+client certificates; web users by role; password guessing throttled (wrong logins only, by user
+and by address); the hop to Orthanc on loopback only; each of nginx's two capabilities needed, and
+no more.
 
 One application runs for the module with web users of each role, DICOM peers of different
 permissions (three on HERE/32, one on PEER_4/32) and ``dicom_client_ca`` set to a test CA. Tests
@@ -43,6 +44,8 @@ pytestmark = pytest.mark.app
 STUDY_ROOT_MOVE = "1.2.840.10008.5.1.4.1.2.2.2"
 USERS = {"admin": "admin", "ann": "viewer", "upton": "uploader"}
 HERE, OTHER, GUESSER, PEER_4 = CLIENT_ADDRESSES
+# Addresses one user's password is guessed from, a few tries each (a botnet, as the throttle sees it).
+SPRAY = [f"198.18.1.{i}" for i in range(1, 31)]
 NGINX_DICOM = 11112  # nginx's container ports, on its address in the project network
 NGINX_HTTPS = 443
 
@@ -82,7 +85,7 @@ def app(pki: Pki, move_port: int) -> Iterator[ContainerHost]:
             {"aet": "MR01", "cidr": f"{PEER_4}/32", "permissions": ["store", "find"]},
         ],
     )  # fmt: skip
-    with containers_for_test(settings, client_addresses=CLIENT_ADDRESSES) as host:
+    with containers_for_test(settings, client_addresses=[*CLIENT_ADDRESSES, *SPRAY]) as host:
         yield host
 
 
@@ -414,7 +417,8 @@ ROUTES: list[tuple[str, str, bytes | str | None, set[str]]] = [
     ("POST", "/studies/{study}/anonymize", b"{}", {A}),
     ("PUT", "/instances/{instance}/metadata/1024", b"x", {A}),
     ("DELETE", "/instances/{throwaway}", None, {A}),
-    ("GET", "/patients/{study}?_method=DELETE", None, {A}),  # a DELETE in disguise
+    # A DELETE in disguise: nginx refuses method overrides to everyone (403), before Orthanc.
+    ("GET", "/patients/{study}?_method=DELETE", None, set()),
     ("GET", "/modalities", None, {A}),
     ("PUT", "/modalities/TEMP", json.dumps({"AET": "TEMP", "Host": "127.0.0.1", "Port": 9}).encode(), {A}),
     ("DELETE", "/modalities/TEMP", None, {A}),
@@ -482,41 +486,65 @@ class HTTPSFrom(http.client.HTTPSConnection):
         self.sock = self.tls.wrap_socket(raw, server_hostname="localhost")
 
 
-def https_from(app: ContainerHost, source: str, user: str, password: str) -> int:
-    """GET /system through nginx from ``source`` (one of CLIENT_ADDRESSES) with that login; the status."""
+def https_from(app: ContainerHost, source: str, user: str | None, password: str = "") -> tuple[int, str | None]:
+    """GET /system through nginx from ``source`` (one of the module's client addresses) with that
+    login, or none if ``user`` is None; the status and the WWW-Authenticate challenge, if any."""
     conn = HTTPSFrom(app, source)
-    token = b64encode(f"{user}:{password}".encode()).decode()
+    headers = {} if user is None else {"Authorization": "Basic " + b64encode(f"{user}:{password}".encode()).decode()}
     try:
-        conn.request("GET", "/system", headers={"Authorization": f"Basic {token}"})
-        return conn.getresponse().status
+        conn.request("GET", "/system", headers=headers)
+        answer = conn.getresponse()
+        return answer.status, answer.getheader("WWW-Authenticate")
     finally:
         conn.close()
 
 
-def test_a_burst_of_wrong_passwords_is_throttled_while_the_right_user_gets_in(app: ContainerHost) -> None:
-    guesser = GUESSER
+def entries_from(app: ContainerHost, sources: set[str]) -> list[dict[str, Any]]:
+    """nginx's access log lines of requests from ``sources``."""
+    return [e for e in complete_lines(app.nginx_access_log) if e["client"] in sources]
+
+
+def test_a_burst_of_wrong_passwords_is_throttled_while_right_logins_and_no_login_are_not(app: ContainerHost) -> None:
     statuses = []
     right_during_burst = []
     for i in range(60):
-        statuses.append(https_from(app, guesser, "ann", f"guess-{i}"))
+        statuses.append(https_from(app, GUESSER, "ann", f"guess-{i}")[0])
         if i % 10 == 9:  # the real user, from the same address, in the middle of the burst
-            right_during_burst.append(https_from(app, guesser, "ann", app.passwords["ann"]))
+            right_during_burst.append(https_from(app, GUESSER, "ann", app.passwords["ann"])[0])
     assert set(statuses) == {401, 429}
     assert statuses.index(429) <= 25  # the burst allowance, then refused
     assert statuses[-10:] == [429] * 10  # and it stays refused while the guessing goes on
     assert right_during_burst == [200] * 6
+    # From the same address, right after: another user's right login gets in, and a request
+    # without credentials gets Orthanc's challenge (so a browser asks for the login), not 429.
+    assert https_from(app, GUESSER, "admin", app.passwords["admin"])[0] == 200
+    status, challenge = https_from(app, GUESSER, None)
+    assert status == 401
+    assert challenge is not None
+    assert challenge.startswith("Basic")
 
     # Refused guesses never reached Orthanc: nginx answered them (429 is not Orthanc's).
-    def from_guesser() -> list[dict[str, Any]]:
-        log = [json.loads(line) for line in app.nginx_access_log.read_text().splitlines()]
-        return [e for e in log if e["client"] == guesser]
-
-    wait_until("the access log lines", lambda: len(from_guesser()) == len(statuses) + len(right_during_burst))
-    throttled = [e for e in from_guesser() if e["status"] == 429]
+    sent = len(statuses) + len(right_during_burst) + 2
+    wait_until("the access log lines", lambda: len(entries_from(app, {GUESSER})) >= sent, timeout=10)
+    logged = entries_from(app, {GUESSER})
+    throttled = [e for e in logged if e["status"] == 429]
     assert len(throttled) == statuses.count(429)
-    assert all(e["user"] == "ann" and e["login"] == "none-or-wrong" for e in throttled)
-    # Per address: the harness's own address is not throttled by someone else's guessing.
-    assert app.rest("GET", "/system", auth=False)[0] == 401
+    assert all(e["user"] == "ann" and e["login"] == "wrong" for e in throttled)
+    assert [e["login"] for e in logged if e["status"] == 200] == ["ok"] * 7
+    assert [(e["login"], e["status"]) for e in logged if e["user"] == ""] == [("none", 401)]
+
+
+def test_one_users_password_guessed_from_many_addresses_is_throttled(app: ContainerHost) -> None:
+    """Three wrong passwords for upton from each of 30 addresses (none near its own limit): the
+    user's own count stops them, while upton's right login still gets in from any of them."""
+    statuses = [https_from(app, source, "upton", f"guess-{i}")[0] for source in SPRAY for i in range(3)]
+    assert set(statuses) == {401, 429}
+    assert statuses.index(429) <= 25  # the user's burst allowance, across addresses
+    assert statuses[-10:] == [429] * 10
+    assert [https_from(app, source, "upton", app.passwords["upton"])[0] for source in SPRAY[-3:]] == [200] * 3
+    wait_until("the access log lines", lambda: len(entries_from(app, set(SPRAY))) >= len(statuses) + 3, timeout=10)
+    throttled = [e for e in entries_from(app, set(SPRAY)) if e["status"] == 429]
+    assert len({e["client"] for e in throttled}) > 20  # refused from addresses that guessed only 3 times
 
 
 # --- reloads and capabilities --------------------------------------------------------------------

@@ -7,7 +7,9 @@ are not packaged for Debian (docs/app-harness.md)."""
 
 from __future__ import annotations
 
+import json
 import subprocess
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -41,7 +43,8 @@ def test_the_browser_logs_in_opens_the_study_and_the_viewer_draws_it(app: AppHos
         # The certificate is trusted (pinned), but without a login there is no UI.
         driver.get(app.web_url + browser.LEGACY_UI)
         assert "Orthanc" not in driver.title
-        browser.log_in(driver, app.web_url, "vera", app.passwords["vera"])  # the viewer role suffices
+        # As a person logs in: at the explorer's page. The viewer role suffices.
+        browser.log_in(driver, app.web_url, "vera", app.passwords["vera"], at=browser.LEGACY_UI)
         driver.get(app.web_url + browser.LEGACY_UI)
         assert driver.title == "Orthanc Explorer"
         canvas = browser.open_viewer(driver, app.web_url, "Orthweb harness browser")
@@ -51,6 +54,26 @@ def test_the_browser_logs_in_opens_the_study_and_the_viewer_draws_it(app: AppHos
     # Black on the left, white on the right, rising in between (wait_for_ramp checked each band).
     assert bands[0] < 64
     assert bands[-1] > 192
+
+
+def test_clinicians_behind_one_address_in_fresh_browsers_are_never_throttled(app: AppHost) -> None:
+    """Four clinicians behind one address (a hospital's NAT; here all come from the same one), each
+    in a fresh browser profile, log in at the explorer and open the viewer, one after the other.
+    Chromium sends the login unasked only under /app/, so many of their requests go first without
+    it and meet the challenge (401) before being sent again with it: more than a burst of the old
+    throttle, which counted every request without a valid login. None is throttled now."""
+    sample = viewable_instance("behind-nat", patient="NAT^TEST")
+    assert app.rest("POST", "/instances", sample.data)[0] == 200
+    mark = len(app.nginx_access_log.read_text().splitlines())
+    for _ in range(4):
+        with browser.chromium(app.server_cert) as driver:
+            browser.log_in(driver, app.web_url, "vera", app.passwords["vera"], at=browser.LEGACY_UI)
+            browser.wait_for_ramp(driver, browser.open_viewer(driver, app.web_url, "Orthweb harness behind-nat"))
+    session = [json.loads(line) for line in app.nginx_access_log.read_text().splitlines()[mark:]]
+    statuses = Counter(e["status"] for e in session)
+    assert statuses[429] == 0, statuses
+    assert {e["login"] for e in session if e["status"] == 401} == {"none"}, statuses
+    assert statuses[401] > 20, statuses  # more than the old throttle's burst, within a minute
 
 
 def test_the_browser_trusts_only_the_pinned_key(app: AppHost, tmp_path: Path) -> None:

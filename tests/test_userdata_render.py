@@ -781,17 +781,41 @@ def test_nginx_dicom_listener_admits_only_the_peers_networks(name: str) -> None:
     assert rules == [*(("allow", c) for c in settings.dicom_ingress_cidrs), ("deny", "all")]
 
 
-def test_nginx_throttles_every_request_without_a_valid_login() -> None:
+def test_nginx_throttles_only_wrong_logins_by_user_and_by_address() -> None:
     conf = render_app(Settings())["nginx.conf"]
     location = _block(conf, "location / {")
     assert "secure_link $orthweb_login_md5;" in location
     assert 'secure_link_md5 "$http_authorization";' in location
-    assert re.search(r"limit_req zone=orthweb_logins burst=\d+ nodelay;", location)
-    # A valid login maps to the empty key, which limit_req does not count; anything else to the address.
-    assert re.search(r'map \$secure_link \$orthweb_throttle_key \{\s*"1" "";\s*default \$binary_remote_addr;', conf)
-    assert re.search(r"limit_req_zone \$orthweb_throttle_key zone=orthweb_logins:\S+ rate=\d+r/m;", conf)
+    # Two zones, both in the proxied location: by the user name a wrong login claims, and by address.
+    zones = dict(re.findall(r"limit_req_zone \$(\w+) zone=(\w+):\S+ rate=\d+r/m;", conf))
+    assert zones == {
+        "orthweb_guess_address": "orthweb_guesses_by_address",
+        "orthweb_guess_user": "orthweb_guesses_by_user",
+    }
+    assert sorted(re.findall(r"limit_req zone=(\w+) burst=\d+ nodelay;", location)) == sorted(zones.values())
+    # Only a wrong login has a key (an empty key is not counted): a right one and none have none.
+    login = _block(conf, 'map "$secure_link:$http_authorization" $orthweb_login {')
+    assert re.findall(r'"([^"]+)" "(\w+)";', login) == [("~^1:", "ok"), ("~^:$", "none")]
+    assert 'default "wrong";' in login
+    for key, value in (("orthweb_guess_address", "$binary_remote_addr"), ("orthweb_guess_user", '"user:$remote_user"')):
+        keyed = _block(conf, f"map $orthweb_login ${key} {{")
+        assert re.findall(r"^\s*(\S+) (\S+);", keyed, flags=re.M) == [('"wrong"', value), ("default", '""')]
     assert "limit_req_status 429;" in conf
     assert "include /etc/nginx/auth/logins.map;" in conf
+
+
+def test_nginx_refuses_cross_site_requests_and_method_overrides_before_anything_else() -> None:
+    conf = render_app(Settings())["nginx.conf"]
+    server = _block(conf, "  server {\n    listen 443 ssl;")
+    refusals = re.findall(r"if \(\$(\w+)\) \{\s*return (\d+);", server)
+    assert refusals == [
+        ("orthweb_cors_preflight", "204"),
+        ("orthweb_method_override", "403"),
+        ("orthweb_cross_site", "403"),
+    ]
+    override = _block(conf, 'map "$orthweb_method_in_args|')
+    for header in ("$http_x_http_method_override", "$http_x_http_method", "$http_x_method_override"):
+        assert header in override
 
 
 def test_nginx_logs_the_user_of_every_request_and_each_dicom_connection() -> None:

@@ -88,14 +88,16 @@ def chromium(server_cert: Path) -> Iterator[WebDriver]:
             driver.quit()
 
 
-def log_in(driver: WebDriver, base_url: str, user: str, password: str) -> None:
-    """Log in to the site with Basic auth: one navigation with the login in the address puts it in
-    Chromium's HTTP auth cache (as answering its login prompt does), then the login leaves the
-    address. Chromium refuses sub-resources of a page whose address holds a login, so no page is
-    used from that navigation."""
+def log_in(driver: WebDriver, base_url: str, user: str, password: str, at: str = "/system") -> None:
+    """Log in to the site with Basic auth at the path ``at``: one navigation with the login in the
+    address puts it in Chromium's HTTP auth cache (as answering its login prompt there does), then
+    the login leaves the address. Chromium refuses sub-resources of a page whose address holds a
+    login, so no page is used from that navigation. Chromium then sends the login unasked only to
+    paths under ``at``'s directory; a request elsewhere goes first without it, meets the 401 and is
+    sent again with it (as after a person's login on a UI's page)."""
     parts = urlsplit(base_url)
     netloc = f"{quote(user, safe='')}:{quote(password, safe='')}@{parts.netloc}"
-    driver.get(urlunsplit((parts.scheme, netloc, "/system", "", "")))
+    driver.get(urlunsplit((parts.scheme, netloc, at, "", "")))
     driver.get(base_url + "/")
 
 

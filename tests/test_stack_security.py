@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fnmatch
 import ipaddress
 import json
 import re
@@ -147,9 +148,17 @@ def test_kms_key_rotates_yearly_and_has_an_alias(synth: Synth) -> None:
 def test_key_policy_lets_account_administer_and_services_use_it_for_this_account_only(synth: Synth) -> None:
     statements = {s["Sid"]: s for s in policy(only(synth, "aws_kms_key")["policy"])["Statement"]}
     assert statements["AccountAdministersKeyThroughIam"]["Principal"]["AWS"].endswith(":root")
-    logs = statements["CloudWatchLogsEncryptsThisAccountsLogGroups"]
+    logs = statements["CloudWatchLogsEncryptsThisDeploymentsLogGroups"]
     assert logs["Principal"] == {"Service": "logs.us-east-1.amazonaws.com"}
-    assert "kms:EncryptionContext:aws:logs:arn" in logs["Condition"]["ArnLike"]
+    # Only this deployment's log groups: every group the stack makes, and no other deployment's.
+    patterns = [
+        arn.split(":log-group:", 1)[1] for arn in logs["Condition"]["ArnLike"]["kms:EncryptionContext:aws:logs:arn"]
+    ]
+    made = [group["name"] for group in resources(synth, "aws_cloudwatch_log_group").values()]
+    assert made
+    assert all(any(fnmatch.fnmatchcase(name, p) for p in patterns) for name in made), (made, patterns)
+    others = ["/orthweb-restore/nginx", "/other/orthanc", "/aws/rds/instance/orthweb-restore-db/postgresql", "/x"]
+    assert not any(fnmatch.fnmatchcase(name, p) for name in others for p in patterns), patterns
     services = statements["AwsServicesUseKeyForThisAccount"]["Condition"]["StringEquals"]
     assert sorted(services["kms:ViaService"]) == [
         "ec2.us-east-1.amazonaws.com",
@@ -166,6 +175,8 @@ def test_key_policy_lets_account_administer_and_services_use_it_for_this_account
 
 def test_database_is_private_encrypted_and_tls_only(synth: Synth) -> None:
     db = only(synth, "aws_db_instance")
+    # Password logins only (from Secrets Manager): no IAM login path that nothing uses.
+    assert db["iam_database_authentication_enabled"] is False
     assert db["engine"] == "postgres"
     assert db["engine_version"] == "17"
     assert db["publicly_accessible"] is False

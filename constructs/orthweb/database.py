@@ -20,6 +20,7 @@ from constructs import Construct
 from orthweb import defaults
 from orthweb.connections import Connections
 from orthweb.encryption import Encryption
+from orthweb.names import db_identifier
 from orthweb.network import Network
 from orthweb.policy import assume_role_policy, grant
 
@@ -65,7 +66,7 @@ class Database(Construct):
     ) -> None:
         super().__init__(scope, id_)
         major = engine_version.split(".", maxsplit=1)[0]
-        identifier = f"{name_prefix}-db"
+        identifier = db_identifier(name_prefix)
 
         subnet_group = DbSubnetGroup(
             self,
@@ -153,7 +154,8 @@ class Database(Construct):
             port=DB_PORT,
             manage_master_user_password=True,
             master_user_secret_kms_key_id=encryption.key_arn,
-            iam_database_authentication_enabled=True,
+            # Nothing logs in with IAM: Orthanc and the host's role step use passwords (Secrets Manager).
+            iam_database_authentication_enabled=False,
             allocated_storage=storage_gb,
             storage_type="gp3",
             storage_encrypted=True,

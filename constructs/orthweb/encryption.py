@@ -12,6 +12,7 @@ from cdktf_cdktf_provider_aws.kms_alias import KmsAlias
 from cdktf_cdktf_provider_aws.kms_key import KmsKey
 
 from constructs import Construct
+from orthweb.names import log_group_patterns
 from orthweb.policy import grant, policy_document
 
 # Services that encrypt this deployment's data with the key on a caller's behalf.
@@ -42,7 +43,11 @@ class Encryption(Construct):
         self.account_id: str = identity.account_id
         self.partition: str = partition.partition
         account_root = f"arn:{partition.partition}:iam::{identity.account_id}:root"
-        log_groups = f"arn:{partition.partition}:logs:{region}:{identity.account_id}:log-group:*"
+        # This deployment's log groups only: another deployment's (even in this account) may not use the key.
+        log_groups = [
+            f"arn:{partition.partition}:logs:{region}:{identity.account_id}:log-group:{pattern}"
+            for pattern in log_group_patterns(name_prefix)
+        ]
 
         # A key policy is a resource policy: "Resource": "*" means this key. Access is narrowed by
         # principal and by the kms:ViaService / kms:CallerAccount conditions.
@@ -54,7 +59,7 @@ class Encryption(Construct):
                 "Resource": "*",
             },
             {
-                "Sid": "CloudWatchLogsEncryptsThisAccountsLogGroups",
+                "Sid": "CloudWatchLogsEncryptsThisDeploymentsLogGroups",
                 "Principal": {"Service": f"logs.{region}.amazonaws.com"},
                 "Action": ["kms:Encrypt*", "kms:Decrypt*", "kms:ReEncrypt*", "kms:GenerateDataKey*", "kms:Describe*"],
                 "Resource": "*",

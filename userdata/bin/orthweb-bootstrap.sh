@@ -22,9 +22,8 @@ retry "dnf install docker" dnf install -y docker jq dnf-plugins-core postgresql1
 if [ "$(docker compose version --short 2>/dev/null || true)" != "$ORTHWEB_COMPOSE_VERSION" ]; then
   tmp=$(mktemp)
   retry "download Docker's signing key" curl -fsSL --proto '=https' --max-time 60 -o "$tmp" "$DOCKER_KEY_URL"
-  fpr=$(gpg --show-keys --with-colons "$tmp" | awk -F: '$1 == "fpr" { print $10; exit }')
-  [ "$fpr" = "$DOCKER_KEY_FPR" ] || die "Docker's signing key has fingerprint '$fpr', expected $DOCKER_KEY_FPR"
-  install -m 0644 "$tmp" "$DOCKER_KEY"
+  # Only the key with the published fingerprint is kept: another key in the file is never imported.
+  verified_key "$tmp" "$DOCKER_KEY_FPR" "$DOCKER_KEY" || die "Docker's signing key: none with fingerprint $DOCKER_KEY_FPR"
   rm -f "$tmp"
   rpm --import "$DOCKER_KEY"
   cat >/etc/yum.repos.d/orthweb-docker-compose.repo <<REPO

@@ -129,3 +129,24 @@ replace_file() {
   chmod "$mode" "$tmp"
   mv -f "$tmp" "$dest"
 }
+
+# verified_key FILE FINGERPRINT OUT: writes to OUT (armored) only the primary key FILE holds with
+# FINGERPRINT, with its own subkeys and signatures; any other key in FILE is left out. Fails, writing
+# nothing, when FILE has no such key. What rpm then imports is exactly the key that was checked.
+verified_key() {
+  local file=$1 fpr=$2 out=$3 home exported primaries
+  home=$(mktemp -d)
+  exported=$(mktemp)
+  GNUPGHOME=$home gpg --batch --quiet --import "$file" 2>/dev/null || true
+  GNUPGHOME=$home gpg --batch --quiet --armor --export "$fpr" >"$exported" 2>/dev/null || true
+  rm -rf "$home"
+  primaries=$(gpg --batch --show-keys --with-colons "$exported" 2>/dev/null |
+    awk -F: '$1 == "pub" { primary = 1; next } primary && $1 == "fpr" { print $10; primary = 0 }')
+  if [ "$primaries" != "$fpr" ]; then
+    rm -f "$exported"
+    log "no key with fingerprint $fpr (alone) in $file: found '${primaries//$'\n'/ }'"
+    return 1
+  fi
+  install -m 0644 "$exported" "$out"
+  rm -f "$exported"
+}

@@ -486,13 +486,15 @@ class HTTPSFrom(http.client.HTTPSConnection):
         self.sock = self.tls.wrap_socket(raw, server_hostname="localhost")
 
 
-def https_from(app: ContainerHost, source: str, user: str | None, password: str = "") -> tuple[int, str | None]:
-    """GET /system through nginx from ``source`` (one of the module's client addresses) with that
+def https_from(
+    app: ContainerHost, source: str, user: str | None, password: str = "", path: str = "/system"
+) -> tuple[int, str | None]:
+    """GET ``path`` through nginx from ``source`` (one of the module's client addresses) with that
     login, or none if ``user`` is None; the status and the WWW-Authenticate challenge, if any."""
     conn = HTTPSFrom(app, source)
     headers = {} if user is None else {"Authorization": "Basic " + b64encode(f"{user}:{password}".encode()).decode()}
     try:
-        conn.request("GET", "/system", headers=headers)
+        conn.request("GET", path, headers=headers)
         answer = conn.getresponse()
         return answer.status, answer.getheader("WWW-Authenticate")
     finally:
@@ -545,6 +547,20 @@ def test_one_users_password_guessed_from_many_addresses_is_throttled(app: Contai
     wait_until("the access log lines", lambda: len(entries_from(app, set(SPRAY))) >= len(statuses) + 3, timeout=10)
     throttled = [e for e in entries_from(app, set(SPRAY)) if e["status"] == 429]
     assert len({e["client"] for e in throttled}) > 20  # refused from addresses that guessed only 3 times
+
+
+def test_a_throttled_search_leaves_its_query_string_out_of_nginxs_error_log(app: ContainerHost) -> None:
+    """QIDO searches carry patient names in the query string; nginx logs a throttled request's
+    request line in its error log unless request-time warnings are off there."""
+    search = "/dicom-web/studies?PatientName=SECRET%5ETHROTTLED"
+    statuses = [https_from(app, OTHER, "nobody", f"guess-{i}", path=search)[0] for i in range(30)]
+    assert 429 in statuses
+    wait_until("the access log lines", lambda: len(entries_from(app, {OTHER})) >= len(statuses), timeout=10)
+    assert [e["path"] for e in entries_from(app, {OTHER}) if e["status"] == 429] == ["/dicom-web/studies"] * (
+        statuses.count(429)
+    )
+    assert "SECRET" not in app.nginx_error_log.read_text()
+    assert "SECRET" not in app.nginx_access_log.read_text()
 
 
 # --- reloads and capabilities --------------------------------------------------------------------

@@ -175,3 +175,16 @@ def test_a_dump_restored_into_a_fresh_database_serves_every_study_byte_for_byte(
     # And the images are the ones the modality sent.
     for sample in stored:
         assert dcmread(io.BytesIO(after[sample.sop_instance])).PixelData == dcmread(io.BytesIO(sample.data)).PixelData
+
+
+def test_a_search_meeting_orthanc_down_leaves_its_query_string_out_of_nginxs_error_log(app: ContainerHost) -> None:
+    """Orthanc unreachable: nginx answers 502 and would log the request line (and the upstream URL),
+    query string and patient name included, as an error."""
+    app.stop_orthanc()
+    try:
+        status, _ = app.rest("GET", "/dicom-web/studies?PatientName=SECRET%5EUNREACHABLE")
+        assert status == 502
+    finally:
+        app.start_orthanc()
+    assert "SECRET" not in app.nginx_error_log.read_text()
+    assert "SECRET" not in app.nginx_access_log.read_text()

@@ -3,6 +3,7 @@ shellcheck, within EC2's size limit, and holding no secret."""
 
 from __future__ import annotations
 
+import configparser
 import hashlib
 import io
 import ipaddress
@@ -276,7 +277,7 @@ def test_the_host_gets_its_files_with_tight_modes() -> None:
     for name in ("docker-compose.yml", "orthanc.json", "nginx.conf", "orthanc-roles.lua"):
         assert f"/etc/orthweb/{name}" in files
     units = ["orthweb-bootstrap.service", "orthweb.service", "orthweb-refresh.service", "orthweb-refresh.timer"]
-    units += ["orthweb-patch.service", "orthweb-patch.timer"]
+    units += ["orthweb-patch.service", "orthweb-patch.timer", "etc-orthweb-secrets.mount"]
     assert sorted(p.rsplit("/", 1)[1] for p in files if p.startswith("/etc/systemd/system/")) == sorted(units)
     assert all(files[f"/etc/systemd/system/{unit}"]["permissions"] == "0644" for unit in units)
     assert "/etc/orthweb/tls/dicom-client-ca.pem" not in files
@@ -831,3 +832,28 @@ def test_nginx_logs_the_user_of_every_request_and_each_dicom_connection() -> Non
         assert variable in stream_format
     for variable in ("$session_time", "$status"):
         assert variable in stream_format
+
+
+@pytest.mark.parametrize("variant", sorted(VARIANTS))
+def test_the_secret_files_live_in_memory_and_every_reader_waits_for_it(variant: str) -> None:
+    """orthweb-secrets writes the database URI and every web password under the secrets directory:
+    a tmpfs (mode 0700, nothing executable), mounted before orthweb.service and the health check
+    read or write it. Never on the root volume."""
+    files = written_files(VARIANTS[variant])
+    common = (USERDATA_DIR / "lib" / "common.sh").read_text()
+    assert ': "${ORTHWEB_SECRETS_DIR:=$ORTHWEB_ETC/secrets}"' in common
+    assert ': "${ORTHWEB_ETC:=/etc/orthweb}"' in common
+    where = "/etc/orthweb/secrets"
+    mount = configparser.ConfigParser(strict=False)
+    mount.read_string(files["/etc/systemd/system/etc-orthweb-secrets.mount"]["text"])
+    assert (mount["Mount"]["What"], mount["Mount"]["Where"], mount["Mount"]["Type"]) == ("tmpfs", where, "tmpfs")
+    assert {"mode=0700", "nosuid", "nodev", "noexec"} <= set(mount["Mount"]["Options"].split(","))
+    readers = [p for p in files if p.endswith(("/orthweb.service", "/orthweb-health@.service"))]
+    assert "/etc/systemd/system/orthweb.service" in readers
+    for unit in readers:
+        assert f"RequiresMountsFor={where}" in files[unit]["text"].splitlines(), unit
+    # The other units that run the steps need orthweb.service (and so the mount) up first.
+    for unit in ("orthweb-refresh.service", "orthweb-probe.service"):
+        path = f"/etc/systemd/system/{unit}"
+        if path in files:
+            assert "Requisite=orthweb.service" in files[path]["text"].splitlines(), unit

@@ -405,7 +405,13 @@ BUNDLE: tuple[BundleEntry, ...] = (
     *(BundleEntry(f"/etc/orthweb/{name}", _READABLE, f"app/{name}") for name in APP_FILES),
     *(
         BundleEntry(f"{_UNITS}/{unit}", _READABLE, f"systemd/{unit}")
-        for unit in ("orthweb.service", "orthweb-refresh.service", "orthweb-refresh.timer", "orthweb-patch.service")
+        for unit in (
+            "orthweb.service",
+            "orthweb-refresh.service",
+            "orthweb-refresh.timer",
+            "orthweb-patch.service",
+            "etc-orthweb-secrets.mount",
+        )
     ),
     BundleEntry(f"{_UNITS}/orthweb-patch.timer", _READABLE, "systemd/orthweb-patch.timer", "patching"),
     BundleEntry("/usr/local/sbin/orthweb-probe", _SCRIPT, "bin/orthweb-probe.sh", "alarms"),

@@ -96,6 +96,11 @@ CONTAINER_DIFFERENCES: dict[str, tuple[str, str, str]] = {
         "a role with CREATEROLE and CREATEDB, no superuser (PostgreSQL 15)",
     ),
     "host_dir": ("where the host's files are", "/etc/orthweb", "<tmp>/etc (ORTHWEB_ETC)"),
+    "secrets_tmpfs": (
+        "where the secret files are",
+        "/etc/orthweb/secrets, a tmpfs (etc-orthweb-secrets.mount)",
+        "<tmp>/etc/secrets, on this machine's disk (no systemd here)",
+    ),
     "web_port": ("orthweb.env ORTHWEB_WEB_PORT (the health probe's port)", "443 (or 80)", "<nginx's published port>"),
     "host_names": ("certificate names (orthweb-cert)", "DNS names and IPs from IMDSv2", "localhost, 127.0.0.1"),
 }

@@ -19,6 +19,7 @@ import yaml
 
 from orthweb.bootstrap import COMPOSE_PLUGIN_VERSION, render_app
 from orthweb.settings import Settings
+from orthweb_dev import images
 from orthweb_dev.engine import compose_binary, running_engine
 from orthweb_dev.testing import INSTALL_HINT, not_run, require
 
@@ -118,3 +119,68 @@ def test_a_hardened_project_runs_with_what_the_rendered_compose_file_asks_for(im
         assert not subprocess.run(["docker", "exec", container, "sh", "-c", "echo x > /tmp/x"], check=False).returncode
     finally:
         subprocess.run([*compose, "down", "--timeout", "1"], cwd=tmp_path, capture_output=True, check=False)
+
+
+# --- stand-in builds: the cache never holds a broken image ----------------------------------------
+
+
+@pytest.fixture
+def standin_copy(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
+    """A copy of the nginx stand-in's build files with one more input (its own digest, so its tag is
+    not in the cache), and an ``mmdebstrap`` that writes a small tar, then exits with
+    $FAKE_STRAP_STATUS: what the build does with the tar, not Debian's packages, is under test."""
+    images_dir = tmp_path / "images"
+    shutil.copytree(images.IMAGES_DIR / "nginx", images_dir / "nginx")
+    (images_dir / "nginx" / "rootfs").mkdir(exist_ok=True)
+    (images_dir / "nginx" / "rootfs" / f"test-{tmp_path.name}").write_text("a distinct input\n")
+    monkeypatch.setattr(images, "IMAGES_DIR", images_dir)
+    fake = tmp_path / "bin"
+    fake.mkdir()
+    (tmp_path / "root" / "etc").mkdir(parents=True)
+    (tmp_path / "root" / "etc" / "os-release").write_text("ID=partial\n")
+    # After its tar, it watches for 2 s whether the tag appears while it has not finished yet.
+    (fake / "mmdebstrap").write_text(
+        f"#!/bin/sh\ntar -C {tmp_path / 'root'} -c etc\nexec >&-\nseen=untagged\nfor _ in $(seq 20); do\n"
+        '  if docker image inspect "$FAKE_TAG" >/dev/null 2>&1; then seen=tagged; break; fi\n  sleep 0.1\ndone\n'
+        'echo "$seen" >"$FAKE_SEEN"\nexit "$FAKE_STRAP_STATUS"\n'
+    )
+    (fake / "mmdebstrap").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{fake}{os.pathsep}{os.environ['PATH']}")
+    tag = images.StandIn("nginx").tag
+    monkeypatch.setenv("FAKE_TAG", tag)
+    monkeypatch.setenv("FAKE_SEEN", str(tmp_path / "seen"))
+    return tag
+
+
+def all_images() -> set[str]:
+    listed = subprocess.run(["docker", "image", "ls", "--all", "--quiet"], capture_output=True, text=True, check=True)
+    return set(listed.stdout.split())
+
+
+def test_a_stand_in_whose_build_failed_midway_is_never_tagged(
+    engine: str, standin_copy: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """mmdebstrap failing after some of its tar reached docker import (which then imports it): the
+    tag, the cache's "built", is never given, not even while mmdebstrap still runs (a build stopped
+    then would leave it), and the partial image is removed."""
+    monkeypatch.setenv("FAKE_STRAP_STATUS", "1")
+    before = all_images()
+    with pytest.raises(images.ImageError, match="mmdebstrap failed building the nginx stand-in"):
+        images.build("nginx")
+    assert not images.image_exists(standin_copy)
+    assert (Path(os.environ["FAKE_SEEN"]).read_text().strip()) == "untagged"
+    assert all_images() <= before
+
+
+def test_a_stand_in_is_tagged_once_its_build_succeeded(
+    engine: str, standin_copy: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("FAKE_STRAP_STATUS", "0")
+    try:
+        tag, seconds = images.build("nginx")
+        assert tag == standin_copy
+        assert seconds is not None
+        assert images.image_exists(tag)
+        assert images.build("nginx") == (tag, None)  # cached from now on
+    finally:
+        subprocess.run(["docker", "image", "rm", "--force", standin_copy], capture_output=True, check=False)

@@ -8,7 +8,8 @@ Each stand-in is the directory ``dev/images/<name>/``:
 - ``customize.sh``: a hook run on the root filesystem (users, links, removals);
 - ``image.conf``: the image's ``ENTRYPOINT``/``CMD``/... as ``docker import --change`` lines.
 
-The tar ``mmdebstrap`` writes goes straight into ``docker import``. The image is tagged
+The tar ``mmdebstrap`` writes goes straight into ``docker import`` (untagged, then tagged once
+``mmdebstrap`` succeeded). The image is tagged
 ``orthweb-standin/<name>:<digest>``, the digest covering every input file, so it is built once and
 again only when an input changes. How each differs from the real image is in docs/app-harness.md,
 "Stand-in images" (:data:`IMAGE_DIFFERENCES`, checked against these files by tests).
@@ -255,9 +256,9 @@ def build(name: str, log: Path | None = None) -> tuple[str, float | None]:
         "--dpkgopt=path-exclude=/usr/share/locale/*", *hooks, SUITE, "-",
     ]  # fmt: skip
     changes = [arg for change in standin.changes() for arg in ("--change", change)]
-    importer = [
-        "docker", "import", *changes, "--message", f"orthweb stand-in {name} ({standin.digest()})", "-", tag,
-    ]  # fmt: skip
+    # Imported untagged: the tag (the cache's "built") is given only once mmdebstrap finished well, so
+    # a truncated tar (mmdebstrap failed, or this process was stopped) is never taken for the image.
+    importer = ["docker", "import", *changes, "--message", f"orthweb stand-in {name} ({standin.digest()})", "-"]
     out = log.open("ab") if log else subprocess.DEVNULL
     try:
         # Its own session: mmdebstrap's clean-up signals its whole process group.
@@ -275,9 +276,13 @@ def build(name: str, log: Path | None = None) -> tuple[str, float | None]:
             f"docker import of the {name} stand-in failed: {imported.stderr.strip()} "
             f"(mmdebstrap exit status {strap_rc}){where}"
         )
+    image = imported.stdout.strip()
     if strap_rc != 0:
-        subprocess.run(["docker", "image", "rm", "--force", tag], capture_output=True, check=False)
+        subprocess.run(["docker", "image", "rm", "--force", image], capture_output=True, check=False)
         raise ImageError(f"mmdebstrap failed building the {name} stand-in (exit status {strap_rc}){where}")
+    tagged = subprocess.run(["docker", "tag", image, tag], capture_output=True, text=True, check=False)
+    if tagged.returncode != 0:
+        raise ImageError(f"docker tag {tag} failed: {tagged.stderr.strip()}")
     return tag, time.monotonic() - started
 
 

@@ -445,8 +445,12 @@ class Settings(BaseModel):
     site_name: Annotated[str | None, _pattern(_HOSTNAME_RE, "a lowercase DNS host name")] = Field(
         None, description="Host name for the certificate and URLs; defaults to the instance's public DNS name"
     )
-    orthanc_image: Annotated[str, _IMAGE] = Field(defaults.ORTHANC_IMAGE, description="Orthanc container image, pinned")
-    nginx_image: Annotated[str, _IMAGE] = Field(defaults.NGINX_IMAGE, description="nginx container image, pinned")
+    orthanc_image: Annotated[str, _IMAGE] = Field(
+        defaults.ORTHANC_IMAGE, description="Orthanc container image, pinned by tag (not by digest: docs/host.md)"
+    )
+    nginx_image: Annotated[str, _IMAGE] = Field(
+        defaults.NGINX_IMAGE, description="nginx container image, pinned by tag (not by digest: docs/host.md)"
+    )
     https: bool = Field(
         defaults.HTTPS,
         description="Serve the web UI over HTTPS; false serves plain HTTP on 80 (never for real data), "

@@ -470,6 +470,12 @@ def test_nginx_logs_the_user_of_every_request(app: ContainerHost, resources: dic
     ]
     assert all(e["login"] == "ok" for e in last)
     assert all(e["client"] == app.client_address() for e in last)
+    # Answered by nginx itself (the redirect at /), still logged with the login it checked.
+    mark = len(entries())
+    app.rest("GET", "/")  # urllib follows the redirect (to OE2's /ui/app/, not in the stand-in)
+    wait_until("the access log line of /", lambda: any(e["path"] == "/" for e in entries()[mark:]), timeout=10)
+    (root,) = [e for e in entries()[mark:] if e["path"] == "/"]
+    assert (root["status"], root["login"]) == (302, "ok")
 
 
 class HTTPSFrom(http.client.HTTPSConnection):

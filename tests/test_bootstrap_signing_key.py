@@ -5,6 +5,7 @@ file, in whatever position, is never imported by rpm. Real keys, made here with 
 from __future__ import annotations
 
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -26,12 +27,16 @@ def make_key(home: Path, name: str) -> str:
 
 
 @pytest.fixture(scope="module")
-def keys(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, str]]:
-    """A keyring with Docker's stand-in key and an intruder's: (the keyring, name -> fingerprint)."""
+def keys(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, dict[str, str]]]:
+    """A keyring with Docker's stand-in key and an intruder's: (the keyring, name -> fingerprint).
+    The gpg-agent that making keys starts is stopped after."""
     require("gpg", "gpg")
     home = tmp_path_factory.mktemp("gnupg")
     home.chmod(0o700)
-    return home, {name: make_key(home, name) for name in ("docker", "intruder")}
+    try:
+        yield home, {name: make_key(home, name) for name in ("docker", "intruder")}
+    finally:
+        subprocess.run(["gpgconf", "--homedir", str(home), "--kill", "all"], capture_output=True, check=False)
 
 
 def published(keys: tuple[Path, dict[str, str]], names: list[str], path: Path) -> Path:

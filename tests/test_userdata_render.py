@@ -785,8 +785,10 @@ def test_nginx_dicom_listener_admits_only_the_peers_networks(name: str) -> None:
 def test_nginx_throttles_only_wrong_logins_by_user_and_by_address() -> None:
     conf = render_app(Settings())["nginx.conf"]
     location = _block(conf, "location / {")
-    assert "secure_link $orthweb_login_md5;" in location
-    assert 'secure_link_md5 "$http_authorization";' in location
+    server = _block(conf, "  server {\n    listen 443 ssl;")
+    # The login is checked for every request of the server (its log line says which it was).
+    assert "secure_link $orthweb_login_md5;" in server.replace(location, "")
+    assert 'secure_link_md5 "$http_authorization";' in server.replace(location, "")
     # Two zones, both in the proxied location: by the user name a wrong login claims, and by address.
     zones = dict(re.findall(r"limit_req_zone \$(\w+) zone=(\w+):\S+ rate=\d+r/m;", conf))
     assert zones == {
@@ -798,7 +800,9 @@ def test_nginx_throttles_only_wrong_logins_by_user_and_by_address() -> None:
     login = _block(conf, 'map "$secure_link:$http_authorization" $orthweb_login {')
     assert re.findall(r'"([^"]+)" "(\w+)";', login) == [("~^1:", "ok"), ("~^:$", "none")]
     assert 'default "wrong";' in login
-    for key, value in (("orthweb_guess_address", "$binary_remote_addr"), ("orthweb_guess_user", '"user:$remote_user"')):
+    # By user, the configured user's login hash: one fixed-size key per configured user, never a
+    # name the client makes up (which could flush the zone).
+    for key, value in (("orthweb_guess_address", "$binary_remote_addr"), ("orthweb_guess_user", "$orthweb_login_md5")):
         keyed = _block(conf, f"map $orthweb_login ${key} {{")
         assert re.findall(r"^\s*(\S+) (\S+);", keyed, flags=re.M) == [('"wrong"', value), ("default", '""')]
     assert "limit_req_status 429;" in conf

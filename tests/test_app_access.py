@@ -28,7 +28,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 from pydicom.dataset import Dataset
 
 from orthweb.bootstrap import ORTHANC_DICOM_PORT, ORTHANC_HTTP_PORT
@@ -247,24 +246,14 @@ def echoscu(app: ContainerHost, client: Issued | None) -> subprocess.CompletedPr
     )  # fmt: skip
 
 
-def complete_lines(path: Path) -> list[dict[str, Any]]:
-    """The JSON log lines of ``path`` that nginx has finished writing."""
-    text = path.read_text()
-    return [json.loads(line) for line in text[: text.rfind("\n") + 1].splitlines()]
-
-
-def dicom_log(app: ContainerHost) -> list[dict[str, Any]]:
-    return complete_lines(app.nginx_dicom_log)
-
-
 def next_dicom_entry(app: ContainerHost, mark: int) -> dict[str, Any]:
     """The first DICOM connection logged after ``mark`` lines (nginx logs a connection when it ends)."""
-    wait_until("nginx's DICOM log line", lambda: len(dicom_log(app)) > mark, timeout=10)
-    return dicom_log(app)[mark]
+    wait_until("nginx's DICOM log line", lambda: len(app.dicom_entries()) > mark, timeout=10)
+    return app.dicom_entries()[mark]
 
 
 def test_a_peer_with_a_certificate_from_the_configured_ca_is_served(app: ContainerHost, pki: Pki) -> None:
-    mark = len(dicom_log(app))
+    mark = len(app.dicom_entries())
     run = echoscu(app, pki.client)
     assert run.returncode == 0, run.stdout + run.stderr
     assert "Received Echo Response (Success)" in run.stdout + run.stderr
@@ -276,7 +265,7 @@ def test_a_peer_without_a_valid_certificate_is_refused_at_the_tls_handshake(
     app: ContainerHost, pki: Pki, who: str
 ) -> None:
     client = None if who == "no certificate" else pki.stranger
-    mark = len(dicom_log(app))
+    mark = len(app.dicom_entries())
     run = echoscu(app, client)
     out = run.stdout + run.stderr
     assert run.returncode != 0
@@ -344,7 +333,7 @@ def test_orthanc_dicom_accepts_a_listed_aet_only_from_its_networks_address(app: 
 
 def test_nginx_admits_dicom_only_from_the_peers_networks(app: ContainerHost, pki: Pki) -> None:
     ae = dicom_ae(aet="CT01")
-    mark = len(dicom_log(app))
+    mark = len(app.dicom_entries())
     assoc = ae.associate(
         app.nginx_address(), NGINX_DICOM, ae_title="ORTHANC", tls_args=tls(app, pki.client),
         bind_address=(OTHER, 0),
@@ -457,7 +446,7 @@ def test_a_wrong_password_never_reaches_the_role_filter(app: ContainerHost) -> N
 
 def test_nginx_logs_the_user_of_every_request(app: ContainerHost, resources: dict[str, str]) -> None:
     def entries() -> list[dict[str, Any]]:
-        return complete_lines(app.nginx_access_log)
+        return app.access_entries()
 
     mark = len(entries())
     for user in USERS:
@@ -509,7 +498,7 @@ def https_from(
 
 def entries_from(app: ContainerHost, sources: set[str]) -> list[dict[str, Any]]:
     """nginx's access log lines of requests from ``sources``."""
-    return [e for e in complete_lines(app.nginx_access_log) if e["client"] in sources]
+    return [e for e in app.access_entries() if e["client"] in sources]
 
 
 def test_a_burst_of_wrong_passwords_is_throttled_while_right_logins_and_no_login_are_not(app: ContainerHost) -> None:
@@ -623,7 +612,7 @@ def test_nginx_needs_each_of_its_two_capabilities_and_no_more(
     workers cannot drop to the nginx user; with the low ports closed again, it cannot bind 443,
     so the file's sysctl, not NET_BIND_SERVICE, is what lets it. (CHOWN and DAC_OVERRIDE are not
     needed: its temporary directories are owned by nginx as the tmpfs mounts are.)"""
-    service = compose_service(app, "nginx")
+    service = app.compose_service("nginx")
     assert sorted(c.lower() for c in service["cap_add"]) == sorted(NGINX_CAPABILITIES)
     kept = [c for c in NGINX_CAPABILITIES if c != taken]
     sysctls = {key: str(value) for key, value in service["sysctls"].items()}
@@ -659,8 +648,3 @@ def test_nginx_needs_each_of_its_two_capabilities_and_no_more(
     finally:
         subprocess.run(["docker", "rm", "--force", name], capture_output=True, check=False)
     assert "Operation not permitted" in said or taken == LOW_PORTS_CLOSED, said
-
-
-def compose_service(app: ContainerHost, service: str) -> dict[str, Any]:
-    parsed: dict[str, dict[str, dict[str, Any]]] = yaml.safe_load(app.rendered["docker-compose.yml"])
-    return parsed["services"][service]

@@ -7,7 +7,6 @@ are not packaged for Debian (docs/app-harness.md)."""
 
 from __future__ import annotations
 
-import json
 import subprocess
 from collections import Counter
 from collections.abc import Iterator
@@ -64,12 +63,12 @@ def test_clinicians_behind_one_address_in_fresh_browsers_are_never_throttled(app
     throttle, which counted every request without a valid login. None is throttled now."""
     sample = viewable_instance("behind-nat", patient="NAT^TEST")
     assert app.rest("POST", "/instances", sample.data)[0] == 200
-    mark = len(app.nginx_access_log.read_text().splitlines())
+    mark = len(app.access_entries())
     for _ in range(4):
         with browser.chromium(app.server_cert) as driver:
             browser.log_in(driver, app.web_url, "vera", app.passwords["vera"], at=browser.LEGACY_UI)
             browser.wait_for_ramp(driver, browser.open_viewer(driver, app.web_url, "Orthweb harness behind-nat"))
-    session = [json.loads(line) for line in app.nginx_access_log.read_text().splitlines()[mark:]]
+    session = app.access_entries()[mark:]
     statuses = Counter(e["status"] for e in session)
     assert statuses[429] == 0, statuses
     assert {e["login"] for e in session if e["status"] == 401} == {"none"}, statuses

@@ -44,11 +44,6 @@ def children(pid: int) -> list[int]:
     return [int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
 
 
-def compose_service(host: ContainerHost, service: str) -> dict[str, object]:
-    parsed: dict[str, dict[str, dict[str, object]]] = yaml.safe_load(host.rendered["docker-compose.yml"])
-    return parsed["services"][service]
-
-
 # --- what runs ----------------------------------------------------------------------------------
 
 

@@ -49,11 +49,6 @@ def study(app: ContainerHost) -> dict[str, str]:
     return {"instance": answer["ID"], "study": answer["ParentStudy"], "patient": answer["ParentPatient"]}
 
 
-def log_lines(app: ContainerHost) -> list[dict[str, Any]]:
-    text = app.nginx_access_log.read_text()
-    return [json.loads(line) for line in text[: text.rfind("\n") + 1].splitlines()]
-
-
 def counts(app: ContainerHost) -> dict[str, int]:
     """How many patients, studies and instances Orthanc holds."""
     return {kind: len(app.rest_json(f"/{kind}")) for kind in ("patients", "studies", "instances")}
@@ -138,11 +133,11 @@ def test_pages_on_another_origin_change_nothing_while_the_browser_holds_an_admin
     with browser.chromium(app.server_cert) as driver:
         browser.log_in(driver, app.web_url, "admin", app.passwords["admin"])
         for name, (page, method, path) in pages.items():
-            mark = len(log_lines(app))
+            mark = len(app.access_entries())
             driver.get(page)
 
             def reached(method: str = method, path: str = path, mark: int = mark) -> list[dict[str, Any]]:
-                return [e for e in log_lines(app)[mark:] if (e["method"], e["path"]) == (method, path)]
+                return [e for e in app.access_entries()[mark:] if (e["method"], e["path"]) == (method, path)]
 
             wait_until(f"the {name} attempt in nginx's log", lambda: bool(reached()), timeout=30)
             (entry,) = reached()

@@ -84,15 +84,12 @@ def _health_values(app: ContainerHost) -> list[float]:
 
 
 def test_health_probe_reports_orthanc_answering_through_nginx_and_its_absence(app: ContainerHost) -> None:
-    def access_log() -> list[dict[str, Any]]:
-        return [json.loads(line) for line in app.nginx_access_log.read_text().splitlines()]
-
-    before, mark = len(_health_values(app)), len(access_log())
+    before, mark = len(_health_values(app)), len(app.access_entries())
     app.host_step("orthweb-probe")  # what orthweb-probe.timer runs every minute
     assert _health_values(app)[before:] == [1.0]
     # It went through nginx over HTTPS, logged in as the first admin, and Orthanc answered.
-    wait_until("the probe's access log line", lambda: len(access_log()) > mark, timeout=10)
-    (probe,) = access_log()[mark:]
+    wait_until("the probe's access log line", lambda: len(app.access_entries()) > mark, timeout=10)
+    (probe,) = app.access_entries()[mark:]
     assert (probe["user"], probe["login"], probe["method"], probe["path"], probe["status"]) == (
         app.admin_user,
         "ok",

@@ -149,14 +149,14 @@ def _health(fleet: FleetHost) -> str:
 
 
 def test_the_health_endpoint_passes_through_nginx_to_orthanc_and_fails_when_orthanc_is_down(fleet: FleetHost) -> None:
-    logged = len(fleet.nginx_access_log.read_text().splitlines())
+    logged = len(fleet.access_entries())
     healthy = _health(fleet)
     assert healthy.startswith("HTTP/1.1 200 OK\r\n")
     assert healthy.endswith("\r\n\r\nok\n")
     assert "Content-Length: 3\r\n" in healthy
     # The probe really went through nginx, logged in (nginx writes its log line after the response).
-    wait_until("nginx's log line", lambda: len(fleet.nginx_access_log.read_text().splitlines()) > logged, timeout=10)
-    probe = json.loads(fleet.nginx_access_log.read_text().splitlines()[logged])
+    wait_until("nginx's log line", lambda: len(fleet.access_entries()) > logged, timeout=10)
+    probe = fleet.access_entries()[logged]
     assert (probe["method"], probe["path"], probe["status"], probe["login"]) == ("GET", "/changes", 200, "ok")
     for member in fleet.members:
         fleet.kill_member(member)

@@ -267,10 +267,14 @@ class ContainerHost(AppHost):
             raise errors[0]
         return results[0]
 
+    def compose_service(self, service: str) -> dict[str, Any]:
+        """The service as the rendered compose file has it."""
+        compose: dict[str, dict[str, dict[str, Any]]] = yaml.safe_load(self.rendered["docker-compose.yml"])
+        return compose["services"][service]
+
     def log_group(self, service: str) -> str:
         """The CloudWatch Logs group the rendered compose file sends the service's lines to."""
-        compose: dict[str, Any] = yaml.safe_load(self.rendered["docker-compose.yml"])
-        return str(compose["services"][service]["logging"]["options"]["awslogs-group"])
+        return str(self.compose_service(service)["logging"]["options"]["awslogs-group"])
 
     def client_address(self) -> str:
         """The address nginx sees this machine's connections come from, Docker's userland proxy's

@@ -263,6 +263,14 @@ class AppHost:
     def orthanc_log(self) -> Path:
         return self.root / "orthanc.log"
 
+    def access_entries(self) -> list[dict[str, Any]]:
+        """nginx's access log, one dict per HTTP request (log_format orthweb), as far as written."""
+        return _json_lines(self.nginx_access_log)
+
+    def dicom_entries(self) -> list[dict[str, Any]]:
+        """nginx's stream log, one dict per DICOM connection (log_format dicom), as far as written."""
+        return _json_lines(self.nginx_dicom_log)
+
     @property
     def nginx_error_log(self) -> Path:
         return self.root / "nginx" / "error.log"
@@ -709,6 +717,13 @@ class AppHost:
         stop_process(self.nginx_proc)
         self.stop_orthanc()
         self._stop_postgres()
+
+
+def _json_lines(path: Path) -> list[dict[str, Any]]:
+    """The JSON lines of ``path`` that nginx has finished writing (a last line without its newline
+    is still being written)."""
+    text = path.read_text()
+    return [json.loads(line) for line in text[: text.rfind("\n") + 1].splitlines()]
 
 
 def dicom_tls(host: AppHost) -> tuple[ssl.SSLContext, str]:

@@ -148,5 +148,5 @@ app-up: install debian ## Run the rendered compose file on Docker as the host do
 app-down: install ## Stop the application harness
 	$(PY) -m orthweb_dev.harness_cli down
 
-bench-ingest: install debian ## DICOM TLS ingest benchmark: Orthweb vs transport limit vs stock Orthanc (ORTHANCS=2: also 2 Orthancs behind the upstream)
+bench-ingest: install debian ## DICOM TLS ingest benchmark: Orthweb vs transport limit vs stock Orthanc (ORTHANCS=2: also 2 hosts behind the balancer)
 	$(PY) bench/ingest.py --orthancs $(or $(ORTHANCS),1)

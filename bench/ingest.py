@@ -1,23 +1,24 @@
 """DICOM TLS ingest benchmark: N realistic CT slices (512x512, 16-bit) sent with a few concurrent
-associations (dcmtk ``storescu`` over TLS, verifying the host certificate) through the rendered
-nginx DICOM TLS listener, to these receivers in turn:
+associations (dcmtk ``storescu`` over TLS, verifying the host certificate) to the application as the
+host runs it (the rendered compose file on Docker, :mod:`orthweb_dev.containers`): through Docker's
+published port to nginx's DICOM TLS listener, which passes each association on to whatever listens
+on Orthanc's port (127.0.0.1:4242) in the namespace nginx and Orthanc share. These receivers in turn:
 
-1. Orthweb: Orthanc with the rendered orthanc.json, index and images in PostgreSQL over TLS
-   (PostgreSQL with fsync on, as RDS), reached by nginx on loopback (the design);
-2. the same with the internal hop in DICOM TLS instead (Orthanc ``DicomTlsEnabled`` with a
-   certificate from a CA made here, nginx presenting a client certificate and verifying Orthanc's):
-   the alternative docs/host.md weighs;
-3. transport limit, C: dcmtk ``storescp --ignore`` (receives every byte, stores nothing; it binds
-   all interfaces and only runs during its leg, fed by nginx from 127.0.0.1);
-4. transport limit, Python: a pynetdicom SCP on loopback that drops every instance;
-5. stock Orthanc: Debian's Orthanc with default settings (SQLite index, files on disk).
+1. Orthweb: the Orthanc container with the rendered configuration, index and images in PostgreSQL
+   over TLS (PostgreSQL with fsync on, as RDS);
+2. transport limit, C: dcmtk ``storescp --ignore`` (receives every byte, stores nothing), in
+   Orthanc's place (the Orthanc container stopped, the receiver started in nginx's namespace);
+3. transport limit, Python: a pynetdicom SCP that drops every instance, in Orthanc's place;
+4. stock Orthanc: Debian's Orthanc with default settings (SQLite index, files on disk), in
+   Orthanc's place.
 
-With ``--orthancs N`` (N >= 2) a sixth receiver joins the same runs: N Orthancs with the rendered
-configuration of a multi-host deployment on one PostgreSQL, behind the nginx upstream that stands in
+With ``--orthancs N`` (N >= 2) a fifth receiver joins the same runs: N hosts with the rendered
+configuration of a multi-host deployment on one PostgreSQL, behind the TCP balancer that stands in
 for the load balancer (:mod:`orthweb_dev.fleet_harness`).
 
-Each leg runs ``--runs`` times; the table has every run and the median. Usage:
-``.venv/bin/python bench/ingest.py [--instances 400] [--associations 4] [--runs 3] [--orthancs 2]``.
+Each leg runs ``--runs`` times; the table has every run and the median. Usage (as root, as the
+container harness needs): ``.venv/bin/python bench/ingest.py [--instances 400] [--associations 4]
+[--runs 3] [--orthancs 2]``.
 """
 
 from __future__ import annotations
@@ -36,16 +37,18 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from orthweb.bootstrap import ORTHANC_DICOM_PORT
 from orthweb.settings import Settings
+from orthweb_dev.containers import ENGINE_CLIENTS, ContainerHost, container_host
 from orthweb_dev.dicom import make_instance
-from orthweb_dev.fleet_harness import fleet_host
-from orthweb_dev.harness import AppHost, AppHostError, UpstreamTls, app_host
-from orthweb_dev.pki import issue, make_ca
-from orthweb_dev.proc import free_port, port_open, stop_process, wait_until
+from orthweb_dev.fleet_harness import FleetHost, fleet_host
+from orthweb_dev.harness import AppHostError
+from orthweb_dev.proc import port_open, stop_process, wait_until
 
-# The benchmark's sender, a DICOM peer allowed to store from loopback.
+# The benchmark's sender, a DICOM peer allowed to store from where this machine's connections reach
+# nginx (the engine's networks).
 BENCH_AET = "BENCH"
-SETTINGS = Settings(dicom_peers=[{"aet": BENCH_AET, "cidr": "127.0.0.0/8", "permissions": ["store"]}])
+SETTINGS = Settings(dicom_peers=[{"aet": BENCH_AET, "cidr": ENGINE_CLIENTS, "permissions": ["store"]}])
 # The same with several hosts (images in PostgreSQL: the S3 plugin is not in Debian).
 FLEET = Settings(hosts=2, db_multi_az=True, endpoints_in_all_azs=True, dicom_peers=SETTINGS.dicom_peers)
 
@@ -64,7 +67,7 @@ def write_instances(directory: Path, count: int) -> tuple[list[Path], int]:
     return paths, total
 
 
-def send(app: AppHost, files: list[Path], associations: int) -> float:
+def send(app: ContainerHost | FleetHost, files: list[Path], associations: int) -> float:
     """Send ``files`` over ``associations`` parallel storescu TLS associations; the wall time in s."""
     shares = [files[i::associations] for i in range(associations)]
     cmd = ["storescu", "--anonymous-tls", "--add-cert-file", str(app.server_cert), "-aec", "ORTHANC", "-aet", BENCH_AET]
@@ -85,8 +88,7 @@ def send(app: AppHost, files: list[Path], associations: int) -> float:
     return elapsed
 
 
-# A receiver that accepts every C-STORE and drops it undecoded, bound to loopback (dcmtk's
-# storescp --ignore cannot bind one address); one process, one thread per association.
+# A receiver that accepts every C-STORE and drops it undecoded; one process, one thread per association.
 DISCARD_SCP = """
 import sys
 from pynetdicom import AE, evt, AllStoragePresentationContexts, ALL_TRANSFER_SYNTAXES
@@ -98,74 +100,50 @@ ae.start_server(("127.0.0.1", int(sys.argv[1])), evt_handlers=[(evt.EVT_C_STORE,
 """
 
 
-def start_discard(root: Path) -> tuple[subprocess.Popen[bytes], int]:
-    port = free_port()
-    log = root / "discard.log"
-    with log.open("wb") as out:
-        proc = subprocess.Popen([sys.executable, "-c", DISCARD_SCP, str(port)], stdout=out, stderr=subprocess.STDOUT)
-    wait_until("discarding SCP", lambda: port_open(port), log=log, proc=proc)
-    return proc, port
-
-
-def start_storescp(root: Path) -> tuple[subprocess.Popen[bytes], int]:
-    """dcmtk's receiver in C: accepts every C-STORE, one process per association, stores nothing."""
-    port = free_port()
-    log = root / "storescp.log"
+def in_orthancs_place(app: ContainerHost, name: str, cmd: list[str], log: Path) -> subprocess.Popen[bytes]:
+    """``cmd`` run in nginx's network namespace, where it listens on Orthanc's port in Orthanc's
+    place (the Orthanc container stopped first): nginx, its configuration and Docker's published
+    port stay in the path, as for Orthanc."""
+    app.stop_orthanc()
     with log.open("wb") as out:
         proc = subprocess.Popen(
-            ["storescp", "--ignore", "--fork", "+xa", "-aet", "ORTHANC", str(port)],
+            ["nsenter", f"--net=/proc/{app.pid('nginx')}/ns/net", "--", *cmd],
             stdout=out,
             stderr=subprocess.STDOUT,
             # DCMTK leaves Nagle on otherwise, and the limit would measure delayed ACKs (RESULTS.md).
             env={**os.environ, "TCP_NODELAY": "1"},
         )
-    wait_until("storescp", lambda: port_open(port), log=log, proc=proc)
-    return proc, port
+    wait_until(name, lambda: app.in_network_namespace(lambda: port_open(ORTHANC_DICOM_PORT)), log=log, proc=proc)
+    return proc
 
 
-def tls_hop(root: Path) -> tuple[dict[str, object], UpstreamTls]:
-    """Orthanc's DICOM TLS settings and nginx's client side, from a CA made here."""
-    ca = make_ca(root / "hop-pki", "internal-hop")
-    orthanc = issue(ca, "orthanc", cn="orthanc", usage="serverAuth", san="DNS:orthanc")
-    nginx = issue(ca, "nginx", cn="nginx", usage="clientAuth")
-    settings: dict[str, object] = {
-        "DicomTlsEnabled": True,
-        "DicomTlsCertificate": str(orthanc.cert),
-        "DicomTlsPrivateKey": str(orthanc.key),
-        "DicomTlsTrustedCertificates": str(ca.cert),
-        "DicomTlsRemoteCertificateRequired": True,
-    }
-    return settings, UpstreamTls(cert=nginx.cert, key=nginx.key, ca=ca.cert, name="orthanc")
+def start_discard(app: ContainerHost, root: Path) -> subprocess.Popen[bytes]:
+    cmd = [sys.executable, "-c", DISCARD_SCP, str(ORTHANC_DICOM_PORT)]
+    return in_orthancs_place(app, "discarding SCP", cmd, root / "discard.log")
 
 
-def start_stock_orthanc(root: Path) -> tuple[subprocess.Popen[bytes], int]:
-    """Orthanc with its defaults; only ports and directories set (it needs somewhere to write)."""
+def start_storescp(app: ContainerHost, root: Path) -> subprocess.Popen[bytes]:
+    """dcmtk's receiver in C: accepts every C-STORE, one process per association, stores nothing."""
+    cmd = ["storescp", "--ignore", "--fork", "+xa", "-aet", "ORTHANC", str(ORTHANC_DICOM_PORT)]
+    return in_orthancs_place(app, "storescp", cmd, root / "storescp.log")
+
+
+def start_stock_orthanc(app: ContainerHost, root: Path) -> subprocess.Popen[bytes]:
+    """Orthanc with its defaults; only its ports and directories set (it needs somewhere to write)."""
     conf = root / "stock.json"
-    dicom, http = free_port(), free_port()
-    conf.write_text(
-        json.dumps(
-            {
-                "DicomPort": dicom,
-                "HttpPort": http,
-                "StorageDirectory": str(root / "stock-db"),
-                "IndexDirectory": str(root / "stock-db"),
-            }
-        )
-    )
-    log = root / "stock-orthanc.log"
-    with log.open("wb") as out:
-        proc = subprocess.Popen(["Orthanc", str(conf)], cwd=root, stdout=out, stderr=subprocess.STDOUT)
-    wait_until("stock Orthanc", lambda: port_open(dicom) and port_open(http), log=log, proc=proc)
-    return proc, dicom
+    shutil.rmtree(root / "stock-db", ignore_errors=True)
+    settings = {"DicomPort": ORTHANC_DICOM_PORT, "HttpPort": 8042, "StorageDirectory": str(root / "stock-db")}
+    conf.write_text(json.dumps({**settings, "IndexDirectory": str(root / "stock-db")}))
+    return in_orthancs_place(app, "stock Orthanc", ["Orthanc", str(conf)], root / "stock-orthanc.log")
 
 
 # Processes whose CPU time the profile reports, by the name in /proc/PID/stat.
-PROFILED = ("Orthanc", "postgres", "nginx", "storescu", "storescp", "python")
+PROFILED = ("Orthanc", "postgres", "nginx", "docker-proxy", "storescu", "storescp", "python")
 
 
-def cpu_seconds(postmaster: int) -> tuple[dict[str, float], float, float]:
-    """(CPU seconds so far of this benchmark's processes, by PROFILED name: its descendants and
-    PostgreSQL's postmaster's; busy and total seconds of the whole machine from /proc/stat).
+def cpu_seconds(roots: set[int]) -> tuple[dict[str, float], float, float]:
+    """(CPU seconds so far of this benchmark's processes, by PROFILED name: the descendants of
+    ``roots`` and of this process; busy and total seconds of the whole machine from /proc/stat).
     Processes that ended are missing: compare short intervals."""
     tick = os.sysconf("SC_CLK_TCK")
     stats: dict[int, tuple[str, int, float]] = {}  # pid -> (name, parent, cpu seconds)
@@ -179,7 +157,7 @@ def cpu_seconds(postmaster: int) -> tuple[dict[str, float], float, float]:
         name = stat[stat.index("(") + 1 : stat.rindex(")")]
         fields = stat[stat.rindex(")") + 2 :].split()
         stats[int(proc.name)] = (name, int(fields[1]), (int(fields[11]) + int(fields[12])) / tick)
-    ours = {os.getpid(), postmaster}
+    ours = {os.getpid(), *roots}
     grew = True
     while grew:
         grown = {pid for pid, (_, parent, _) in stats.items() if parent in ours} - ours
@@ -196,7 +174,17 @@ def cpu_seconds(postmaster: int) -> tuple[dict[str, float], float, float]:
     return by_name, (sum(cpu) - idle) / tick, sum(cpu) / tick
 
 
-def count_orthweb_instances(app: AppHost) -> int:
+def profiled_roots(target: ContainerHost | FleetHost) -> set[int]:
+    """The processes whose descendants the profile counts, besides this one: PostgreSQL's
+    postmaster, the containers' first processes, and the engine (its docker-proxy processes)."""
+    hosts = target.hosts if isinstance(target, FleetHost) else [target]
+    roots = {int((target.pg / "data" / "postmaster.pid").read_text().split()[0])}
+    roots |= {host.pid(service) for host in hosts for service in ("nginx", "orthanc") if host.running()}
+    engine = subprocess.run(["pidof", "dockerd"], capture_output=True, text=True, check=False).stdout.split()
+    return roots | {int(pid) for pid in engine}
+
+
+def count_orthweb_instances(app: ContainerHost | FleetHost) -> int:
     return int(app.psql("SELECT count(*) FROM storagearea WHERE type = 1"))
 
 
@@ -235,45 +223,41 @@ def main() -> int:
             return write_instances(directory, args.instances)[0]
 
         with contextlib.ExitStack() as stack:
-            app = stack.enter_context(app_host(SETTINGS))
+            app = stack.enter_context(container_host(SETTINGS))
             fleet = stack.enter_context(fleet_host(args.orthancs, FLEET)) if args.orthancs > 1 else None
-            hop_settings, upstream = tls_hop(work)
             receiver: subprocess.Popen[bytes] | None = None
 
-            def orthweb_leg(tls: bool) -> None:
-                app.orthanc_overrides = hop_settings if tls else {}
-                app.restart_orthanc()
-                app.restart_nginx(upstream_tls=upstream if tls else None)
+            def orthweb_leg() -> None:
+                if not app.running():
+                    app.start_orthanc()
 
-            def other(start: Callable[[Path], tuple[subprocess.Popen[bytes], int]]) -> Callable[[], None]:
+            def other(start: Callable[[ContainerHost, Path], subprocess.Popen[bytes]]) -> Callable[[], None]:
                 def setup() -> None:
                     nonlocal receiver
-                    receiver, port = start(work)
-                    app.restart_nginx(dicom_upstream=port)
+                    receiver = start(app, work)
 
                 return setup
 
-            legs: list[tuple[str, Callable[[], None], bool, AppHost]] = [
-                ("Orthweb, internal hop on loopback (the design)", lambda: orthweb_leg(False), True, app),
-                ("Orthweb, internal hop in DICOM TLS (the alternative)", lambda: orthweb_leg(True), True, app),
+            legs: list[tuple[str, Callable[[], None], bool, ContainerHost | FleetHost]] = [
+                ("Orthweb (the rendered compose file, one host)", orthweb_leg, True, app),
                 ("transport limit, C (nginx TLS -> storescp --ignore)", other(start_storescp), False, app),
                 ("transport limit, Python (nginx TLS -> pynetdicom, dropped)", other(start_discard), False, app),
                 ("stock Orthanc (defaults: SQLite + files)", other(start_stock_orthanc), True, app),
             ]
             if fleet is not None:
-                name = f"Orthweb, {args.orthancs} Orthancs behind the upstream (one PostgreSQL)"
+                name = f"Orthweb, {args.orthancs} hosts behind the balancer (one PostgreSQL)"
                 legs.append((name, lambda: None, True, fleet))
             # Interleaved (each run visits every receiver), so that a change in the machine's
             # load (other people's work) affects every receiver alike.
             for _ in range(args.runs):
                 for name, setup, store, target in legs:
                     setup()
-                    postmaster = int((target.pg / "data" / "postmaster.pid").read_text().split()[0])
+                    roots = profiled_roots(target)
                     batch = fresh() if store else files
                     before = count_orthweb_instances(target)
-                    cpu_before, busy_before, span_before = cpu_seconds(postmaster)
+                    cpu_before, busy_before, span_before = cpu_seconds(roots)
                     results.setdefault(name, []).append(send(target, batch, args.associations))
-                    cpu_after, busy_after, span_after = cpu_seconds(postmaster)
+                    cpu_after, busy_after, span_after = cpu_seconds(roots)
                     if name not in profiles:  # the first run of each leg
                         used = {k: cpu_after[k] - cpu_before.get(k, 0.0) for k in cpu_after}
                         profiles[name] = (used, busy_after - busy_before, span_after - span_before)
@@ -288,7 +272,7 @@ def main() -> int:
         shutil.rmtree(work, ignore_errors=True)
 
     median = {name: statistics.median(runs) for name, runs in results.items()}
-    orthweb, tls_variant, c_limit, py_limit, stock = list(median.values())[:5]
+    orthweb, c_limit, py_limit, stock = list(median.values())[:4]
     print(f"\n{args.instances} CT instances (512x512, 16-bit), {mb:.1f} MB, {args.associations} TLS associations,")
     print(f"{args.runs} runs per receiver, interleaved (instances/s each, then the median's MB/s)")
     print(f"machine: {machine()}\n")
@@ -300,10 +284,9 @@ def main() -> int:
     print(f"\nOrthweb / transport limit (C):      {c_limit / orthweb:.2f}x (target >= 0.5x)")
     print(f"Orthweb / transport limit (Python): {py_limit / orthweb:.2f}x")
     print(f"Orthweb / stock Orthanc:            {stock / orthweb:.2f}x (target >= 1.0x)")
-    print(f"Internal hop in TLS / on loopback:  {orthweb / tls_variant:.2f}x")
-    if len(median) > 5:
-        several = list(median.values())[5]
-        print(f"{args.orthancs} Orthancs / 1 Orthanc:            {orthweb / several:.2f}x (same machine, same runs)")
+    if len(median) > 4:
+        several = list(median.values())[4]
+        print(f"{args.orthancs} hosts / 1 host:                  {orthweb / several:.2f}x (same machine, same runs)")
     print("\nWhere the time goes (first run of each leg): CPU seconds of this benchmark's processes,")
     print("and how busy the whole machine was (other users' work included; 100% = every CPU busy)\n")
     print("| receiver | wall s | " + " | ".join(PROFILED) + " | machine busy |")

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import dataclasses
 import json
 import os
 import shutil
@@ -36,6 +37,7 @@ from typing import Any, TypeVar
 
 import yaml
 
+from orthweb.bootstrap import HostFacts
 from orthweb.settings import Settings
 from orthweb_dev.emulator_server import MotoServer, moto_server
 from orthweb_dev.engine import compose_binary, running_engine
@@ -106,7 +108,6 @@ CONTAINER_DIFFERENCES: dict[str, tuple[str, str, str]] = {
 }
 
 PROJECT = "orthweb"  # the host's Compose project (orthweb-refresh --project-name)
-NETWORK = f"{PROJECT}_orthweb"  # the project's network (compose names it after the project)
 # Where this machine's clients come from as nginx sees them: Docker's userland proxy forwards the
 # tests' loopback connections from the project network's gateway, which Docker takes from its
 # default address pools (172.17-31.x.x first). A DICOM peer the tests call as must be listed there.
@@ -125,14 +126,17 @@ READY_TIMEOUT_S = 180
 DOCKER_WRAPPER = """#!/bin/bash
 # The harness's ORTHWEB_DOCKER: the real docker; compose is the host's version, and the harness's
 # override file (images, loopback ports, the emulator's CloudWatch Logs) follows the host's file.
+# The host's project name becomes this host's ({project}: several hosts share the one engine).
 # Each call is recorded (AppHost.docker_calls).
 echo "$*" >>{calls}
 export DOCKER_CONFIG={config}
 args=()
 while [ $# -gt 0 ]; do
-  args+=("$1")
-  if [ "$1" = --file ]; then args+=("$2" --file {override}); shift; fi
-  shift
+  case $1 in
+    --file) args+=("$1" "$2" --file {override}); shift 2 ;;
+    --project-name) args+=("$1" {project}); shift 2 ;;
+    *) args+=("$1"); shift ;;
+  esac
 done
 exec docker "${{args[@]}}"
 """
@@ -144,8 +148,8 @@ def bridge_gateway() -> str:
     return out.stdout.strip()
 
 
-def container_name(service: str) -> str:
-    return f"{PROJECT}-{service}-1"
+def container_name(service: str, project: str = PROJECT) -> str:
+    return f"{project}-{service}-1"
 
 
 @dataclass
@@ -156,6 +160,58 @@ class ContainerHost(AppHost):
     # Taken on the project network's bridge once it is up; the first is the source of this machine's
     # connections to nginx's address there (see CLIENT_ADDRESSES).
     client_addresses: Sequence[str] = ()
+    # Several hosts on one engine (orthweb_dev.fleet_harness): each its own Compose project, its
+    # instance id (IMDSv2's, for orthweb-host-config), and the first host's database and secrets.
+    project: str = PROJECT
+    instance_id: str = ""
+    primary: ContainerHost | None = None
+    tls_secret_arn: str = ""
+
+    @property
+    def network(self) -> str:
+        """The project's network (compose names it after the project)."""
+        return f"{self.project}_orthweb"
+
+    def container(self, service: str) -> str:
+        return container_name(service, self.project)
+
+    # --- several hosts: one database ---------------------------------------------------------
+    @property
+    def pg(self) -> Path:
+        return self.primary.pg if self.primary else super().pg
+
+    def prepare_database(self) -> None:
+        """The first host's database, secrets and RDS CA; anything else as AppHost does."""
+        if self.primary is None:
+            super().prepare_database()
+            if self.settings.multi_host:  # the stack's shared-certificate secret, created empty
+                self.tls_secret_arn = self.aws("secretsmanager", "create-secret", "--name", "orthweb/tls")["ARN"]
+            return
+        first = self.primary
+        self.ports["postgres"] = first.ports["postgres"]
+        self.db_secret_arn, self.admin_secret_arn, self.db_user = (
+            first.db_secret_arn, first.admin_secret_arn, first.db_user
+        )  # fmt: skip
+        self.tls_secret_arn = first.tls_secret_arn
+        self.tls.mkdir(parents=True, exist_ok=True)
+        shutil.copy(first.tls / "rds-ca.pem", self.tls / "rds-ca.pem")
+
+    def _stop_postgres(self) -> None:
+        if self.primary is None:
+            super()._stop_postgres()
+
+    def host_facts(self) -> HostFacts:
+        facts = super().host_facts()
+        if not self.settings.multi_host:
+            return facts
+        # The balancer stands in on loopback: every host's shared certificate names localhost.
+        return dataclasses.replace(facts, tls_secret_arn=self.tls_secret_arn, balancer_dns="localhost")
+
+    def script_env(self) -> dict[str, str]:
+        env = super().script_env()
+        if self.instance_id:
+            env["ORTHWEB_INSTANCE_ID"] = self.instance_id
+        return env
 
     # --- files ---------------------------------------------------------------------------------
     @property
@@ -200,7 +256,9 @@ class ContainerHost(AppHost):
         wrapper = self.root / "sbin" / "docker"
         wrapper.unlink()
         wrapper.write_text(
-            DOCKER_WRAPPER.format(config=config, override=self.override_file, calls=self.root / "docker.log")
+            DOCKER_WRAPPER.format(
+                config=config, override=self.override_file, calls=self.root / "docker.log", project=self.project
+            )
         )
         wrapper.chmod(0o755)
 
@@ -229,7 +287,7 @@ class ContainerHost(AppHost):
     def _take_client_addresses(self) -> None:
         """``client_addresses`` on the project network's bridge, and the first of them the source
         address of this machine's connections to nginx's address there."""
-        network = json.loads(run(["docker", "network", "inspect", NETWORK]).stdout)[0]
+        network = json.loads(run(["docker", "network", "inspect", self.network]).stdout)[0]
         bridge = network["Options"].get("com.docker.network.bridge.name") or f"br-{network['Id'][:12]}"
         for address in self.client_addresses:
             run(["ip", "address", "add", f"{address}/32", "dev", bridge])
@@ -238,7 +296,7 @@ class ContainerHost(AppHost):
 
     def nginx_address(self) -> str:
         """nginx's address on the project network: its container ports (443 or 80, 11112) are there."""
-        return str(self.inspect("nginx")["NetworkSettings"]["Networks"][NETWORK]["IPAddress"])
+        return str(self.inspect("nginx")["NetworkSettings"]["Networks"][self.network]["IPAddress"])
 
     def in_network_namespace(self, action: Callable[[], T]) -> T:
         """``action()`` run in nginx's network namespace (Orthanc's too: it joins nginx's), in a
@@ -282,11 +340,11 @@ class ContainerHost(AppHost):
         if self.client_addresses:
             return self.client_addresses[0]
         networks = self.inspect("nginx")["NetworkSettings"]["Networks"]
-        return str(networks[NETWORK]["Gateway"])
+        return str(networks[self.network]["Gateway"])
 
     def compose(self, *args: str) -> subprocess.CompletedProcess[str]:
         """``docker compose`` on the host's project, as orthweb-refresh calls it."""
-        cmd = [str(self.root / "sbin" / "docker"), "compose", "--project-name", PROJECT]
+        cmd = [str(self.root / "sbin" / "docker"), "compose", "--project-name", self.project]
         return run([*cmd, "--file", str(self.etc / "docker-compose.yml"), *args], env=self.script_env())
 
     def wait_ready(self) -> None:
@@ -320,16 +378,16 @@ class ContainerHost(AppHost):
 
     def inspect(self, service: str) -> dict[str, Any]:
         proc = subprocess.run(
-            ["docker", "inspect", container_name(service)], capture_output=True, text=True, check=False
+            ["docker", "inspect", self.container(service)], capture_output=True, text=True, check=False
         )
         if proc.returncode != 0:
-            raise AppHostError(f"no container {container_name(service)}: {proc.stderr.strip()}")
+            raise AppHostError(f"no container {self.container(service)}: {proc.stderr.strip()}")
         result: dict[str, Any] = json.loads(proc.stdout)[0]
         return result
 
     def logs(self, service: str) -> tuple[str, str]:
         """(stdout, stderr) of the service's container, from Docker's local copy."""
-        proc = subprocess.run(["docker", "logs", container_name(service)], capture_output=True, text=True, check=False)
+        proc = subprocess.run(["docker", "logs", self.container(service)], capture_output=True, text=True, check=False)
         return proc.stdout, proc.stderr
 
     def _snapshot(self, name: str, service: str, keep: Callable[[str], bool] | None = None) -> Path:
@@ -375,7 +433,7 @@ class ContainerHost(AppHost):
     def orthanc_config(self) -> tuple[dict[str, Any], dict[str, Any]]:
         """(the configuration Orthanc runs on, without its secrets; the secret settings): what the
         image's configurator merged into /tmp/orthanc.json, read from the running container."""
-        proc = run(["docker", "exec", container_name("orthanc"), "cat", "/tmp/orthanc.json"])
+        proc = run(["docker", "exec", self.container("orthanc"), "cat", "/tmp/orthanc.json"])
         config: dict[str, Any] = json.loads(proc.stdout)
         secrets = {"RegisteredUsers": config.pop("RegisteredUsers")}
         postgres = config.get("PostgreSQL", {})
@@ -420,9 +478,9 @@ def missing_prerequisites() -> list[str]:
     return [t for t in tools if not shutil.which(t)] + [str(f) for f in (PG_BIN / "initdb",) if not f.exists()]
 
 
-def other_project_running() -> bool:
+def other_project_running(project: str = PROJECT) -> bool:
     proc = subprocess.run(
-        ["docker", "ps", "--quiet", "--filter", f"label=com.docker.compose.project={PROJECT}"],
+        ["docker", "ps", "--quiet", "--filter", f"label=com.docker.compose.project={project}"],
         capture_output=True,
         text=True,
         check=False,
@@ -437,9 +495,15 @@ def container_host(
     keep: bool = False,
     deployment: Deployment | None = None,
     client_addresses: Sequence[str] = (),
+    *,
+    project: str = PROJECT,
+    instance_id: str = "",
+    primary: ContainerHost | None = None,
 ) -> Iterator[ContainerHost]:
     """The application in containers for ``settings`` (default: :func:`deployment_settings`), on an
-    engine started if none runs; everything stopped and removed after (the directory unless ``keep``)."""
+    engine started if none runs; everything stopped and removed after (the directory unless ``keep``).
+    ``project``, ``instance_id`` and ``primary`` make it one of several hosts: the Compose project it
+    runs as, its instance id, and the host whose database, secrets and emulator it shares."""
     missing = missing_prerequisites()
     if missing:
         raise AppHostError(f"missing {', '.join(missing)}: install the Debian packages (make debian)")
@@ -447,17 +511,19 @@ def container_host(
     try:
         with contextlib.ExitStack() as stack:
             stack.enter_context(running_engine(root / "dockerd.log"))
-            if other_project_running():
+            if other_project_running(project):
                 raise AppHostError(
-                    f"containers of a Compose project named {PROJECT} already run on this engine: "
-                    "stop them first (make app-down, make demo-down, or docker compose -p orthweb down)"
+                    f"containers of a Compose project named {project} already run on this engine: "
+                    f"stop them first (make app-down, make demo-down, or docker compose -p {project} down)"
                 )
             images = build_all(root / "images.log")
-            moto: MotoServer = (
-                MotoServer(endpoint=deployment.endpoint, region=deployment.region)
-                if deployment
-                else stack.enter_context(moto_server())
-            )
+            moto: MotoServer
+            if primary is not None:
+                moto = primary.moto
+            elif deployment is not None:
+                moto = MotoServer(endpoint=deployment.endpoint, region=deployment.region)
+            else:
+                moto = stack.enter_context(moto_server())
             host = ContainerHost(
                 root=root,
                 settings=settings or deployment_settings(),
@@ -466,6 +532,9 @@ def container_host(
                 images=images,
                 db_host=bridge_gateway(),
                 client_addresses=client_addresses,
+                project=project,
+                instance_id=instance_id,
+                primary=primary,
             )
             try:
                 host.start()
@@ -477,14 +546,19 @@ def container_host(
             shutil.rmtree(root, ignore_errors=True)
 
 
-@contextlib.contextmanager
-def containers_for_test(settings: Settings, client_addresses: Sequence[str] = ()) -> Iterator[ContainerHost]:
-    """:func:`container_host` for a test module: not run (a skip; a failure in CI) where this machine
-    cannot run it: not root, or a Debian package missing."""
+def require_containers(extra: Sequence[str] = ()) -> None:
+    """Not run (a skip; a failure in CI) where this machine cannot run the container harness: not
+    root, or a Debian package missing (``extra``: more of them, for a test module's own needs)."""
     if os.geteuid() != 0:
         not_run("the container harness starts dockerd and reads other processes' /proc: it needs root")
-    missing = missing_prerequisites()
+    missing = missing_prerequisites() + [m for m in extra if not (Path(m).exists() or shutil.which(m))]
     if missing:
         not_run(f"the container harness needs {', '.join(missing)} ({INSTALL_HINT})")
+
+
+@contextlib.contextmanager
+def containers_for_test(settings: Settings, client_addresses: Sequence[str] = ()) -> Iterator[ContainerHost]:
+    """:func:`container_host` for a test module, where this machine can run it (:func:`require_containers`)."""
+    require_containers()
     with container_host(settings, client_addresses=client_addresses) as host:
         yield host

@@ -39,7 +39,7 @@ from base64 import b64encode
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import quote
 
 import yaml
@@ -51,6 +51,7 @@ from orthweb.bootstrap import (
     ORTHANC_HTTP_PORT,
     USERDATA_DIR,
     HostFacts,
+    bundle_files,
     dicom_sources,
     render_app,
     render_file,
@@ -315,8 +316,17 @@ class AppHost:
     def _install_host_scripts(self) -> None:
         sbin = self.root / "sbin"
         sbin.mkdir()
+        # The host's steps as the bundle renders them for these settings (its includes expanded);
+        # a step these settings leave out of the bundle is there too, as its template, for the
+        # tests that run it directly.
         for script in (USERDATA_DIR / "bin").glob("orthweb-*.sh"):
             (sbin / script.stem).symlink_to(script)
+        for host_file in bundle_files(self.settings):
+            if host_file.path.startswith("/usr/local/sbin/"):
+                step = sbin / Path(host_file.path).name
+                step.unlink(missing_ok=True)
+                step.write_text(host_file.text)
+                step.chmod(0o700)
         # The RDS CA download needs the internet: the test CA is put where it would land.
         (sbin / "orthweb-rds-ca").unlink()
         (sbin / "orthweb-rds-ca").write_text("#!/bin/sh\nexit 0\n")
@@ -663,6 +673,17 @@ class AppHost:
             self.tls.mkdir(parents=True, exist_ok=True)
             (self.tls / "dicom-client-ca.pem").write_text(self.settings.dicom_client_ca)
         self._install_host_scripts()
+        self.prepare_database()
+        # The host's own orthweb.env, rendered from the template with the harness's facts; only the
+        # web port differs (the health probe's), a listed host difference.
+        env_text = render_file("orthweb.env", template_values(self.settings, self.host_facts()))
+        web_port = "443" if self.settings.https else "80"
+        env_text = env_text.replace(f"ORTHWEB_WEB_PORT={web_port}\n", f"ORTHWEB_WEB_PORT={self.ports['nginx_web']}\n")
+        (self.etc / "orthweb.env").write_text(env_text)
+        self.launch()
+
+    def prepare_database(self) -> None:
+        """PostgreSQL standing in for RDS, the deployment's two secrets, and the master login."""
         self._start_postgres()
         if self.deployment is None:
             # The stack's two secrets: RDS's master secret, and the admin secret created empty.
@@ -688,7 +709,10 @@ class AppHost:
         # Like RDS's master user: it may create roles and databases, and is no superuser.
         self.psql(f"CREATE ROLE {self.db_user} LOGIN CREATEROLE CREATEDB PASSWORD '{literal}'", db="postgres")
         self.psql(f"CREATE DATABASE {DB_NAME} OWNER {self.db_user}", db="postgres")
-        facts = HostFacts(
+
+    def host_facts(self) -> HostFacts:
+        """The deployment facts the stack would put in this host's user data."""
+        return HostFacts(
             region=self.moto.region,
             db_address=self.db_host,
             db_port=str(self.ports["postgres"]),
@@ -696,13 +720,6 @@ class AppHost:
             db_secret_arn=self.db_secret_arn,
             admin_secret_arn=self.admin_secret_arn,
         )
-        # The host's own orthweb.env, rendered from the template with the harness's facts; only the
-        # web port differs (the health probe's), a listed host difference.
-        env_text = render_file("orthweb.env", template_values(self.settings, facts))
-        web_port = "443" if self.settings.https else "80"
-        env_text = env_text.replace(f"ORTHWEB_WEB_PORT={web_port}\n", f"ORTHWEB_WEB_PORT={self.ports['nginx_web']}\n")
-        (self.etc / "orthweb.env").write_text(env_text)
-        self.launch()
 
     def launch(self) -> None:
         """Bring the application up on the prepared files, as the host's boot does."""
@@ -726,7 +743,13 @@ def _json_lines(path: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in text[: text.rfind("\n") + 1].splitlines()]
 
 
-def dicom_tls(host: AppHost) -> tuple[ssl.SSLContext, str]:
+class TlsServer(Protocol):
+    """What presents the host's certificate: one host, or the balancer in front of several."""
+
+    def tls_context(self) -> ssl.SSLContext: ...
+
+
+def dicom_tls(host: TlsServer) -> tuple[ssl.SSLContext, str]:
     """pynetdicom's tls_args: verify nginx against the host's certificate, by name."""
     return host.tls_context(), "localhost"
 

@@ -32,9 +32,8 @@ from pydicom.dataset import Dataset
 
 from orthweb.bootstrap import ORTHANC_DICOM_PORT, ORTHANC_HTTP_PORT
 from orthweb.settings import Settings
-from orthweb_dev.containers import CLIENT_ADDRESSES, ContainerHost, containers_for_test
+from orthweb_dev.containers import CLIENT_ADDRESSES, NGINX_CAPABILITIES, ContainerHost, containers_for_test
 from orthweb_dev.dicom import STUDY_ROOT_FIND, Sample, dicom_ae, make_instance, store
-from orthweb_dev.harness import NGINX_CAPABILITIES
 from orthweb_dev.pki import Issued, issue, make_ca
 from orthweb_dev.proc import free_port, wait_until
 

@@ -16,16 +16,15 @@ import pytest
 
 from orthweb.settings import Settings
 from orthweb_dev import browser
-from orthweb_dev.containers import containers_for_test
+from orthweb_dev.containers import ContainerHost, containers_for_test
 from orthweb_dev.dicom import viewable_instance
-from orthweb_dev.harness import AppHost
 from orthweb_dev.testing import INSTALL_HINT, not_run
 
 pytestmark = pytest.mark.app
 
 
 @pytest.fixture(scope="module")
-def app() -> Iterator[AppHost]:
+def app() -> Iterator[ContainerHost]:
     """The application with a clinician's login: a user with the viewer role."""
     missing = browser.missing()
     if missing:
@@ -34,7 +33,7 @@ def app() -> Iterator[AppHost]:
         yield host
 
 
-def test_the_browser_logs_in_opens_the_study_and_the_viewer_draws_it(app: AppHost, tmp_path: Path) -> None:
+def test_the_browser_logs_in_opens_the_study_and_the_viewer_draws_it(app: ContainerHost, tmp_path: Path) -> None:
     sample = viewable_instance("browser", patient="BROWSER^TEST")
     status, _ = app.rest("POST", "/instances", sample.data)
     assert status == 200
@@ -55,7 +54,7 @@ def test_the_browser_logs_in_opens_the_study_and_the_viewer_draws_it(app: AppHos
     assert bands[-1] > 192
 
 
-def test_clinicians_behind_one_address_in_fresh_browsers_are_never_throttled(app: AppHost) -> None:
+def test_clinicians_behind_one_address_in_fresh_browsers_are_never_throttled(app: ContainerHost) -> None:
     """Four clinicians behind one address (a hospital's NAT; here all come from the same one), each
     in a fresh browser profile, log in at the explorer and open the viewer, one after the other.
     Chromium sends the login unasked only under /app/, so many of their requests go first without
@@ -75,7 +74,7 @@ def test_clinicians_behind_one_address_in_fresh_browsers_are_never_throttled(app
     assert statuses[401] > 20, statuses  # more than the old throttle's burst, within a minute
 
 
-def test_the_browser_trusts_only_the_pinned_key(app: AppHost, tmp_path: Path) -> None:
+def test_the_browser_trusts_only_the_pinned_key(app: ContainerHost, tmp_path: Path) -> None:
     other = tmp_path / "other.crt"
     key = tmp_path / "other.key"
     subprocess.run(

@@ -18,33 +18,35 @@ import pytest
 
 from orthweb.bootstrap import DB_APP_ROLE, USERDATA_DIR
 from orthweb.settings import Settings
-from orthweb_dev.containers import containers_for_test
+from orthweb_dev.containers import ContainerHost, containers_for_test
 from orthweb_dev.dicom import make_instance
-from orthweb_dev.harness import DB_NAME, DB_URI_FILE, AppHost
+from orthweb_dev.harness import DB_NAME, DB_URI_FILE
 from orthweb_dev.testing import command_lines, db_app_password, record_command_lines
 
 pytestmark = pytest.mark.app
 
 
 @pytest.fixture(scope="module")
-def app() -> Iterator[AppHost]:
+def app() -> Iterator[ContainerHost]:
     """The application in its containers (the rendered compose file on Docker), Orthanc logging in
     to the harness's PostgreSQL from inside them."""
     with containers_for_test(Settings()) as host:
         yield host
 
 
-def orthanc_login(app: AppHost) -> tuple[str, str]:
+def orthanc_login(app: ContainerHost) -> tuple[str, str]:
     uri = urlsplit((app.secrets / DB_URI_FILE).read_text())
     return unquote(uri.username or ""), unquote(uri.password or "")
 
 
-def master_password(app: AppHost) -> str:
+def master_password(app: ContainerHost) -> str:
     secret = app.aws("secretsmanager", "get-secret-value", "--secret-id", app.db_secret_arn)["SecretString"]
     return str(json.loads(secret)["password"])
 
 
-def psql_as(app: AppHost, user: str, password: str, sql: str, db: str = DB_NAME) -> subprocess.CompletedProcess[str]:
+def psql_as(
+    app: ContainerHost, user: str, password: str, sql: str, db: str = DB_NAME
+) -> subprocess.CompletedProcess[str]:
     """``sql`` over TCP with TLS verified, as Orthanc connects, logged in as ``user``."""
     env = {
         **os.environ,
@@ -60,7 +62,7 @@ def psql_as(app: AppHost, user: str, password: str, sql: str, db: str = DB_NAME)
     return subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
 
 
-def db_role_step(app: AppHost, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+def db_role_step(app: ContainerHost, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     """The host's orthweb-db-role step, with the host's environment (or ``env``), whatever its outcome."""
     return subprocess.run(
         [str(app.root / "sbin" / "orthweb-db-role")],
@@ -83,19 +85,19 @@ UNION SELECT pg_get_userbyid(lomowner) FROM pg_largeobject_metadata
 ATTRIBUTES = "SELECT rolsuper, rolcreaterole, rolcreatedb, rolreplication, rolbypassrls, rolcanlogin FROM pg_roles"
 
 
-def owners(app: AppHost) -> set[str]:
+def owners(app: ContainerHost) -> set[str]:
     """Who owns the Orthanc database, its schema objects and its large objects (the DICOM files)."""
     return set(app.psql(OWNERS).split())
 
 
 @pytest.fixture(scope="module")
-def stored(app: AppHost) -> None:
+def stored(app: ContainerHost) -> None:
     """One instance, so the database holds Orthanc's tables and a large object of its own."""
     status, _ = app.rest("POST", "/instances", make_instance("db-role", rows=32, columns=32).data)
     assert status == 200
 
 
-def test_orthanc_logs_in_as_its_own_role_and_holds_no_master_login(app: AppHost) -> None:
+def test_orthanc_logs_in_as_its_own_role_and_holds_no_master_login(app: ContainerHost) -> None:
     role, password = orthanc_login(app)
     assert role == DB_APP_ROLE != app.db_user
     master = master_password(app)
@@ -105,19 +107,19 @@ def test_orthanc_logs_in_as_its_own_role_and_holds_no_master_login(app: AppHost)
     assert [p.name for p in given if master in p.read_text(errors="replace")] == []
 
 
-def test_orthancs_role_holds_no_attribute_and_no_membership(app: AppHost) -> None:
+def test_orthancs_role_holds_no_attribute_and_no_membership(app: ContainerHost) -> None:
     attributes = app.psql(f"{ATTRIBUTES} WHERE rolname = '{DB_APP_ROLE}'")
     assert attributes == "f|f|f|f|f|t"
     members = f"SELECT count(*) FROM pg_auth_members WHERE member = '{DB_APP_ROLE}'::regrole"  # noqa: S608
     assert app.psql(members) == "0"
 
 
-def test_orthancs_role_owns_the_database_and_everything_orthanc_made_in_it(app: AppHost, stored: None) -> None:
+def test_orthancs_role_owns_the_database_and_everything_orthanc_made_in_it(app: ContainerHost, stored: None) -> None:
     assert int(app.psql("SELECT count(*) FROM pg_largeobject_metadata")) > 0  # the DICOM file
     assert owners(app) == {DB_APP_ROLE}
 
 
-def test_orthancs_role_may_not_create_roles_or_databases(app: AppHost) -> None:
+def test_orthancs_role_may_not_create_roles_or_databases(app: ContainerHost) -> None:
     role, password = orthanc_login(app)
     assert psql_as(app, role, password, "SELECT 1").stdout.strip() == "1"
     for sql in ("CREATE ROLE intruder LOGIN", "CREATE DATABASE elsewhere"):
@@ -126,7 +128,7 @@ def test_orthancs_role_may_not_create_roles_or_databases(app: AppHost) -> None:
         assert "permission denied" in denied.stderr, denied.stderr
 
 
-def test_no_other_role_may_connect_to_the_orthanc_database(app: AppHost) -> None:
+def test_no_other_role_may_connect_to_the_orthanc_database(app: ContainerHost) -> None:
     app.psql("CREATE ROLE visitor LOGIN PASSWORD 'visitor-password'", db="postgres")
     try:
         assert psql_as(app, "visitor", "visitor-password", "SELECT 1", db="postgres").returncode == 0
@@ -137,7 +139,7 @@ def test_no_other_role_may_connect_to_the_orthanc_database(app: AppHost) -> None
         app.psql("DROP ROLE visitor", db="postgres")
 
 
-def test_a_role_in_order_is_left_alone(app: AppHost) -> None:
+def test_a_role_in_order_is_left_alone(app: ContainerHost) -> None:
     step = db_role_step(app)
     assert step.returncode == 0, step.stderr
     assert step.stdout == ""
@@ -145,7 +147,7 @@ def test_a_role_in_order_is_left_alone(app: AppHost) -> None:
 
 
 @pytest.fixture
-def statements_logged(app: AppHost) -> Iterator[Path]:
+def statements_logged(app: ContainerHost) -> Iterator[Path]:
     """Every statement the server runs goes to its log (as log_statement = 'all' would on RDS)."""
     app.psql("ALTER SYSTEM SET log_statement = 'all'", db="postgres")
     app.psql("SELECT pg_reload_conf()", db="postgres")
@@ -165,7 +167,7 @@ SELECT count(lo_from_bytea(0, 'an old DICOM file')) FROM generate_series(1, 3000
 
 
 def test_a_database_from_another_deployment_filled_as_the_master_user_is_handed_to_orthancs_role(
-    app: AppHost, stored: None, statements_logged: Path, tmp_path: Path
+    app: ContainerHost, stored: None, statements_logged: Path, tmp_path: Path
 ) -> None:
     """What a restored snapshot of an earlier deployment holds: the role's password is another
     deployment's, and the master user owns tables, a sequence, a function and large objects: more
@@ -200,7 +202,7 @@ def test_a_database_from_another_deployment_filled_as_the_master_user_is_handed_
     assert app.rest("GET", "/statistics")[0] == 200
 
 
-def test_privileges_the_master_user_can_remove_are_removed(app: AppHost) -> None:
+def test_privileges_the_master_user_can_remove_are_removed(app: ContainerHost) -> None:
     app.psql(f"ALTER ROLE {DB_APP_ROLE} CREATEROLE CREATEDB; GRANT pg_read_all_data TO {DB_APP_ROLE}", db="postgres")
     step = db_role_step(app)
     assert step.returncode == 0, step.stderr
@@ -208,7 +210,7 @@ def test_privileges_the_master_user_can_remove_are_removed(app: AppHost) -> None
     test_orthancs_role_holds_no_attribute_and_no_membership(app)
 
 
-def test_a_role_made_superuser_is_reported_and_the_step_fails(app: AppHost) -> None:
+def test_a_role_made_superuser_is_reported_and_the_step_fails(app: ContainerHost) -> None:
     """Only a real superuser (AWS, on RDS) can make or unmake one: the step says so and fails, so
     the refresh unit shows it; it does not go on as if the role were in order."""
     app.psql(f"ALTER ROLE {DB_APP_ROLE} SUPERUSER", db="postgres")
@@ -222,7 +224,7 @@ def test_a_role_made_superuser_is_reported_and_the_step_fails(app: AppHost) -> N
     assert db_role_step(app).returncode == 0
 
 
-def test_an_unreachable_database_fails_the_step_without_touching_the_role(app: AppHost) -> None:
+def test_an_unreachable_database_fails_the_step_without_touching_the_role(app: ContainerHost) -> None:
     facts = (app.etc / "orthweb.env").read_text()
     port = str(app.ports["postgres"])
     (app.etc / "orthweb.env").write_text(facts.replace(f"ORTHWEB_DB_PORT={port}\n", "ORTHWEB_DB_PORT=9\n"))
@@ -235,7 +237,7 @@ def test_an_unreachable_database_fails_the_step_without_touching_the_role(app: A
     assert "setting up" not in step.stderr
 
 
-def test_hosts_setting_the_role_up_at_once_both_succeed(app: AppHost) -> None:
+def test_hosts_setting_the_role_up_at_once_both_succeed(app: ContainerHost) -> None:
     """Several hosts boot together, or refresh after the same rotation: their set-ups take turns
     (an advisory lock), so neither fails on the other's half-done changes."""
     app.psql(f"ALTER ROLE {DB_APP_ROLE} PASSWORD 'before-the-rotation'", db="postgres")
@@ -255,7 +257,7 @@ def test_hosts_setting_the_role_up_at_once_both_succeed(app: AppHost) -> None:
     assert psql_as(app, role, password, "SELECT 1").stdout.strip() == "1"
 
 
-def test_orthancs_role_cannot_make_the_set_up_run_its_code_as_the_master_user(app: AppHost) -> None:
+def test_orthancs_role_cannot_make_the_set_up_run_its_code_as_the_master_user(app: ContainerHost) -> None:
     """The role owns the database, so it may create functions in ``public`` and force a set-up by
     changing its own password: the set-up, run as the master user, must call none of them."""
     role, password = orthanc_login(app)
@@ -289,7 +291,7 @@ def test_orthancs_role_cannot_make_the_set_up_run_its_code_as_the_master_user(ap
             app.psql(f"DROP FUNCTION IF EXISTS public.{signature.split(' RETURNS')[0]}")
 
 
-def test_a_role_that_may_not_log_in_or_has_expired_is_repaired(app: AppHost) -> None:
+def test_a_role_that_may_not_log_in_or_has_expired_is_repaired(app: ContainerHost) -> None:
     for breakage in ("NOLOGIN", "VALID UNTIL '2000-01-01'"):
         app.psql(f"ALTER ROLE {DB_APP_ROLE} {breakage}", db="postgres")
         step = db_role_step(app)
@@ -299,7 +301,7 @@ def test_a_role_that_may_not_log_in_or_has_expired_is_repaired(app: AppHost) -> 
         assert psql_as(app, role, password, "SELECT 1").stdout.strip() == "1", breakage
 
 
-def test_a_uri_left_from_before_a_rotation_never_sets_an_old_password(app: AppHost) -> None:
+def test_a_uri_left_from_before_a_rotation_never_sets_an_old_password(app: ContainerHost) -> None:
     """The master password rotated, another host already set the new derived password, and here
     orthweb-secrets failed, so Orthanc's URI still holds the old one: the step must not set it back
     (the hosts would take turns locking each other out); it fails, and the next refresh catches up."""

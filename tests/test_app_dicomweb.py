@@ -18,9 +18,8 @@ from PIL import Image
 from pydicom import dcmread
 
 from orthweb.settings import Settings
-from orthweb_dev.containers import containers_for_test
+from orthweb_dev.containers import ContainerHost, containers_for_test
 from orthweb_dev.dicom import Sample, band_means, make_instance, viewable_instance
-from orthweb_dev.harness import AppHost
 
 pytestmark = pytest.mark.app
 
@@ -31,13 +30,13 @@ CORS_HEADERS = ("access-control-allow-origin", "access-control-allow-credentials
 
 
 @pytest.fixture(scope="module")
-def app() -> Iterator[AppHost]:
+def app() -> Iterator[ContainerHost]:
     """The application with a user of each role and one origin allowed to call DICOMweb from a browser."""
     with containers_for_test(Settings(web_users=USERS, web_cors_origins=[ALLOWED])) as host:
         yield host
 
 
-def session(app: AppHost, password: str | None = None, user: str = "admin") -> requests.Session:
+def session(app: ContainerHost, password: str | None = None, user: str = "admin") -> requests.Session:
     """A requests session through nginx as ``user`` (its generated password unless ``password``),
     trusting only the certificate the host's step made."""
     s = requests.Session()
@@ -47,7 +46,7 @@ def session(app: AppHost, password: str | None = None, user: str = "admin") -> r
     return s
 
 
-def client(app: AppHost, password: str | None = None, user: str = "admin") -> DICOMwebClient:
+def client(app: ContainerHost, password: str | None = None, user: str = "admin") -> DICOMwebClient:
     return DICOMwebClient(f"{app.web_url}/dicom-web", session=session(app, password, user))
 
 
@@ -57,7 +56,7 @@ def value(dataset: dict[str, Any], tag: str) -> Any:
 
 
 @pytest.fixture(scope="module")
-def study(app: AppHost) -> list[Sample]:
+def study(app: ContainerHost) -> list[Sample]:
     """Two instances of one study, stored with STOW-RS (asserted here)."""
     first = viewable_instance("dicomweb-1", patient="DICOMWEB^STOW")
     second = make_instance(
@@ -71,7 +70,7 @@ def study(app: AppHost) -> list[Sample]:
     return [first, second]
 
 
-def test_qido_finds_the_study_by_patient_and_by_study(app: AppHost, study: list[Sample]) -> None:
+def test_qido_finds_the_study_by_patient_and_by_study(app: ContainerHost, study: list[Sample]) -> None:
     by_patient = client(app).search_for_studies(search_filters={"PatientID": "DICOMWEBSTOW"})
     assert [value(s, "0020000D") for s in by_patient] == [study[0].study]
     by_uid = client(app).search_for_studies(search_filters={"StudyInstanceUID": study[0].study})
@@ -81,7 +80,7 @@ def test_qido_finds_the_study_by_patient_and_by_study(app: AppHost, study: list[
     assert {value(i, "00080018") for i in instances} == {s.sop_instance for s in study}
 
 
-def test_qido_links_name_the_public_url_never_orthancs_port(app: AppHost, study: list[Sample]) -> None:
+def test_qido_links_name_the_public_url_never_orthancs_port(app: ContainerHost, study: list[Sample]) -> None:
     uid = study[0].study
     response = session(app).get(f"{app.web_url}/dicom-web/studies", params={"StudyInstanceUID": uid})
     (found,) = response.json()
@@ -97,7 +96,7 @@ def test_qido_links_name_the_public_url_never_orthancs_port(app: AppHost, study:
     assert ":8042" not in response.text + str(found)  # Orthanc's own port, inside the containers
 
 
-def test_wado_returns_the_instances_as_stored(app: AppHost, study: list[Sample]) -> None:
+def test_wado_returns_the_instances_as_stored(app: ContainerHost, study: list[Sample]) -> None:
     for sample in study:
         series = dcmread(io.BytesIO(sample.data)).SeriesInstanceUID
         got = client(app).retrieve_instance(sample.study, series, sample.sop_instance)
@@ -107,7 +106,7 @@ def test_wado_returns_the_instances_as_stored(app: AppHost, study: list[Sample])
     assert {ds.SOPInstanceUID for ds in whole} == {s.sop_instance for s in study}
 
 
-def test_wado_renders_the_frame_as_the_gradient_it_holds(app: AppHost, study: list[Sample]) -> None:
+def test_wado_renders_the_frame_as_the_gradient_it_holds(app: ContainerHost, study: list[Sample]) -> None:
     sample = study[0]
     series = dcmread(io.BytesIO(sample.data)).SeriesInstanceUID
     png = client(app).retrieve_instance_frames_rendered(
@@ -121,7 +120,7 @@ def test_wado_renders_the_frame_as_the_gradient_it_holds(app: AppHost, study: li
     assert all(b > a for a, b in itertools.pairwise(bands))  # rising in between
 
 
-def test_a_wrong_login_gets_401_and_no_data(app: AppHost, study: list[Sample]) -> None:
+def test_a_wrong_login_gets_401_and_no_data(app: ContainerHost, study: list[Sample]) -> None:
     s = session(app, password="not-the-password")
     response = s.get(f"{app.web_url}/dicom-web/studies", params={"PatientID": "DICOMWEBSTOW"})
     assert response.status_code == 401
@@ -141,7 +140,7 @@ def test_a_wrong_login_gets_401_and_no_data(app: AppHost, study: list[Sample]) -
 # --- roles ---------------------------------------------------------------------------------------
 
 
-def test_a_viewer_reads_dicomweb_but_cannot_store(app: AppHost, study: list[Sample]) -> None:
+def test_a_viewer_reads_dicomweb_but_cannot_store(app: ContainerHost, study: list[Sample]) -> None:
     viewer = client(app, user="vera")
     (found,) = viewer.search_for_studies(search_filters={"StudyInstanceUID": study[0].study})
     assert value(found, "00100020") == "DICOMWEBSTOW"
@@ -157,7 +156,7 @@ def test_a_viewer_reads_dicomweb_but_cannot_store(app: AppHost, study: list[Samp
     assert client(app).search_for_studies(search_filters={"StudyInstanceUID": refused.study}) == []
 
 
-def test_an_uploader_stores_with_stow(app: AppHost) -> None:
+def test_an_uploader_stores_with_stow(app: ContainerHost) -> None:
     upload = viewable_instance("dicomweb-by-uploader")
     response = client(app, user="ulla").store_instances([dcmread(io.BytesIO(upload.data))])
     assert [item.ReferencedSOPInstanceUID for item in response.ReferencedSOPSequence] == [upload.sop_instance]
@@ -165,7 +164,7 @@ def test_an_uploader_stores_with_stow(app: AppHost) -> None:
     assert value(found, "0020000D") == upload.study
 
 
-def test_a_wrong_password_for_a_real_viewer_gets_401(app: AppHost, study: list[Sample]) -> None:
+def test_a_wrong_password_for_a_real_viewer_gets_401(app: ContainerHost, study: list[Sample]) -> None:
     response = session(app, password="not-vera's", user="vera").get(f"{app.web_url}/dicom-web/studies")
     assert response.status_code == 401
     assert study[0].study not in response.text
@@ -178,7 +177,7 @@ def cors(response: requests.Response) -> dict[str, str]:
     return {k.lower(): v for k, v in response.headers.items() if k.lower().startswith("access-control-")}
 
 
-def test_an_allowed_origin_gets_its_own_origin_back_with_credentials(app: AppHost, study: list[Sample]) -> None:
+def test_an_allowed_origin_gets_its_own_origin_back_with_credentials(app: ContainerHost, study: list[Sample]) -> None:
     response = session(app).get(f"{app.web_url}/dicom-web/studies", headers={"Origin": ALLOWED})
     assert response.status_code == 200
     assert cors(response) == {"access-control-allow-origin": ALLOWED, "access-control-allow-credentials": "true"}
@@ -189,7 +188,7 @@ def test_an_allowed_origin_gets_its_own_origin_back_with_credentials(app: AppHos
     assert cors(refused)["access-control-allow-origin"] == ALLOWED
 
 
-def test_the_preflight_is_answered_by_nginx_without_credentials(app: AppHost) -> None:
+def test_the_preflight_is_answered_by_nginx_without_credentials(app: ContainerHost) -> None:
     anonymous = requests.Session()
     anonymous.trust_env = False
     headers = {
@@ -212,7 +211,7 @@ def test_the_preflight_is_answered_by_nginx_without_credentials(app: AppHost) ->
     assert response.headers["X-Content-Type-Options"] == "nosniff"
 
 
-def test_another_origin_gets_no_cors_header_anywhere(app: AppHost, study: list[Sample]) -> None:
+def test_another_origin_gets_no_cors_header_anywhere(app: ContainerHost, study: list[Sample]) -> None:
     s = session(app)
     for method, path in (("GET", "/dicom-web/studies"), ("OPTIONS", "/dicom-web/studies"), ("GET", "/system")):
         response = s.request(
@@ -234,14 +233,14 @@ def test_another_origin_gets_no_cors_header_anywhere(app: AppHost, study: list[S
         assert cors(answer) == {}, path
 
 
-def test_dicomweb_answers_keep_the_security_headers(app: AppHost, study: list[Sample]) -> None:
+def test_dicomweb_answers_keep_the_security_headers(app: ContainerHost, study: list[Sample]) -> None:
     response = session(app).get(f"{app.web_url}/dicom-web/studies")
     assert response.headers["Strict-Transport-Security"].startswith("max-age=")
     assert response.headers["X-Content-Type-Options"] == "nosniff"
     assert response.headers["X-Frame-Options"] == "SAMEORIGIN"
 
 
-def test_the_root_redirects_to_the_ui_without_reaching_orthanc(app: AppHost) -> None:
+def test_the_root_redirects_to_the_ui_without_reaching_orthanc(app: ContainerHost) -> None:
     anonymous = requests.Session()
     anonymous.trust_env = False
     response = anonymous.get(app.web_url + "/", allow_redirects=False, verify=str(app.server_cert))

@@ -25,7 +25,7 @@ from orthweb.bootstrap import DB_APP_ROLE
 from orthweb.settings import Settings
 from orthweb_dev.containers import ENGINE_CLIENTS, ContainerHost, containers_for_test
 from orthweb_dev.dicom import STUDY_ROOT_FIND, TEST_AET, Sample, dicom_ae, make_instance, store
-from orthweb_dev.harness import AppHost, dicom_tls
+from orthweb_dev.harness import dicom_tls
 
 pytestmark = pytest.mark.app
 
@@ -60,17 +60,17 @@ def samples() -> list[Sample]:
     ]
 
 
-def storage_rows(app: AppHost) -> int:
+def storage_rows(app: ContainerHost) -> int:
     """DICOM files (attachment type 1) in the PostgreSQL plugin's storage table."""
     return int(app.psql("SELECT count(*) FROM storagearea WHERE type = 1"))
 
 
-def study_uids(app: AppHost) -> set[str]:
+def study_uids(app: ContainerHost) -> set[str]:
     return {app.rest_json(f"/studies/{s}")["MainDicomTags"]["StudyInstanceUID"] for s in app.rest_json("/studies")}
 
 
 @pytest.fixture(scope="module")
-def stored(app: AppHost, samples: list[Sample]) -> list[Sample]:
+def stored(app: ContainerHost, samples: list[Sample]) -> list[Sample]:
     """The samples C-STOREd over DICOM TLS through nginx (asserted in the first test)."""
     before = storage_rows(app)
     ae = dicom_ae(samples)
@@ -110,7 +110,7 @@ def test_orthanc_runs_the_rendered_configuration_with_only_the_images_defaults_a
 # --- DICOM over TLS through nginx ----------------------------------------------------------------
 
 
-def test_c_echo_over_tls(app: AppHost) -> None:
+def test_c_echo_over_tls(app: ContainerHost) -> None:
     assoc = dicom_ae().associate("127.0.0.1", app.ports["nginx_dicom"], ae_title="ORTHANC", tls_args=dicom_tls(app))
     assert assoc.is_established
     status = assoc.send_c_echo()
@@ -118,7 +118,9 @@ def test_c_echo_over_tls(app: AppHost) -> None:
     assert status.Status == 0
 
 
-def test_c_store_of_several_modalities_and_syntaxes_lands_in_postgresql(app: AppHost, stored: list[Sample]) -> None:
+def test_c_store_of_several_modalities_and_syntaxes_lands_in_postgresql(
+    app: ContainerHost, stored: list[Sample]
+) -> None:
     # `stored` asserted success for each and one new storage row each; check what Orthanc indexed.
     for sample in stored:
         found = app.rest("POST", "/tools/lookup", sample.sop_instance.encode())
@@ -132,7 +134,7 @@ def test_c_store_of_several_modalities_and_syntaxes_lands_in_postgresql(app: App
         assert got.PixelData == sent.PixelData, sample.name
 
 
-def test_c_find_at_study_level_finds_the_studies(app: AppHost, stored: list[Sample]) -> None:
+def test_c_find_at_study_level_finds_the_studies(app: ContainerHost, stored: list[Sample]) -> None:
     from pydicom.dataset import Dataset
 
     query = Dataset()
@@ -154,14 +156,14 @@ def test_c_find_at_study_level_finds_the_studies(app: AppHost, stored: list[Samp
     assert {s.study for s in stored} <= found
 
 
-def test_the_tls_port_refuses_plain_dicom(app: AppHost) -> None:
+def test_the_tls_port_refuses_plain_dicom(app: ContainerHost) -> None:
     assoc = dicom_ae().associate("127.0.0.1", app.ports["nginx_dicom"], ae_title="ORTHANC")
     assert not assoc.is_established
 
 
 @pytest.mark.filterwarnings("ignore:ssl.TLSVersion:DeprecationWarning")
 @pytest.mark.parametrize("version", [ssl.TLSVersion.TLSv1, ssl.TLSVersion.TLSv1_1])
-def test_the_tls_port_refuses_old_tls(app: AppHost, version: ssl.TLSVersion) -> None:
+def test_the_tls_port_refuses_old_tls(app: ContainerHost, version: ssl.TLSVersion) -> None:
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     ctx.check_hostname = False
     ctx.verify_mode = ssl.CERT_NONE
@@ -176,7 +178,7 @@ def test_the_tls_port_refuses_old_tls(app: AppHost, version: ssl.TLSVersion) -> 
     assert "ALERT_PROTOCOL_VERSION" in str(refused.value)
 
 
-def test_the_certificate_presented_is_the_one_the_bootstrap_step_made(app: AppHost) -> None:
+def test_the_certificate_presented_is_the_one_the_bootstrap_step_made(app: ContainerHost) -> None:
     with (
         socket.create_connection(("127.0.0.1", app.ports["nginx_dicom"]), timeout=10) as raw,
         app.tls_context().wrap_socket(raw, server_hostname="localhost") as tls,
@@ -189,7 +191,7 @@ def test_the_certificate_presented_is_the_one_the_bootstrap_step_made(app: AppHo
 # --- HTTPS ---------------------------------------------------------------------------------------
 
 
-def test_rest_needs_the_generated_admin_password(app: AppHost) -> None:
+def test_rest_needs_the_generated_admin_password(app: ContainerHost) -> None:
     assert app.rest("GET", "/system", auth=False)[0] == 401
     admin = app.aws("secretsmanager", "get-secret-value", "--secret-id", app.admin_secret_arn)["SecretString"]
     assert json.loads(admin) == {"users": {"admin": app.admin_password}}
@@ -197,7 +199,7 @@ def test_rest_needs_the_generated_admin_password(app: AppHost) -> None:
     assert app.rest("GET", "/system")[0] == 200
 
 
-def test_https_upload_then_download_returns_the_exact_bytes(app: AppHost, stored: list[Sample]) -> None:
+def test_https_upload_then_download_returns_the_exact_bytes(app: ContainerHost, stored: list[Sample]) -> None:
     sample = make_instance("rest-roundtrip", modality="CT", rows=128, columns=128)
     status, body = app.rest("POST", "/instances", sample.data)
     assert status == 200, body
@@ -206,7 +208,7 @@ def test_https_upload_then_download_returns_the_exact_bytes(app: AppHost, stored
     assert {s.study for s in stored} | {sample.study} <= study_uids(app)
 
 
-def test_the_database_connection_is_tls_as_orthancs_own_role(app: AppHost) -> None:
+def test_the_database_connection_is_tls_as_orthancs_own_role(app: ContainerHost) -> None:
     sessions = "FROM pg_stat_ssl s JOIN pg_stat_activity a USING (pid) WHERE a.application_name <> 'psql'"
     assert set(app.psql(f"SELECT DISTINCT a.usename {sessions} AND a.backend_type = 'client backend'").split()) == {
         DB_APP_ROLE
@@ -219,7 +221,7 @@ def test_the_database_connection_is_tls_as_orthancs_own_role(app: AppHost) -> No
 # --- bad input -----------------------------------------------------------------------------------
 
 
-def test_a_corrupt_dicom_file_is_refused_and_orthanc_keeps_serving(app: AppHost) -> None:
+def test_a_corrupt_dicom_file_is_refused_and_orthanc_keeps_serving(app: ContainerHost) -> None:
     good = make_instance("to-corrupt", rows=64, columns=64).data
     corrupt = good[:200] + b"\xff" * 64 + good[264:600]  # valid preamble, garbage elements, truncated
     status, _ = app.rest("POST", "/instances", corrupt)
@@ -227,7 +229,7 @@ def test_a_corrupt_dicom_file_is_refused_and_orthanc_keeps_serving(app: AppHost)
     assert app.rest("GET", "/system")[0] == 200
 
 
-def test_an_oversized_upload_is_refused_and_orthanc_keeps_serving(app: AppHost) -> None:
+def test_an_oversized_upload_is_refused_and_orthanc_keeps_serving(app: ContainerHost) -> None:
     # nginx passes any size on purpose (multi-GB studies); 256 MiB that is not DICOM must be
     # rejected by Orthanc without taking it down.
     status, _ = app.rest("POST", "/instances", b"\x00" * (256 * 1024 * 1024), timeout=300)
@@ -242,7 +244,9 @@ def test_an_oversized_upload_is_refused_and_orthanc_keeps_serving(app: AppHost) 
 # --- replacement and rotation --------------------------------------------------------------------
 
 
-def test_a_replacement_orthanc_on_the_same_database_still_has_every_study(app: AppHost, stored: list[Sample]) -> None:
+def test_a_replacement_orthanc_on_the_same_database_still_has_every_study(
+    app: ContainerHost, stored: list[Sample]
+) -> None:
     studies = study_uids(app)
     rows = storage_rows(app)
     app.restart_orthanc()  # what destroy/apply -target aws_instance.orthweb does to the process
@@ -254,7 +258,7 @@ def test_a_replacement_orthanc_on_the_same_database_still_has_every_study(app: A
     assert dcmread(io.BytesIO(body)).PixelData == dcmread(io.BytesIO(stored[0].data)).PixelData
 
 
-def test_db_password_rotation_is_followed_with_nothing_lost(app: AppHost, stored: list[Sample]) -> None:
+def test_db_password_rotation_is_followed_with_nothing_lost(app: ContainerHost, stored: list[Sample]) -> None:
     studies = study_uids(app)
     old_uri = (app.secrets / "ORTHANC__POSTGRESQL__CONNECTION_URI").read_text()
     # What RDS does: the password changes on the database and in the secret.

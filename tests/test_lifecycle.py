@@ -28,9 +28,9 @@ from pydicom import dcmread
 from orthweb.bootstrap import USER_DATA_BUDGET, HostFacts, bundle_files, render_user_data
 from orthweb.settings import Settings
 from orthweb_dev import demo, harness_cli
+from orthweb_dev.containers import missing_prerequisites
 from orthweb_dev.emulator_server import REGION, MotoServer
 from orthweb_dev.fakehost import first_boot_host, unpacked
-from orthweb_dev.harness import missing_prerequisites
 from orthweb_dev.synth import synthesize
 from orthweb_dev.testing import INSTALL_HINT, not_run
 

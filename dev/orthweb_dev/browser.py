@@ -176,7 +176,7 @@ def wait_for_ramp(driver: WebDriver, canvas: WebElement) -> list[float]:
 
 
 def main() -> int:
-    from orthweb_dev.harness import app_host
+    from orthweb_dev.containers import container_host
 
     parser = argparse.ArgumentParser(description="Screenshot the web viewer showing the sample image")
     parser.add_argument("output", type=Path, help="PNG file to write, e.g. docs/viewer.png")
@@ -187,7 +187,7 @@ def main() -> int:
     from orthweb_dev.dicom import viewable_instance
 
     sample = viewable_instance("viewer", patient="ORTHWEB^DEMO")
-    with app_host() as app, chromium(app.server_cert) as driver:
+    with container_host() as app, chromium(app.server_cert) as driver:
         status, body = app.rest("POST", "/instances", sample.data)
         if status != 200:
             print(f"orthweb browser: upload refused ({status}): {body[:200]!r}", file=sys.stderr)

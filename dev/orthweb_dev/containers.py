@@ -118,6 +118,8 @@ ENGINE_CLIENTS = "172.16.0.0/12"
 # From RFC 2544's benchmarking range, outside Docker's pools; gone with the network.
 CLIENT_ADDRESSES = ("198.18.0.1", "198.18.0.2", "198.18.0.3", "198.18.0.4")
 SERVICES = ("nginx", "orthanc")
+# The capabilities the compose file gives the nginx container (the rest are dropped).
+NGINX_CAPABILITIES = ("setuid", "setgid")
 CLONE_NEWNET = 0x40000000  # sched.h
 READY_TIMEOUT_S = 180
 
@@ -254,7 +256,6 @@ class ContainerHost(AppHost):
         (config / "cli-plugins").mkdir(parents=True)
         (config / "cli-plugins" / "docker-compose").symlink_to(compose_binary())
         wrapper = self.root / "sbin" / "docker"
-        wrapper.unlink()
         wrapper.write_text(
             DOCKER_WRAPPER.format(
                 config=config, override=self.override_file, calls=self.root / "docker.log", project=self.project
@@ -455,9 +456,6 @@ class ContainerHost(AppHost):
 
     def restart_orthanc(self) -> None:
         """Re-create Orthanc on the files as they are now, as orthweb-refresh does."""
-        if self.orthanc_overrides:
-            config = {**json.loads(self.rendered["orthanc.json"]), **self.orthanc_overrides}
-            (self.etc / "orthanc.json").write_text(json.dumps(config, indent=2))
         self.compose("up", "--detach", "--no-deps", "--force-recreate", "orthanc")
         self.passwords = json.loads((self.secrets / USERS_FILE).read_text())
         self.wait_ready()

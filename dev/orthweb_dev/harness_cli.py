@@ -113,9 +113,9 @@ def serve(where: StateDir) -> int:
         }
         where.state.write_text(json.dumps(state, indent=2) + "\n")
         print(f"orthweb app harness up: {json.dumps(state)}", flush=True)
-        # Docker restarts a container that exits (restart: unless-stopped), as on the host.
-        while not stop.wait(1.0):
-            pass
+        # Until SIGTERM or SIGINT; Docker restarts a container that exits (restart: unless-stopped),
+        # as on the host, so there is nothing to watch meanwhile.
+        stop.wait()
     print("orthweb app harness stopped", flush=True)
     return 0
 

@@ -212,6 +212,10 @@ class KeyEndpoints:
     def jwks_url(self) -> str:
         return f"http://127.0.0.1:{self.port}/{POOL_ID}/.well-known/jwks.json"
 
+    def add_alb_key(self, alb: AlbSigner) -> None:
+        """Serve ``alb``'s public key too (another of the region's keys, its own kid)."""
+        self.alb_keys[alb.kid] = alb.public_pem()
+
     def answer(self, path: str) -> str | None:
         if path.startswith("/alb/"):
             return self.alb_keys.get(path.removeprefix("/alb/"))

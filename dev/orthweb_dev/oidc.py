@@ -301,14 +301,14 @@ def role_authorization(role: str) -> str:
     return "Basic " + base64.b64encode(login.encode()).decode()
 
 
-def oidc_config(keys: KeyEndpoints, *, logout_url: str, logout_uri: str) -> dict[str, str]:
-    """oidc.json as orthweb-oidc writes it, with the key endpoints on loopback."""
+def oidc_config(*, alb_keys_url: str, jwks_url: str, logout_url: str, logout_uri: str) -> dict[str, str]:
+    """oidc.json as orthweb-oidc writes it for the test deployment, with the given endpoints."""
     return {
         "alb_arn": ALB_ARN,
         "issuer": ISSUER,
         "client_id": CLIENT_ID,
-        "alb_keys_url": keys.alb_keys_url,
-        "jwks_url": keys.jwks_url,
+        "alb_keys_url": alb_keys_url,
+        "jwks_url": jwks_url,
         "logout_url": logout_url,
         "logout_uri": logout_uri,
         "session_cookie": SESSION_COOKIE,
@@ -430,7 +430,8 @@ def serving(
     nginx_port, upstream_port, keys_port = ports
     with KeyEndpoints(keys_port, alb, pool) as keys, Upstream(upstream_port) as upstream:
         config = oidc_config(
-            keys,
+            alb_keys_url=keys.alb_keys_url,
+            jwks_url=keys.jwks_url,
             logout_url="https://orthweb-test.auth.eu-west-1.amazoncognito.com/logout",
             logout_uri="https://orthweb.example.org/",
         )

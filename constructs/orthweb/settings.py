@@ -94,7 +94,8 @@ _IMAGE_RE = re.compile(r"^[a-z0-9./_-]+:[A-Za-z0-9._-]+(@sha256:[0-9a-f]{64})?$"
 _TAG_KEY_RE = re.compile(r"^[\w .:/=+@-]{1,128}$")
 _BUCKET_RE = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
 _ORIGIN_RE = re.compile(r"^https://(?P<host>[^/:]+)(:(?P<port>[0-9]{1,5}))?$")
-_ZONE_ID_RE = re.compile(r"^Z[A-Z0-9]{1,31}$")
+# Route 53 documents a hosted zone id only as at most 32 characters; AWS's begin with Z, the emulator's need not.
+_ZONE_ID_RE = re.compile(r"^[A-Z0-9]{1,32}$")
 _EMAIL_RE = re.compile(r"^[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}$")
 _SNAPSHOT_RE = re.compile(
     r"^(arn:aws[a-z-]*:rds:[a-z]{2}(-gov)?-[a-z]+-[0-9]:[0-9]{12}:snapshot:)?(rds:)?[A-Za-z]([A-Za-z0-9]|-(?!-)){0,254}$"

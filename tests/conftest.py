@@ -19,7 +19,7 @@ from orthweb.settings import Settings
 from orthweb_dev.containers import ENGINE_CLIENTS, ContainerHost, containers_for_test
 from orthweb_dev.dicom import TEST_AET
 from orthweb_dev.emulator_server import REGION, MotoServer, moto_server
-from orthweb_dev.synth import SCALED_SETTINGS, VARIANT_SETTINGS, synthesize
+from orthweb_dev.synth import COGNITO_SETTINGS, SCALED_SETTINGS, VARIANT_SETTINGS, synthesize
 from orthweb_dev.terraform import MirrorMissing, provider_mirror, write_cli_config
 
 # jsii's banner about Node 20 would clutter every test's output.
@@ -91,6 +91,29 @@ def scaled(scaled_synthesized: tuple[dict[str, Any], Path]) -> dict[str, Any]:
 @pytest.fixture(scope="session")
 def scaled_stack_dir(scaled_synthesized: tuple[dict[str, Any], Path]) -> Path:
     return scaled_synthesized[1]
+
+
+@pytest.fixture(scope="session")
+def cognito_synthesized(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str, Any], Path]:
+    return synthesize(COGNITO_SETTINGS, tmp_path_factory.mktemp("synth-cognito"))
+
+
+@pytest.fixture(scope="session")
+def cognito(cognito_synthesized: tuple[dict[str, Any], Path]) -> dict[str, Any]:
+    """The parsed cdk.tf.json with COGNITO_SETTINGS: one host behind the front door's Cognito login."""
+    return cognito_synthesized[0]
+
+
+@pytest.fixture(scope="session")
+def cognito_stack_dir(cognito_synthesized: tuple[dict[str, Any], Path]) -> Path:
+    return cognito_synthesized[1]
+
+
+@pytest.fixture(scope="session")
+def cognito_scaled(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """The parsed cdk.tf.json of SCALED_SETTINGS behind the front door (three hosts, login=cognito)."""
+    settings = {**SCALED_SETTINGS, **{k: v for k, v in COGNITO_SETTINGS.items() if k != "dicom_peers"}}
+    return synthesize(settings, tmp_path_factory.mktemp("synth-cognito-scaled"))[0]
 
 
 @pytest.fixture(scope="session")

@@ -73,3 +73,16 @@ def test_the_host_files_bucket_costs_its_bundle_and_the_versions_kept(synth: dic
     gb = len(bundle["content_base64"]) * 3 / 4 / 1024**3
     assert items["S3 host files (the hosts' bundle, versioned)"] == 2 * gb * PRICES["s3_standard_gb_month"] / month_days
     assert items["S3 host files (the hosts' bundle, versioned)"] < 0.0001  # well under a cent a month
+
+
+def test_the_front_door_costs_the_balancer_its_capacity_its_addresses_and_no_cognito_fee(
+    cognito: dict[str, Any],
+) -> None:
+    items = dict(cost.line_items(cognito, PRICES))
+    hour = 24
+    assert items["Application Load Balancer"] == PRICES["alb_hourly"] * hour
+    assert items["ALB capacity, estimated 1 LCU"] == PRICES["alb_lcu_hourly"] * hour
+    assert items["Public IPv4 address x2 (ALB, one per zone)"] == PRICES["public_ipv4_hourly"] * hour * 2
+    # The Lite tier: three people are far inside the 10,000 monthly active users Cognito does not charge.
+    assert items["Cognito Lite tier, 3 users (first 10,000 MAU a month free)"] == 0.0
+    assert items["ACM public certificate (no charge)"] == 0.0

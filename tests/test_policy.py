@@ -58,10 +58,12 @@ def _checkov(*stack_dirs: Path) -> dict[str, Any]:
     return report
 
 
-@pytest.mark.parametrize("stack", ["default", "scaled"])
+@pytest.mark.parametrize("stack", ["default", "scaled", "cognito"])
 def test_checkov_passes_the_synthesized_stack(stack: str, request: pytest.FixtureRequest) -> None:
-    """Both topologies: one host (the defaults), and three hosts behind the balancer with images in S3."""
-    stack_dir: Path = request.getfixturevalue("stack_dir" if stack == "default" else "scaled_stack_dir")
+    """Every topology: one host (the defaults), three hosts behind the balancer with images in S3,
+    and one host behind the front door's Cognito login."""
+    fixture = {"default": "stack_dir", "scaled": "scaled_stack_dir", "cognito": "cognito_stack_dir"}[stack]
+    stack_dir: Path = request.getfixturevalue(fixture)
     report = _checkov(stack_dir)
     summary = report["summary"]
     failed = [f"{c['check_id']} {c['resource']}" for c in report["results"]["failed_checks"]]

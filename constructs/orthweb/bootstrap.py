@@ -13,6 +13,7 @@ Python only fills values and expands three kinds of line, each alone on its line
   ``content``: a literal block holding the rendered file.
 - In shell scripts an include is written as a comment, ``# {{ include path if flag }}``, so the
   script stays valid shell as it is in the repository (shellcheck reads it); it renders the same.
+  So is a multi-line value alone on its line (``# {{ login_env }}`` in orthweb.env).
 
 So scripts stay files that shellcheck and friends can read.
 
@@ -86,7 +87,7 @@ _DIRECTIVE_RE = re.compile(
     r"^(?P<indent>[ \t]*)(?:# )?\{\{ (?P<kind>include|content) (?P<path>[\w./@-]+)"
     r"(?: (?P<cond>if|unless) (?P<flag>[a-z_][a-z0-9_]*))? \}\}[ \t]*$"
 )
-_BLOCK_VALUE_RE = re.compile(r"^(?P<indent>[ \t]*)\{\{ (?P<name>[a-z_][a-z0-9_]*) \}\}[ \t]*$")
+_BLOCK_VALUE_RE = re.compile(r"^(?P<indent>[ \t]*)(?:# )?\{\{ (?P<name>[a-z_][a-z0-9_]*) \}\}[ \t]*$")
 
 
 class TemplateError(RuntimeError):
@@ -114,6 +115,12 @@ class HostFacts:
     # The host-files bucket and the version of the bundle (BUNDLE_KEY) this host runs.
     bundle_bucket: str = ""
     bundle_version: str = ""
+    # With ``login = "cognito"`` (orthweb.front_door): the balancer whose signed headers nginx
+    # trusts, the user pool and app client whose tokens it verifies, and the hosted login's domain.
+    alb_arn: str = ""
+    user_pool_id: str = ""
+    user_pool_client_id: str = ""
+    cognito_domain: str = ""
 
 
 def dicom_sources(settings: Settings) -> dict[str, str]:
@@ -202,10 +209,29 @@ PATCH_SPREAD_ONE_HOST = "10min"
 PATCH_SPREAD_SEVERAL_HOSTS = "1h"
 
 
+def login_env(settings: Settings, facts: HostFacts) -> str:
+    """orthweb.env's login lines: ``ORTHWEB_LOGIN=basic`` alone with Basic logins (the other
+    ``ORTHWEB_*`` login variables are then unset, read as empty), all six with Cognito. One line in
+    Basic mode keeps its user data, and so its hosts, as they were."""
+    lines = [f"ORTHWEB_LOGIN={settings.login}"]
+    if settings.cognito:
+        lines += [
+            f"ORTHWEB_ALB_ARN={facts.alb_arn}",
+            f"ORTHWEB_USER_POOL_ID={facts.user_pool_id}",
+            f"ORTHWEB_USER_POOL_CLIENT_ID={facts.user_pool_client_id}",
+            f"ORTHWEB_COGNITO_DOMAIN={facts.cognito_domain}",
+            f"ORTHWEB_SITE_URL=https://{settings.domain_name}",
+        ]
+    return "\n".join(lines)
+
+
 def settings_values(settings: Settings) -> dict[str, str]:
     """The values that come from settings alone: enough for the application files."""
     return {
         "name_prefix": settings.name_prefix,
+        # Who checks the web login (orthweb.front_door with "cognito"), and the flag for includes.
+        "login": settings.login,
+        "login_cognito": json.dumps(settings.cognito),
         "region": settings.region,
         "log_group_prefix": f"/{settings.name_prefix}",
         "vpc_cidr": settings.vpc_cidr,
@@ -277,6 +303,11 @@ def template_values(settings: Settings, facts: HostFacts) -> dict[str, str]:
         "site_name": facts.site_name or settings.site_name or "",
         "bundle_bucket": facts.bundle_bucket,
         "bundle_version": facts.bundle_version,
+        "login_env": login_env(settings, facts),
+        "alb_arn": facts.alb_arn,
+        "user_pool_id": facts.user_pool_id,
+        "user_pool_client_id": facts.user_pool_client_id,
+        "cognito_domain": facts.cognito_domain,
         "bundle_key": BUNDLE_KEY,
         # The bundle is rendered from the settings alone, so its hash is known here, at synth.
         "bundle_sha256": sha256_hex(bundle_archive(bundle_files(settings))),
@@ -478,7 +509,8 @@ def render_user_data(settings: Settings, facts: HostFacts, *, for_terraform: boo
     if not for_terraform:
         return render_file(CLOUD_CONFIG, values)
     fact_names = [f.name for f in fields(HostFacts)]
-    marked = {**values, **{name: f"\x00{name}\x00" for name in fact_names}}
+    # Every value, with each fact (and whatever is made of facts) as a marker Terraform's escaping leaves alone.
+    marked = template_values(settings, HostFacts(**{name: f"\x00{name}\x00" for name in fact_names}))
     text = terraform_escape(render_file(CLOUD_CONFIG, marked))
     for name in fact_names:
         text = text.replace(f"\x00{name}\x00", values[name])

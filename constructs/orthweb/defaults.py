@@ -14,6 +14,11 @@ VPC_CIDR = "10.64.0.0/16"
 AZ_COUNT = 2
 # HTTPS from anywhere: clinicians' browsers are everywhere, and every route needs a login.
 WEB_CIDRS: tuple[str, ...] = ("0.0.0.0/0",)
+# Basic logins checked by nginx (the demo, trials, sites reached over a VPN); "cognito" puts a
+# load balancer with a managed login (MFA required) and a trusted certificate in front.
+LOGIN = "basic"
+# How long a Cognito login lasts before the user signs in again (at most 12 hours).
+SESSION_HOURS = 8
 # One web user: the administrator (more users and roles in the `web_users` setting).
 WEB_USERS: dict[str, str] = {"admin": "admin"}
 # DICOM closed until the operator names the peers.

@@ -53,6 +53,8 @@ class Balancer(Construct):
       request passes nginx, Orthanc and the database; an unhealthy host gets no new connections.
     - :attr:`dns_name` is stable for the deployment's life; with ``domain_name`` and
       ``hosted_zone_id``, an alias record in that zone points at it.
+    - With ``serve_web`` false (``login = "cognito"``: the web goes through the front door's
+      Application Load Balancer, :mod:`orthweb.front_door`) it carries DICOM TLS only.
     """
 
     def __init__(
@@ -68,6 +70,7 @@ class Balancer(Construct):
         deletion_protection: bool = defaults.DELETION_PROTECTION,
         domain_name: str | None = None,
         hosted_zone_id: str | None = None,
+        serve_web: bool = True,
     ) -> None:
         super().__init__(scope, id_)
         self.web_port = web_port
@@ -83,7 +86,7 @@ class Balancer(Construct):
         self.connections = Connections(self, self.security_group.id, "the Orthanc load balancer")
         what = "Orthanc web UI and REST API" if web_port == HTTPS_PORT else "Orthanc web UI (plain HTTP)"
         ingress = [
-            *((f"Web{i}", web_port, cidr, what) for i, cidr in enumerate(web_cidrs)),
+            *((f"Web{i}", web_port, cidr, what) for i, cidr in enumerate(web_cidrs if serve_web else ())),
             *((f"DicomTls{i}", DICOM_TLS_PORT, cidr, "DICOM over TLS") for i, cidr in enumerate(dicom_cidrs)),
         ]
         self.connections.allow_from_networks(ingress)
@@ -103,7 +106,8 @@ class Balancer(Construct):
         self.dns_name: str = self.balancer.dns_name
 
         self.target_groups: dict[int, LbTargetGroup] = {}
-        for name, port in (("web", web_port), ("dicom", DICOM_TLS_PORT)):
+        served = (("web", web_port), ("dicom", DICOM_TLS_PORT)) if serve_web else (("dicom", DICOM_TLS_PORT),)
+        for name, port in served:
             group = LbTargetGroup(
                 self,
                 f"{name.title()}Targets",
@@ -176,9 +180,10 @@ class HostGroup(Construct):
         balancer: Balancer,
         hosts: int,
         tags: Mapping[str, str] | None = None,
+        more_target_group_arns: Sequence[str] = (),
     ) -> None:
         super().__init__(scope, id_)
-        for port in (balancer.web_port, DICOM_TLS_PORT, HEALTH_PORT):
+        for port in (*balancer.target_groups, HEALTH_PORT):
             balancer.connections.allow_to(host.connections, port)
         surge = capacity.surge_percentage(hosts)
         self.group = AutoscalingGroup(
@@ -193,7 +198,8 @@ class HostGroup(Construct):
             launch_template=AutoscalingGroupLaunchTemplate(
                 id=host.launch_template.id, version=Token.as_string(host.launch_template.latest_version)
             ),
-            target_group_arns=[g.arn for g in balancer.target_groups.values()],
+            # ``more_target_group_arns``: the front door's (login = "cognito").
+            target_group_arns=[*(g.arn for g in balancer.target_groups.values()), *more_target_group_arns],
             health_check_type="ELB",
             health_check_grace_period=BOOT_GRACE_SECONDS,
             default_instance_warmup=WARMUP_SECONDS,

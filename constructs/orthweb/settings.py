@@ -19,7 +19,15 @@ import typing
 from collections.abc import Callable, Mapping
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    model_validator,
+)
 
 from orthweb import capacity, defaults
 
@@ -52,6 +60,13 @@ INTERFACE_ENDPOINTS = ("ssm", "ssmmessages", "ec2messages", "kms", "logs", "moni
 DICOM_PERMISSIONS = ("store", "find", "get", "move")
 # Web roles, from most to least powerful (the Lua filter in userdata/app/orthanc-roles.lua).
 WEB_ROLES = ("admin", "uploader", "viewer")
+# Who checks the web login: nginx (Basic, passwords in the admin secret) or a Cognito user pool at
+# an Application Load Balancer (MFA required, a trusted certificate: orthweb.front_door).
+LOGINS = ("basic", "cognito")
+# The longest login session Orthweb allows, in hours (a clinical shift).
+MAX_SESSION_HOURS = 12
+# Words Cognito refuses in a hosted-domain prefix (derived from name_prefix in login=cognito).
+COGNITO_DOMAIN_RESERVED = ("aws", "amazon", "cognito")
 # Address ranges plain HTTP may be opened to (https=false): RFC 1918 and carrier-grade NAT
 # (RFC 6598, used by many VPNs). Not ipaddress's is_private: it calls 0.0.0.0/0 private.
 PRIVATE_RANGES = tuple(
@@ -79,7 +94,8 @@ _IMAGE_RE = re.compile(r"^[a-z0-9./_-]+:[A-Za-z0-9._-]+(@sha256:[0-9a-f]{64})?$"
 _TAG_KEY_RE = re.compile(r"^[\w .:/=+@-]{1,128}$")
 _BUCKET_RE = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
 _ORIGIN_RE = re.compile(r"^https://(?P<host>[^/:]+)(:(?P<port>[0-9]{1,5}))?$")
-_ZONE_ID_RE = re.compile(r"^Z[A-Z0-9]{1,31}$")
+# Route 53 documents a hosted zone id only as at most 32 characters; AWS's begin with Z, the emulator's need not.
+_ZONE_ID_RE = re.compile(r"^[A-Z0-9]{1,32}$")
 _EMAIL_RE = re.compile(r"^[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}$")
 _SNAPSHOT_RE = re.compile(
     r"^(arn:aws[a-z-]*:rds:[a-z]{2}(-gov)?-[a-z]+-[0-9]:[0-9]{12}:snapshot:)?(rds:)?[A-Za-z]([A-Za-z0-9]|-(?!-)){0,254}$"
@@ -282,19 +298,37 @@ def _host_in(host: str, net: ipaddress.IPv4Network) -> bool:
         return False
 
 
-def _web_users(v: dict[str, str]) -> str | None:
-    allowed = (
-        f"a JSON object of user name to role ({', '.join(WEB_ROLES)}), names 1-32 of a-z, 0-9, '_', '.', '-' "
-        'starting with a letter, at least one admin, such as {"admin": "admin", "ann": "viewer"}'
-    )
+def _web_users(v: dict[str, str], login: str) -> str | None:
+    if login == "cognito":
+        allowed = (
+            f"with login 'cognito', a JSON object of each person's e-mail address (lower case) to a role "
+            f"({', '.join(WEB_ROLES)}), at least one admin, such as "
+            '{"ann@example.org": "admin", "bob@example.org": "viewer"}: Cognito sends each an invitation'
+        )
+    else:
+        allowed = (
+            f"a JSON object of user name to role ({', '.join(WEB_ROLES)}), names 1-32 of a-z, 0-9, '_', '.', '-' "
+            'starting with a letter, at least one admin, such as {"admin": "admin", "ann": "viewer"}'
+        )
     for name, role in v.items():
-        if not _USER_RE.match(name):
+        if login == "cognito" and (not _EMAIL_RE.match(name) or name != name.lower()):
+            return f"{allowed}; {name!r} is not a lower-case e-mail address"
+        if login != "cognito" and not _USER_RE.match(name):
             return f"{allowed}; {name!r} is not a valid user name"
         if role not in WEB_ROLES:
             return f"{allowed}; user {name!r} has unknown role {role!r}"
     if "admin" not in v.values():
         return f"{allowed}; no user has the admin role"
     return None
+
+
+def _web_users_for_login(value: dict[str, str], info: ValidationInfo) -> dict[str, str]:
+    """``web_users`` checked against ``login`` (declared before it): user names with Basic, e-mail
+    addresses with Cognito. An invalid ``login`` has its own message; the users are then read as Basic."""
+    text = _web_users(value, info.data.get("login", "basic"))
+    if text:
+        raise _Refusal(text)
+    return value
 
 
 def _ssh_cidr(v: str) -> str | None:
@@ -350,10 +384,23 @@ class Settings(BaseModel):
         default_factory=lambda: list(defaults.WEB_CIDRS),
         description="CIDRs allowed to reach HTTPS (443); every route needs a login",
     )
-    web_users: Annotated[dict[str, str], _check(_web_users)] = Field(
+    login: Annotated[str, _pattern(re.compile(r"^(basic|cognito)$"), "basic or cognito")] = Field(
+        defaults.LOGIN,
+        description="Who checks the web login: `basic` (nginx, passwords in the admin secret, the host's "
+        "self-signed certificate: trials, the demo, sites reached over a VPN) or `cognito` (for production: "
+        "an Application Load Balancer with a trusted certificate and a Cognito login with MFA required; needs "
+        "`domain_name` and `hosted_zone_id`)",
+    )
+    session_hours: Annotated[int, _range(1, MAX_SESSION_HOURS)] = Field(
+        defaults.SESSION_HOURS,
+        description=f"With `login` `cognito`: hours a login lasts before the person signs in again "
+        f"(1-{MAX_SESSION_HOURS})",
+    )
+    web_users: Annotated[dict[str, str], AfterValidator(_web_users_for_login)] = Field(
         default_factory=lambda: dict(defaults.WEB_USERS),
-        description="Web users and their roles (admin, uploader, viewer); each password is generated "
-        "on the host and kept in the admin secret",
+        description="Web users and their roles (admin, uploader, viewer). With `login` `basic`: user names, each "
+        "password generated on the host and kept in the admin secret; with `cognito`: each person's e-mail "
+        "address, invited by Cognito (no password passes through Terraform)",
     )
     dicom_peers: Annotated[list[DicomPeer], _check(_peers)] = Field(
         default_factory=list,
@@ -484,8 +531,9 @@ class Settings(BaseModel):
     )
     domain_name: Annotated[str | None, _pattern(_HOSTNAME_RE, "a lowercase DNS host name")] = Field(
         None,
-        description="With `hosts` >= 2: a DNS name for the load balancer (a Route 53 alias in `hosted_zone_id`), "
-        "and the name in the certificate",
+        description="The site's DNS name (a Route 53 alias in `hosted_zone_id`) and the name in its certificate: "
+        "required with `login` `cognito` (the Application Load Balancer, its ACM certificate); otherwise only "
+        "with `hosts` >= 2 (the Network Load Balancer)",
     )
     hosted_zone_id: Annotated[str | None, _pattern(_ZONE_ID_RE, "a Route 53 hosted zone id such as Z0123ABC")] = Field(
         None, description="Route 53 hosted zone that holds `domain_name`"
@@ -552,8 +600,34 @@ class Settings(BaseModel):
             )
         return self
 
+    def _check_login(self) -> None:
+        """Refusals for ``login = "cognito"`` (docs/host.md, "The front door")."""
+        if self.login != "cognito":
+            return
+        if self.domain_name is None or self.hosted_zone_id is None:
+            raise _Refusal(
+                "setting 'login' is 'cognito', which needs 'domain_name' and 'hosted_zone_id': the site's DNS name "
+                "(its ACM certificate, the login's callback) and the Route 53 hosted zone that holds it; "
+                f"got domain_name={self.domain_name!r}, hosted_zone_id={self.hosted_zone_id!r}: set both "
+                "(or login 'basic')"
+            )
+        # The default users ({"admin": "admin"}) are not validated by the field: name people here too.
+        if problem := _web_users(self.web_users, "cognito"):
+            raise _Refusal(_message("web_users", self.web_users, problem, (_SOURCES.get() or {}).get("web_users")))
+        if not self.https:
+            raise _Refusal(
+                "setting 'https' is false with login 'cognito': the load balancer serves the login over HTTPS "
+                "only; set https true (or login 'basic')"
+            )
+        if reserved := [w for w in COGNITO_DOMAIN_RESERVED if w in self.name_prefix]:
+            raise _Refusal(
+                f"setting 'name_prefix' ({self.name_prefix!r}) contains {reserved[0]!r}, which Cognito refuses in "
+                "the login domain's prefix (derived from name_prefix with login 'cognito'): choose another name_prefix"
+            )
+
     def _check_scaling(self) -> None:
         """Refusals for ``hosts`` >= 2 and the load balancer's DNS name (docs/scaling.md says why)."""
+        self._check_login()
         if (self.domain_name is None) != (self.hosted_zone_id is None):
             raise _Refusal(
                 "setting 'domain_name' and 'hosted_zone_id' must be set together (the alias record lives in that "
@@ -565,10 +639,10 @@ class Settings(BaseModel):
                 "site and differ: set only domain_name"
             )
         if self.hosts == 1:
-            if self.domain_name:
+            if self.domain_name and self.login != "cognito":
                 raise _Refusal(
-                    "setting 'domain_name' needs hosts >= 2: the alias points at the load balancer, and one host "
-                    "has no load balancer (use site_name and your own DNS record for one host)"
+                    "setting 'domain_name' needs hosts >= 2 or login 'cognito': the alias points at a load balancer, "
+                    "and one host with Basic logins has none (use site_name and your own DNS record for one host)"
                 )
             return
         many = f"setting 'hosts' is {self.hosts}"
@@ -603,6 +677,11 @@ class Settings(BaseModel):
                 f"{capacity.RESERVED_CONNECTIONS} reserved need {needed}, and 'db_instance_class' "
                 f"{self.db_instance_class!r} allows about {limit}: choose a larger class or fewer hosts"
             )
+
+    @property
+    def cognito(self) -> bool:
+        """The Cognito login at an Application Load Balancer (``login = "cognito"``)."""
+        return self.login == "cognito"
 
     @property
     def multi_host(self) -> bool:

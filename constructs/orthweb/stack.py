@@ -13,7 +13,8 @@ from orthweb.alarms import Alarms
 from orthweb.bootstrap import HostFacts, bundle_archive, bundle_files, render_user_data
 from orthweb.database import Database
 from orthweb.encryption import Encryption
-from orthweb.fleet import Balancer, HostGroup
+from orthweb.fleet import HEALTH_PATH, HEALTH_PORT, Balancer, HostGroup
+from orthweb.front_door import FrontDoor
 from orthweb.host import DICOM_TLS_PORT, HTTP_PORT, HTTPS_PORT, Host
 from orthweb.hostfiles import HostFiles
 from orthweb.logs import AppLogs
@@ -31,7 +32,8 @@ class OrthwebStack(TerraformStack):
 
     ``storage = "s3"`` adds the image bucket; ``hosts`` >= 2 replaces the one instance with a
     launch template, an Auto Scaling group and a Network Load Balancer, and adds the shared
-    certificate's secret (docs/scaling.md).
+    certificate's secret (docs/scaling.md). ``login = "cognito"`` puts the front door in front of
+    the host(s): an Application Load Balancer with a Cognito login (docs/host.md, "The front door").
     """
 
     def __init__(self, scope: Construct, id_: str, *, settings: Settings, project_dir: Path) -> None:
@@ -85,6 +87,7 @@ class OrthwebStack(TerraformStack):
         )
         images = self._image_bucket(s, network, encryption) if images_in_s3 else None
         balancer = self._balancer(s, network) if s.multi_host else None
+        front_door = self._front_door(s, network, encryption) if s.cognito else None
         certificate = (
             CertificateSecret(
                 self,
@@ -118,11 +121,7 @@ class OrthwebStack(TerraformStack):
         )
         if images:
             facts = replace(facts, images_bucket=images.bucket_name, images_role_arn=images.access_role_arn)
-        if balancer and certificate:
-            site = s.domain_name or s.site_name or balancer.dns_name
-            facts = replace(
-                facts, tls_secret_arn=certificate.secret_arn, balancer_dns=balancer.dns_name, site_name=site
-            )
+        facts = self._topology_facts(s, facts, balancer=balancer, certificate=certificate, front_door=front_door)
         user_data = render_user_data(s, facts, for_terraform=True)
         host = Host(
             self,
@@ -134,8 +133,9 @@ class OrthwebStack(TerraformStack):
             instance_type=s.instance_type,
             architecture=s.architecture,
             root_volume_gb=s.root_volume_gb,
-            # Several hosts are reached through the balancer only (its group admits the clients).
-            web_cidrs=[] if balancer else s.web_cidrs,
+            # Several hosts are reached through the balancer only (its group admits the clients); with
+            # the Cognito login, the web comes through the front door only.
+            web_cidrs=[] if balancer or front_door else s.web_cidrs,
             dicom_cidrs=[] if balancer else s.dicom_ingress_cidrs,
             move_destinations=[(p.host, p.port) for p in s.dicom_peers if p.host and p.port],
             https=s.https,
@@ -146,6 +146,8 @@ class OrthwebStack(TerraformStack):
             tags=tags,
         )
         host.connect_to(database)
+        if front_door:
+            front_door.admit(host, instance_id=None if balancer else host.instance_id)
         # The host calls Secrets Manager through its interface endpoint (always present, private
         # DNS on), so its secret grants carry the from-the-instance condition. The key grant does
         # not: KMS is called by Secrets Manager for the host, and that call has no network keys.
@@ -175,7 +177,7 @@ class OrthwebStack(TerraformStack):
         if balancer:
             group = HostGroup(
                 self, "Hosts", name_prefix=s.name_prefix, network=network, host=host, balancer=balancer, hosts=s.hosts,
-                tags=tags,
+                tags=tags, more_target_group_arns=[front_door.target_group_arn] if front_door else [],
             )  # fmt: skip
             group.group.depends_on = launched_after
         else:
@@ -208,7 +210,7 @@ class OrthwebStack(TerraformStack):
 
         outputs = self._outputs(
             s, host=host, database=database, admin=admin, images=images, balancer=balancer,
-            certificate=certificate, group=group,
+            certificate=certificate, group=group, front_door=front_door,
         )  # fmt: skip
         for name, (value, description) in outputs.items():
             TerraformOutput(self, name, value=value, description=description)
@@ -224,6 +226,51 @@ class OrthwebStack(TerraformStack):
             deletion_protection=s.deletion_protection,
         )
 
+    @staticmethod
+    def _topology_facts(
+        s: Settings,
+        facts: HostFacts,
+        *,
+        balancer: Balancer | None,
+        certificate: CertificateSecret | None,
+        front_door: FrontDoor | None,
+    ) -> HostFacts:
+        """The facts several hosts (the shared certificate, the NLB) and the front door add."""
+        if balancer and certificate:
+            site = s.domain_name or s.site_name or balancer.dns_name
+            facts = replace(
+                facts, tls_secret_arn=certificate.secret_arn, balancer_dns=balancer.dns_name, site_name=site
+            )
+        if front_door:
+            facts = replace(
+                facts,
+                site_name=str(s.domain_name),
+                alb_arn=front_door.alb_arn,
+                user_pool_id=front_door.user_pool_id,
+                user_pool_client_id=front_door.user_pool_client_id,
+                cognito_domain=front_door.cognito_domain,
+            )
+        return facts
+
+    def _front_door(self, s: Settings, network: Network, encryption: Encryption) -> FrontDoor:
+        return FrontDoor(
+            self,
+            "FrontDoor",
+            name_prefix=s.name_prefix,
+            region=s.region,
+            account_id=encryption.account_id,
+            network=network,
+            domain_name=str(s.domain_name),
+            hosted_zone_id=str(s.hosted_zone_id),
+            web_users=s.web_users,
+            web_cidrs=s.web_cidrs,
+            session_hours=s.session_hours,
+            deletion_protection=s.deletion_protection,
+            # Several hosts answer the Network Load Balancer's health check; ask it the same way.
+            health_port=HEALTH_PORT if s.multi_host else None,
+            health_path=HEALTH_PATH if s.multi_host else "/",
+        )
+
     def _balancer(self, s: Settings, network: Network) -> Balancer:
         return Balancer(
             self,
@@ -234,8 +281,10 @@ class OrthwebStack(TerraformStack):
             web_cidrs=s.web_cidrs,
             dicom_cidrs=s.dicom_ingress_cidrs,
             deletion_protection=s.deletion_protection,
-            domain_name=s.domain_name,
-            hosted_zone_id=s.hosted_zone_id,
+            # With the Cognito login the web and the site's name belong to the front door: DICOM only here.
+            domain_name=None if s.cognito else s.domain_name,
+            hosted_zone_id=None if s.cognito else s.hosted_zone_id,
+            serve_web=not s.cognito,
         )
 
     @staticmethod
@@ -249,6 +298,7 @@ class OrthwebStack(TerraformStack):
         balancer: Balancer | None,
         certificate: CertificateSecret | None,
         group: HostGroup | None,
+        front_door: FrontDoor | None = None,
     ) -> dict[str, tuple[str, str]]:
         """What an operator needs: where to connect, the secrets, and how to reach the host(s)."""
         scheme = "https" if s.https else "http"
@@ -258,13 +308,26 @@ class OrthwebStack(TerraformStack):
             outputs["endpoint_dns"] = (balancer.dns_name, "DNS name of the load balancer: the stable endpoint")
         else:
             outputs["host_public_dns"] = (host.public_dns, "Public DNS name of the Orthanc host")
+        # DICOM never passes the front door: the NLB's name with several hosts, else the host's.
+        dicom_host = (balancer.dns_name if balancer else host.public_dns) if front_door else site
+        login = (
+            "Cognito login with MFA; each user invited by e-mail"
+            if front_door
+            else "users' passwords in the admin secret, under users"
+        )
         outputs |= {
-            "web_url": (f"{scheme}://{site}/", "Orthanc web UI (users' passwords in the admin secret, under users)"),
-            "dicom_endpoint": (f"{s.orthanc_aet}@{site}:{DICOM_TLS_PORT}", "DICOM TLS endpoint, AET@host:port"),
+            "web_url": (f"{scheme}://{site}/", f"Orthanc web UI ({login})"),
+            "dicom_endpoint": (f"{s.orthanc_aet}@{dicom_host}:{DICOM_TLS_PORT}", "DICOM TLS endpoint, AET@host:port"),
             "db_endpoint": (database.instance.endpoint, "RDS PostgreSQL endpoint (private, TLS only)"),
             "db_master_secret_arn": (database.master_secret_arn, "Secrets Manager ARN of the RDS-managed master login"),
             "admin_secret_arn": (admin.secret_arn, "Secrets Manager ARN of the web users' passwords"),
         }
+        if front_door:
+            outputs["site_url"] = (front_door.site_url, "The site behind the Cognito login (the front door's name)")
+            outputs["cognito_domain"] = (
+                front_door.cognito_domain,
+                "Cognito's hosted login domain (its /logout ends the Cognito session)",
+            )
         if images:
             outputs["images_bucket"] = (images.bucket_name, "S3 bucket holding the images (the index stays in RDS)")
         if group and certificate:

@@ -94,6 +94,7 @@ def line_items(synth: dict[str, Any], prices: dict[str, Any]) -> list[tuple[str,
     for lb in res.get("aws_lb", {}).values():
         if lb["load_balancer_type"] == "network":
             items.append(("Network Load Balancer", prices["nlb_hourly"] * hours))
+    items += _front_door_items(res, prices, hours)
     for db in res.get("aws_db_instance", {}).values():
         copies = 2 if db.get("multi_az") else 1
         cls = db["instance_class"]
@@ -116,6 +117,31 @@ def line_items(synth: dict[str, Any], prices: dict[str, Any]) -> list[tuple[str,
         items.append((f"Secrets Manager: {what}", prices["secret_month"] / month_days))
     items += _host_files_items(res, prices, month_days)
     items += _monitoring_items(res, prices, month_days)
+    return items
+
+
+def _front_door_items(res: dict[str, Any], prices: dict[str, Any], hours: float) -> list[tuple[str, float]]:
+    """``login = "cognito"``: the Application Load Balancer (its hours, an estimate of its capacity
+    units, a public IPv4 address in each zone), its ACM certificate, and the Cognito user pool."""
+    items: list[tuple[str, float]] = []
+    for lb in res.get("aws_lb", {}).values():
+        if lb["load_balancer_type"] != "application":
+            continue
+        lcu = prices["alb_lcu_estimate"]
+        zones = len(lb["subnets"])
+        items += [
+            ("Application Load Balancer", prices["alb_hourly"] * hours),
+            (f"ALB capacity, estimated {lcu} LCU", lcu * prices["alb_lcu_hourly"] * hours),
+            (f"Public IPv4 address x{zones} (ALB, one per zone)", prices["public_ipv4_hourly"] * hours * zones),
+        ]
+    for _ in res.get("aws_acm_certificate", {}).values():
+        items.append(("ACM public certificate (no charge)", 0.0))
+    users = len(res.get("aws_cognito_user", {}))
+    for pool in res.get("aws_cognito_user_pool", {}).values():
+        tier = pool.get("user_pool_tier", "ESSENTIALS")
+        free = prices["cognito_free_mau"] if tier != "PLUS" else 0
+        paid = max(0, users - free) * prices["cognito_mau_month"][tier] / (prices["hours_per_month"] / 24)
+        items.append((f"Cognito {tier.title()} tier, {users} users (first {free:,} MAU a month free)", paid))
     return items
 
 
@@ -203,7 +229,9 @@ def main(argv: list[str]) -> int:
         return 2
     synth = json.loads(stack.read_text())
     try:
-        lines = report(synth, prices, target=not synth.get("resource", {}).get("aws_autoscaling_group"))
+        # The daily target is the one-host Basic deployment's: several hosts or the front door go past it by design.
+        res = synth.get("resource", {})
+        lines = report(synth, prices, target=not (res.get("aws_autoscaling_group") or res.get("aws_cognito_user_pool")))
     except PriceMissing as exc:
         print(f"cost: {exc.args[0]}", file=sys.stderr)
         return 2

@@ -69,6 +69,17 @@ SCALED_SETTINGS: dict[str, Any] = {
 }
 
 
+# One host behind the front door: the Cognito login at an Application Load Balancer (docs/host.md,
+# "The front door"). The lifecycle test deploys it too (with deletion protection off).
+COGNITO_SETTINGS: dict[str, Any] = {
+    "login": "cognito",
+    "domain_name": "pacs.example.org",
+    "hosted_zone_id": "Z0123456789ABCDEFGHIJ",
+    "web_users": {"ann@example.org": "admin", "bob@example.org": "uploader", "cat@example.org": "viewer"},
+    "dicom_peers": [{"aet": "CT01", "cidr": "203.0.113.0/24", "permissions": ["store", "find"]}],
+}
+
+
 def construct_stack(region: str = "eu-west-1") -> Any:
     """An empty stack in a ``Testing.app()`` with the AWS provider: where a construct test places
     one construct and its smallest collaborators (the way a user extending Orthweb would)."""

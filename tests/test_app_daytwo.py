@@ -4,7 +4,6 @@ fresh database gives Orthanc, re-created on it by compose, every study back, byt
 
 from __future__ import annotations
 
-import datetime as dt
 import io
 import json
 import subprocess
@@ -12,13 +11,11 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import boto3
 import pytest
 from pydicom import dcmread
 from pydicom.uid import ExplicitVRLittleEndian, RLELossless
 
 from orthweb.bootstrap import DB_APP_ROLE
-from orthweb.thresholds import HEALTH_METRIC, HEALTH_NAMESPACE
 from orthweb_dev.containers import ContainerHost
 from orthweb_dev.dicom import Sample, dicom_ae, make_instance, store
 from orthweb_dev.harness import DB_NAME, PG_BIN, dicom_tls
@@ -51,42 +48,10 @@ def stored(app: ContainerHost) -> list[Sample]:
 # --- health probe --------------------------------------------------------------------------------
 
 
-def _health_values(app: ContainerHost) -> list[float]:
-    """Every value the probe published, oldest first (the emulator keeps them all)."""
-    cloudwatch = boto3.client(
-        "cloudwatch",
-        endpoint_url=app.moto.endpoint,
-        region_name=app.moto.region,
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",
-    )
-    now = dt.datetime.now(dt.UTC)
-    answer = cloudwatch.get_metric_data(
-        MetricDataQueries=[
-            {
-                "Id": "health",
-                "MetricStat": {
-                    "Metric": {
-                        "Namespace": HEALTH_NAMESPACE,
-                        "MetricName": HEALTH_METRIC,
-                        "Dimensions": [{"Name": "Deployment", "Value": app.settings.name_prefix}],
-                    },
-                    "Period": 1,
-                    "Stat": "Minimum",
-                },
-            }
-        ],
-        StartTime=now - dt.timedelta(hours=1),
-        EndTime=now + dt.timedelta(minutes=1),
-        ScanBy="TimestampAscending",
-    )
-    return [float(v) for v in answer["MetricDataResults"][0]["Values"]]
-
-
 def test_health_probe_reports_orthanc_answering_through_nginx_and_its_absence(app: ContainerHost) -> None:
-    before, mark = len(_health_values(app)), len(app.access_entries())
+    before, mark = len(app.health_values()), len(app.access_entries())
     app.host_step("orthweb-probe")  # what orthweb-probe.timer runs every minute
-    assert _health_values(app)[before:] == [1.0]
+    assert app.health_values()[before:] == [1.0]
     # It went through nginx over HTTPS, logged in as the first admin, and Orthanc answered.
     wait_until("the probe's access log line", lambda: len(app.access_entries()) > mark, timeout=10)
     (probe,) = app.access_entries()[mark:]
@@ -109,7 +74,7 @@ def test_health_probe_reports_orthanc_answering_through_nginx_and_its_absence(ap
         )
         assert proc.returncode == 0, proc.stderr  # a failed check is a result, not an error
         assert "health check failed: GET https://localhost:" in proc.stderr
-        assert _health_values(app)[before:] == [1.0, 0.0]
+        assert app.health_values()[before:] == [1.0, 0.0]
     finally:
         app.start_orthanc()
 

@@ -25,8 +25,8 @@ FACTS = {
     "ORTHWEB_ALB_ARN": ALB_ARN,
     "ORTHWEB_USER_POOL_ID": POOL_ID,
     "ORTHWEB_USER_POOL_CLIENT_ID": CLIENT_ID,
-    "ORTHWEB_USER_POOL_DOMAIN": "orthweb-test.auth.eu-west-1.amazoncognito.com",
-    "ORTHWEB_SITE_NAME": "orthweb.example.org",
+    "ORTHWEB_COGNITO_DOMAIN": "orthweb-test.auth.eu-west-1.amazoncognito.com",
+    "ORTHWEB_SITE_URL": "https://orthweb.example.org",
 }
 
 
@@ -100,8 +100,8 @@ def test_basic_mode_writes_nothing(tmp_path: Path) -> None:
         ),
         ({"ORTHWEB_USER_POOL_ID": "us-east-1_abc"}, "ORTHWEB_USER_POOL_ID is not a user pool id in eu-west-1"),
         ({"ORTHWEB_USER_POOL_CLIENT_ID": ""}, "ORTHWEB_USER_POOL_CLIENT_ID is not set"),
-        ({"ORTHWEB_USER_POOL_DOMAIN": "evil.example/x?"}, "ORTHWEB_USER_POOL_DOMAIN is not the user pool's domain"),
-        ({"ORTHWEB_SITE_NAME": ""}, "ORTHWEB_LOGOUT_URI is not an https sign-out URL"),
+        ({"ORTHWEB_COGNITO_DOMAIN": "evil.example/x?"}, "ORTHWEB_COGNITO_DOMAIN is not the user pool's domain"),
+        ({"ORTHWEB_SITE_URL": ""}, "ORTHWEB_LOGOUT_URI is not an https sign-out URL"),
         ({"ORTHWEB_ALB_KEYS_URL": "http://127.0.0.1:1/alb?x=1"}, "ORTHWEB_ALB_KEYS_URL is not a key endpoint URL"),
     ],
 )

@@ -90,7 +90,7 @@ def test_the_app_client_has_a_secret_uses_the_code_flow_and_hides_who_exists(cog
     assert client["allowed_oauth_flows_user_pool_client"] is True
     assert client["allowed_oauth_scopes"] == ["openid", "email"]
     assert client["callback_urls"] == ["https://pacs.example.org/oauth2/idpresponse"]
-    assert client["logout_urls"] == ["https://pacs.example.org/logout-done"]
+    assert client["logout_urls"] == ["https://pacs.example.org/"]  # the site: its login page again
     assert client["prevent_user_existence_errors"] == "ENABLED"
     assert client["explicit_auth_flows"] == ["ALLOW_REFRESH_TOKEN_AUTH"]
 

@@ -200,8 +200,16 @@ def _nginx_move_relays(settings: Settings) -> str:
     return "\n".join(blocks) or "# No peer is granted move: no C-MOVE relay."
 
 
+# login = "cognito": Orthanc's logins are one identity per role, which nginx logs in as once it
+# has verified the person and their role (orthweb-oidc writes their passwords on the host).
+ROLE_IDENTITIES = {"orthweb-role-admin": "admin", "orthweb-role-uploader": "uploader", "orthweb-role-viewer": "viewer"}
+# login = "cognito": nginx's health port for the host's own checks, published on its loopback only.
+COGNITO_PROBE_PORT = 8081
+
+
 def _lua_roles(settings: Settings) -> str:
-    return "\n".join(f'["{name}"] = "{role}",' for name, role in settings.web_users.items())
+    logins = ROLE_IDENTITIES if settings.cognito else settings.web_users
+    return "\n".join(f'["{name}"] = "{role}",' for name, role in logins.items())
 
 
 # How far past the patch window's start a host's patch run may begin (systemd time spans).
@@ -232,6 +240,11 @@ def settings_values(settings: Settings) -> dict[str, str]:
         # Who checks the web login (orthweb.front_door with "cognito"), and the flag for includes.
         "login": settings.login,
         "login_cognito": json.dumps(settings.cognito),
+        # nginx's access log: the user (the name a Basic login sent, or the verified person) and
+        # the login's outcome (Basic: ok, none or wrong; Cognito: ok or the refusal's reason).
+        "log_user": "$orthweb_person" if settings.cognito else "$remote_user",
+        "log_login": "$orthweb_oidc" if settings.cognito else "$orthweb_login",
+        "cognito_probe_port": str(COGNITO_PROBE_PORT),
         "region": settings.region,
         "log_group_prefix": f"/{settings.name_prefix}",
         "vpc_cidr": settings.vpc_cidr,
@@ -449,6 +462,8 @@ BUNDLE: tuple[BundleEntry, ...] = (
     BundleEntry(f"{_UNITS}/orthweb-probe.service", _READABLE, "systemd/orthweb-probe.service", "alarms"),
     BundleEntry(f"{_UNITS}/orthweb-probe.timer", _READABLE, "systemd/orthweb-probe.timer", "alarms"),
     BundleEntry("/etc/orthweb/tls/dicom-client-ca.pem", _READABLE, "tls/dicom-client-ca.pem", "dicom_client_ca"),
+    BundleEntry("/etc/orthweb/orthweb-oidc.js", _READABLE, "app/orthweb-oidc.js", "login_cognito"),
+    BundleEntry("/usr/local/sbin/orthweb-oidc", _SCRIPT, "bin/orthweb-oidc.sh", "login_cognito"),
     BundleEntry("/usr/local/sbin/orthweb-host-config", _SCRIPT, "bin/orthweb-host-config.sh", "host_config"),
     BundleEntry("/usr/local/sbin/orthweb-images", _SCRIPT, "bin/orthweb-images.sh", "images_in_bucket"),
     BundleEntry("/usr/local/sbin/orthweb-shared-cert", _SCRIPT, "bin/orthweb-shared-cert.sh", "multi_host"),

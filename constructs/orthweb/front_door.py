@@ -53,8 +53,9 @@ TLS_POLICY = "ELBSecurityPolicy-TLS13-1-2-Res-2021-06"
 # Where Cognito sends the browser back after its login page: the ALB's own endpoint (AWS docs,
 # "Authenticate users using an Application Load Balancer": the callback is /oauth2/idpresponse).
 CALLBACK_PATH = "/oauth2/idpresponse"
-# Where Cognito's /logout sends the browser after ending its session: a page nginx serves.
-LOGOUT_DONE_PATH = "/logout-done"
+# Where Cognito's /logout sends the browser after ending its session: the site itself, where the
+# balancer, finding no session, shows the login page again (nginx's /logout asks for this one).
+SIGNED_OUT_PATH = "/"
 # The least a password must be (Cognito allows 6-99); all four character classes are required too.
 MIN_PASSWORD_LENGTH = 12
 # An invited person sets a password within this many days, or an admin re-invites them.
@@ -168,7 +169,7 @@ class FrontDoor(Construct):
             allowed_oauth_scopes=["openid", "email"],
             supported_identity_providers=["COGNITO"],
             callback_urls=[f"{self.site_url}{CALLBACK_PATH}"],
-            logout_urls=[f"{self.site_url}{LOGOUT_DONE_PATH}"],
+            logout_urls=[f"{self.site_url}{SIGNED_OUT_PATH}"],
             # The hosted login page signs people in; no API sign-in with a password.
             explicit_auth_flows=["ALLOW_REFRESH_TOKEN_AUTH"],
             prevent_user_existence_errors="ENABLED",

@@ -21,6 +21,7 @@ default bridge gateway, which the containers reach. Every other difference is in
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import ctypes
 import dataclasses
@@ -30,6 +31,7 @@ import shutil
 import subprocess
 import tempfile
 import threading
+import uuid
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,8 +39,9 @@ from typing import Any, TypeVar
 
 import yaml
 
-from orthweb.bootstrap import HostFacts
+from orthweb.bootstrap import COGNITO_PROBE_PORT, HostFacts, bundle_files
 from orthweb.settings import Settings
+from orthweb_dev import oidc
 from orthweb_dev.emulator_server import MotoServer, moto_server
 from orthweb_dev.engine import compose_binary, running_engine
 from orthweb_dev.harness import (
@@ -50,7 +53,8 @@ from orthweb_dev.harness import (
     deployment_settings,
 )
 from orthweb_dev.images import build_all
-from orthweb_dev.proc import run, wait_until
+from orthweb_dev.oidc import AlbSigner, KeyEndpoints, PoolSigner
+from orthweb_dev.proc import free_port, run, wait_until
 from orthweb_dev.testing import INSTALL_HINT, not_run
 
 T = TypeVar("T")
@@ -121,6 +125,10 @@ SERVICES = ("nginx", "orthanc")
 # The capabilities the compose file gives the nginx container (the rest are dropped).
 NGINX_CAPABILITIES = ("setuid", "setgid")
 CLONE_NEWNET = 0x40000000  # sched.h
+# login = "cognito": the stand-in pool's hosted domain, and how long its key endpoints serve (they
+# stop by themselves after, should a run be killed).
+COGNITO_DOMAIN = f"orthweb-test.auth.{oidc.REGION}.amazoncognito.com"
+KEY_ENDPOINTS_LIFETIME_S = 3600
 READY_TIMEOUT_S = 180
 
 # The real docker, with compose at the host's version (DOCKER_CONFIG's cli-plugins) and the
@@ -168,6 +176,9 @@ class ContainerHost(AppHost):
     instance_id: str = ""
     primary: ContainerHost | None = None
     tls_secret_arn: str = ""
+    # login = "cognito": the stand-in for AWS's key endpoints and the signers behind them (the ALB's
+    # and the user pool's), whose headers a request as a web user carries (login_headers).
+    oidc: KeyEndpoints | None = None
 
     @property
     def network(self) -> str:
@@ -204,10 +215,36 @@ class ContainerHost(AppHost):
 
     def host_facts(self) -> HostFacts:
         facts = super().host_facts()
+        if self.settings.cognito:  # the stand-in's balancer, pool and app client
+            facts = dataclasses.replace(
+                facts,
+                alb_arn=oidc.ALB_ARN,
+                user_pool_id=oidc.POOL_ID,
+                user_pool_client_id=oidc.CLIENT_ID,
+                cognito_domain=COGNITO_DOMAIN,
+            )
         if not self.settings.multi_host:
             return facts
         # The balancer stands in on loopback: every host's shared certificate names localhost.
         return dataclasses.replace(facts, tls_secret_arn=self.tls_secret_arn, balancer_dns="localhost")
+
+    def login_headers(self, user: str, password: str | None = None) -> dict[str, str]:
+        """With login = "cognito", what the ALB forwards for the person ``user`` (an e-mail of
+        web_users) after Cognito's login: the signed claims and the access token, the person in
+        the group of their role. A ``password`` is then sent as a Basic login besides (nginx must
+        ignore it)."""
+        if self.oidc is None:
+            return super().login_headers(user, password)
+        sub = str(uuid.uuid5(uuid.NAMESPACE_URL, user))
+        role = self.settings.web_users.get(user)
+        headers = {
+            "x-amzn-oidc-data": self.oidc.alb.oidc_data(sub, user),
+            "x-amzn-oidc-accesstoken": self.oidc.pool.access_token(sub, [role] if role else []),
+            "x-amzn-oidc-identity": sub,
+        }
+        if password is not None:
+            headers["Authorization"] = "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
+        return headers
 
     def script_env(self) -> dict[str, str]:
         env = super().script_env()
@@ -227,6 +264,8 @@ class ContainerHost(AppHost):
         ports = [f'      - "127.0.0.1:{p["nginx_web"]}:{web}"', f'      - "127.0.0.1:{p["nginx_dicom"]}:11112"']
         if self.settings.plain_dicom_in_vpc:
             ports.append(f'      - "127.0.0.1:{p["nginx_plain_dicom"]}:11113"')
+        if self.settings.cognito:
+            ports.append(f'      - "127.0.0.1:{p["cognito_probe"]}:{COGNITO_PROBE_PORT}"')
         lines = [
             "# The application harness's only changes to the host's docker-compose.yml (docs/app-harness.md).",
             "services:",
@@ -265,12 +304,25 @@ class ContainerHost(AppHost):
 
     # --- lifecycle -----------------------------------------------------------------------------
     def port_names(self) -> list[str]:
-        return ["nginx_web", "nginx_dicom"] + (["nginx_plain_dicom"] if self.settings.plain_dicom_in_vpc else [])
+        names = ["nginx_web", "nginx_dicom"] + (["nginx_plain_dicom"] if self.settings.plain_dicom_in_vpc else [])
+        return names + (["cognito_probe"] if self.settings.cognito else [])
 
     def launch(self) -> None:
         """The host's files in etc (as in /etc/orthweb), the log groups, then ``orthweb-refresh --up``."""
-        for name in ("docker-compose.yml", "orthanc.json", "nginx.conf"):
-            (self.etc / name).write_text(self.rendered[name])
+        # The bundle's files for /etc/orthweb, as the host's fetch step unpacks them.
+        for host_file in bundle_files(self.settings):
+            if host_file.path.startswith("/etc/orthweb/"):
+                path = self.etc / host_file.path.removeprefix("/etc/orthweb/")
+                path.parent.mkdir(parents=True, exist_ok=True)
+                path.write_text(host_file.text)
+        if self.oidc is not None:
+            # The key endpoints are the stand-in's, where the nginx container reaches it, and the
+            # health port is published on a loopback port of this run (CONTAINER_DIFFERENCES).
+            with (self.etc / "orthweb.env").open("a") as env:
+                env.write(
+                    f"ORTHWEB_ALB_KEYS_URL={self.oidc.alb_keys_url}\nORTHWEB_JWKS_URL={self.oidc.jwks_url}\n"
+                    f"ORTHWEB_COGNITO_PROBE_PORT={self.ports['cognito_probe']}\n"
+                )
         self.override_file.write_text(self.override())
         # The stack makes the two log groups; made here when the emulator has none by that name (the
         # harness's own emulator, or a deployment made with another name prefix).
@@ -515,22 +567,30 @@ def container_host(
                     f"stop them first (make app-down, make demo-down, or docker compose -p {project} down)"
                 )
             images = build_all(root / "images.log")
+            settings = settings or deployment_settings()
             moto: MotoServer
             if primary is not None:
                 moto = primary.moto
             elif deployment is not None:
                 moto = MotoServer(endpoint=deployment.endpoint, region=deployment.region)
             else:
-                moto = stack.enter_context(moto_server())
+                moto = stack.enter_context(moto_server(settings.region))
+            gateway = bridge_gateway()
+            keys = None
+            if settings.cognito:
+                signers = AlbSigner(), PoolSigner()
+                keys = KeyEndpoints(free_port(), *signers, lifetime=KEY_ENDPOINTS_LIFETIME_S, host=gateway)
+                stack.enter_context(keys)
             host = ContainerHost(
                 root=root,
-                settings=settings or deployment_settings(),
+                settings=settings,
                 moto=moto,
                 deployment=deployment,
                 images=images,
-                db_host=bridge_gateway(),
+                db_host=gateway,
                 client_addresses=client_addresses,
                 project=project,
+                oidc=keys,
                 instance_id=instance_id,
                 primary=primary,
             )

@@ -12,6 +12,7 @@ Readiness is polled, never slept for; a component that does not come up raises
 from __future__ import annotations
 
 import abc
+import datetime as dt
 import json
 import os
 import pwd
@@ -38,6 +39,7 @@ from orthweb.bootstrap import (
     template_values,
 )
 from orthweb.settings import Settings
+from orthweb.thresholds import HEALTH_METRIC, HEALTH_NAMESPACE
 from orthweb_dev import PROJECT_DIR
 from orthweb_dev.emulator_server import MotoServer
 from orthweb_dev.proc import ProcessError, free_port, run, wait_until
@@ -172,6 +174,23 @@ class AppHost(abc.ABC):
     def aws(self, *args: str) -> Any:
         proc = run(["aws", "--output", "json", *args], env=self.script_env())
         return json.loads(proc.stdout) if proc.stdout.strip() else None
+
+    def health_values(self) -> list[float]:
+        """Every value the host's health probe published (orthweb-probe), oldest first (the
+        emulator keeps them all)."""
+        now = dt.datetime.now(dt.UTC)
+        metric = {
+            "Namespace": HEALTH_NAMESPACE,
+            "MetricName": HEALTH_METRIC,
+            "Dimensions": [{"Name": "Deployment", "Value": self.settings.name_prefix}],
+        }
+        query = [{"Id": "health", "MetricStat": {"Metric": metric, "Period": 1, "Stat": "Minimum"}}]
+        answer = self.aws(
+            "cloudwatch", "get-metric-data", "--metric-data-queries", json.dumps(query),
+            "--start-time", (now - dt.timedelta(hours=1)).isoformat(),
+            "--end-time", (now + dt.timedelta(minutes=1)).isoformat(), "--scan-by", "TimestampAscending",
+        )  # fmt: skip
+        return [float(v) for v in answer["MetricDataResults"][0]["Values"]]
 
     def put_db_secret(self, password: str) -> None:
         value = json.dumps({"username": self.db_user, "password": password})
@@ -316,10 +335,8 @@ class AppHost(abc.ABC):
         for name, value in (headers or {}).items():
             req.add_header(name, value)
         if auth:
-            user = user or self.admin_user
-            secret = self.passwords[user] if password is None else password
-            token = b64encode(f"{user}:{secret}".encode()).decode()
-            req.add_header("Authorization", f"Basic {token}")
+            for name, value in self.login_headers(user or self.admin_user, password).items():
+                req.add_header(name, value)
         try:
             with urllib.request.urlopen(req, context=self.tls_context(), timeout=timeout) as resp:  # noqa: S310
                 return resp.status, resp.read()
@@ -331,9 +348,14 @@ class AppHost(abc.ABC):
         assert status == 200, f"GET {path}: {status} {body[:200]!r}"
         return json.loads(body)
 
+    def login_headers(self, user: str, password: str | None = None) -> dict[str, str]:
+        """The headers a request as ``user`` carries: a Basic login, with the user's generated
+        password unless ``password`` is given."""
+        secret = self.passwords.get(user, "") if password is None else password
+        return {"Authorization": "Basic " + b64encode(f"{user}:{secret}".encode()).decode()}
+
     def _rest_ok(self, base: str) -> bool:
-        token = b64encode(f"{self.admin_user}:{self.admin_password}".encode()).decode()
-        req = urllib.request.Request(base + "/system", headers={"Authorization": f"Basic {token}"})  # noqa: S310
+        req = urllib.request.Request(base + "/system", headers=self.login_headers(self.admin_user))  # noqa: S310
         ctx = self.tls_context() if base.startswith("https") else None
         try:
             with urllib.request.urlopen(req, context=ctx, timeout=2) as resp:  # noqa: S310

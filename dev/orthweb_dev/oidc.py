@@ -173,11 +173,16 @@ class PoolSigner:
 
 class KeyEndpoints:
     """The ALB's key endpoint (``/alb/<kid>``: PEM) and the pool's JWKS
-    (``/<pool>/.well-known/jwks.json``) on 127.0.0.1:``port``, counting fetches by path. Use it as
-    a context manager; it also stops by itself ``lifetime`` seconds after it started."""
+    (``/<pool>/.well-known/jwks.json``) on ``host``:``port`` (loopback unless a container must reach
+    it), counting fetches by path. Use it as a context manager; it also stops by itself ``lifetime``
+    seconds after it started."""
 
-    def __init__(self, port: int, alb: AlbSigner, pool: PoolSigner, *, lifetime: float = 300) -> None:
+    def __init__(
+        self, port: int, alb: AlbSigner, pool: PoolSigner, *, lifetime: float = 300, host: str = "127.0.0.1"
+    ) -> None:
         self.port = port
+        self.host = host
+        self.alb, self.pool = alb, pool
         self.alb_keys = {alb.kid: alb.public_pem()}
         self.jwks = {"keys": [pool.jwk()]}
         self.fetches: Counter[str] = Counter()
@@ -199,18 +204,18 @@ class KeyEndpoints:
             def log_message(self, format: str, *args: Any) -> None:
                 pass
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
+        self._server = ThreadingHTTPServer((host, port), Handler)
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
         self._timer = threading.Timer(lifetime, self.stop)
         self._timer.daemon = True
 
     @property
     def alb_keys_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/alb"
+        return f"http://{self.host}:{self.port}/alb"
 
     @property
     def jwks_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/{POOL_ID}/.well-known/jwks.json"
+        return f"http://{self.host}:{self.port}/{POOL_ID}/.well-known/jwks.json"
 
     def add_alb_key(self, alb: AlbSigner) -> None:
         """Serve ``alb``'s public key too (another of the region's keys, its own kid)."""

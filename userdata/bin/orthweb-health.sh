@@ -18,6 +18,12 @@ while IFS= read -r -t 2 header && [ -n "${header%$'\r'}" ]; do :; done
 
 probe() {
   local users=$ORTHWEB_SECRETS_DIR/ORTHANC__REGISTERED_USERS site scheme=https port=${ORTHWEB_WEB_PORT:-443}
+  if [ "${ORTHWEB_LOGIN:-basic}" = cognito ]; then
+    # The balancer's login cannot be passed from here: nginx's own health port asks Orthanc.
+    curl -fsS -o /dev/null --max-time 1.5 --proto '=http' -A orthweb-health \
+      "http://127.0.0.1:$ORTHWEB_COGNITO_PROBE_PORT/orthanc-health"
+    return
+  fi
   site=${ORTHWEB_SITE_NAME:-$ORTHWEB_BALANCER_DNS}
   [ "${ORTHWEB_HTTPS:-true}" = true ] || scheme=http
   [ -r "$users" ] || return 1

@@ -15,7 +15,6 @@ umask 077
 
 [ "${ORTHWEB_LOGIN:-basic}" = cognito ] || exit 0
 
-: "${ORTHWEB_OIDC_DIR:=$ORTHWEB_ETC/nginx-oidc}"
 USERS=ORTHANC__REGISTERED_USERS
 ROLES_FILE=orthweb-roles.json
 # admin first: the Orthanc image's health probe logs in as the first registered user.
@@ -33,9 +32,10 @@ need ORTHWEB_ALB_ARN "^arn:aws[a-z-]*:elasticloadbalancing:$region:[0-9]{12}:loa
   "the load balancer's ARN in $region"
 need ORTHWEB_USER_POOL_ID "^${region}_[0-9A-Za-z]+\$" "a user pool id in $region"
 need ORTHWEB_USER_POOL_CLIENT_ID '^[0-9a-z]{1,128}$' "a user pool app client id"
-need ORTHWEB_USER_POOL_DOMAIN '^[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?$' "the user pool's domain name"
-: "${ORTHWEB_LOGOUT_URI:=https://${ORTHWEB_SITE_NAME:-}/}"
-need ORTHWEB_LOGOUT_URI '^https://[A-Za-z0-9.-]+(:[0-9]+)?/[^[:space:]"]*$' "an https sign-out URL (or set ORTHWEB_SITE_NAME)"
+need ORTHWEB_COGNITO_DOMAIN '^[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?$' "the user pool's domain name"
+# Where Cognito sends the browser after signing out: the site (the app client lists it).
+: "${ORTHWEB_LOGOUT_URI:=${ORTHWEB_SITE_URL:-}/}"
+need ORTHWEB_LOGOUT_URI '^https://[A-Za-z0-9.-]+(:[0-9]+)?/[^[:space:]"]*$' "an https sign-out URL (ORTHWEB_SITE_URL is the site)"
 # The key endpoints AWS documents (docs/host.md); tests point them at loopback.
 issuer="https://cognito-idp.$region.amazonaws.com/$ORTHWEB_USER_POOL_ID"
 : "${ORTHWEB_ALB_KEYS_URL:=https://public-keys.auth.elb.$region.amazonaws.com}"
@@ -47,7 +47,7 @@ need ORTHWEB_JWKS_URL "$key_url" "a key endpoint URL"
 install -d -m 0755 "$ORTHWEB_OIDC_DIR"
 if jq -n --arg alb_arn "$ORTHWEB_ALB_ARN" --arg issuer "$issuer" --arg client_id "$ORTHWEB_USER_POOL_CLIENT_ID" \
   --arg alb_keys_url "$ORTHWEB_ALB_KEYS_URL" --arg jwks_url "$ORTHWEB_JWKS_URL" \
-  --arg logout_url "https://$ORTHWEB_USER_POOL_DOMAIN/logout" --arg logout_uri "$ORTHWEB_LOGOUT_URI" \
+  --arg logout_url "https://$ORTHWEB_COGNITO_DOMAIN/logout" --arg logout_uri "$ORTHWEB_LOGOUT_URI" \
   --arg session_cookie "${ORTHWEB_SESSION_COOKIE:-AWSELBAuthSessionCookie}" \
   '$ARGS.named' | replace_file "$ORTHWEB_OIDC_DIR/oidc.json" 0644; then
   echo oidc.json

@@ -20,9 +20,19 @@ url="$scheme://$site:$port/changes?last"
 # never appears on a command line.
 login=$(jq -r 'to_entries[0] | "user = \("\(.key):\(.value)" | @json)"' "$ORTHWEB_SECRETS_DIR/ORTHANC__REGISTERED_USERS")
 
-if printf '%s\n' "$login" | curl -fsS -o /dev/null --max-time 10 --proto '=https,http' \
-  --cacert "$ORTHWEB_TLS_DIR/server.crt" --connect-to "$site:$port:${ORTHWEB_HEALTH_CONNECT:-127.0.0.1:$port}" \
-  --user-agent orthweb-health --config - "$url"; then
+through_nginx() {
+  if [ "${ORTHWEB_LOGIN:-basic}" = cognito ]; then
+    # The balancer's login cannot be passed from here: nginx's own health port asks Orthanc.
+    url="http://127.0.0.1:$ORTHWEB_COGNITO_PROBE_PORT/orthanc-health"
+    curl -fsS -o /dev/null --max-time 10 --proto '=http' --user-agent orthweb-health "$url"
+    return
+  fi
+  printf '%s\n' "$login" | curl -fsS -o /dev/null --max-time 10 --proto '=https,http' \
+    --cacert "$ORTHWEB_TLS_DIR/server.crt" --connect-to "$site:$port:${ORTHWEB_HEALTH_CONNECT:-127.0.0.1:$port}" \
+    --user-agent orthweb-health --config - "$url"
+}
+
+if through_nginx; then
   healthy=1
 else
   healthy=0

@@ -39,6 +39,8 @@ finish() {
 }
 step orthweb-secrets "$ORTHWEB_SECRETS_DIR/ORTHANC__POSTGRESQL__CONNECTION_URI" \
   "$ORTHWEB_SECRETS_DIR/ORTHANC__REGISTERED_USERS" "$ORTHWEB_NGINX_AUTH_DIR/logins.map"
+# login = cognito: Orthanc's logins are the role identities nginx logs in as (orthweb-oidc).
+# {{ include refresh/oidc.sh if login_cognito }}
 step orthweb-rds-ca "$ORTHWEB_TLS_DIR/rds-ca.pem"
 # After both: it logs in with the URI the first wrote, verifying the database against the second's CA.
 step orthweb-db-role "$ORTHWEB_STATE_DIR/db-role"
@@ -53,7 +55,7 @@ compose() { "$ORTHWEB_DOCKER" compose --project-name orthweb --file "$ORTHWEB_ET
 # The files each container reads; a change means Orthanc must be re-created, nginx reloaded.
 declare -A inputs=(
   [orthanc]="$ORTHWEB_SECRETS_DIR/ORTHANC__POSTGRESQL__CONNECTION_URI $ORTHWEB_SECRETS_DIR/ORTHANC__REGISTERED_USERS $ORTHWEB_TLS_DIR/rds-ca.pem $ORTHWEB_ETC/orthanc-host.json"
-  [nginx]="$ORTHWEB_TLS_DIR/server.crt $ORTHWEB_TLS_DIR/server.key $ORTHWEB_NGINX_AUTH_DIR/logins.map"
+  [nginx]="$ORTHWEB_TLS_DIR/server.crt $ORTHWEB_TLS_DIR/server.key $ORTHWEB_NGINX_AUTH_DIR/logins.map $ORTHWEB_NGINX_AUTH_DIR/roles.map"
 )
 install -d -m 0700 "$ORTHWEB_STATE_DIR"
 fingerprint() {
@@ -110,7 +112,7 @@ if [ -n "$stale" ] || ! current orthanc; then
   record orthanc
 fi
 if ! current nginx; then
-  log "the certificate or the login map differ from what nginx loaded: reloading nginx"
+  log "the certificate or a login map differ from what nginx loaded: reloading nginx"
   retry "reload nginx" compose kill --signal HUP nginx
   record nginx
 fi

@@ -54,6 +54,10 @@ if APP_PASSWORD=$app_password jq -nj --arg user "$ORTHWEB_DB_ROLE" --arg host "$
   echo "$DB_URI"
 fi
 
+# login = cognito: the people sign in at Cognito, and Orthanc's logins are the role identities
+# nginx logs in as (orthweb-oidc writes them); no web user gets a password here.
+[ "${ORTHWEB_LOGIN:-basic}" != cognito ] || exit 0
+
 # Web users: each configured user (ORTHWEB_WEB_USERS, from the web_users setting) gets a password
 # generated here, so none ever passes through Terraform. The admin secret keeps them all as
 # {"users": {"NAME": "PASSWORD"}}; only missing ones are generated, so adding a user and running

@@ -22,7 +22,6 @@ import pytest
 from orthweb_dev.oidc import (
     ALB_ARN,
     CLIENT_ID,
-    JS_MODULE,
     OTHER_ALB_ARN,
     SESSION_COOKIE,
     AlbSigner,
@@ -36,7 +35,7 @@ from orthweb_dev.oidc import (
     unsigned,
 )
 from orthweb_dev.proc import free_port
-from orthweb_dev.testing import INSTALL_HINT, not_run, require
+from orthweb_dev.testing import INSTALL_HINT, NGINX_JS_MODULE, not_run, require
 
 OTHER_POOL_ISSUER = "https://cognito-idp.eu-west-1.amazonaws.com/eu-west-1_SomeOther"
 LOGOUT_URL = "https://orthweb-test.auth.eu-west-1.amazoncognito.com/logout"
@@ -89,8 +88,8 @@ class Site:
 
 def _prerequisites() -> None:
     require("nginx", "nginx-light")
-    if not JS_MODULE.is_file():
-        not_run(f"nginx's njs module {JS_MODULE} is missing: install libnginx-mod-http-js ({INSTALL_HINT})")
+    if not NGINX_JS_MODULE.is_file():
+        not_run(f"nginx's njs module {NGINX_JS_MODULE} is missing: install libnginx-mod-http-js ({INSTALL_HINT})")
 
 
 @pytest.fixture(scope="module")

@@ -37,6 +37,7 @@ from orthweb.bootstrap import (
 )
 from orthweb.settings import Settings, SettingsError, systemd_calendar
 from orthweb_dev.testing import (
+    NGINX_JS_MODULE,
     NGINX_STREAM_MODULE,
     cloud_config_problems,
     compose_on_host,
@@ -110,6 +111,13 @@ VARIANTS = {
         patch_release="2023.9.20251117",
     ),
     "plain-http": Settings(https=False, web_cidrs=["10.0.0.0/8"], patch_schedule="off"),
+    "cognito": Settings(
+        login="cognito",
+        domain_name="pacs.example.org",
+        hosted_zone_id="Z0123456789ABCDEFGHIJ",
+        web_users={"ann@example.org": "admin", "vic@example.org": "viewer"},
+        alarm_email="pacs-ops@example.org",
+    ),
 }
 SEVERAL_HOSTS = Settings(storage="s3", hosts=3, db_multi_az=True, endpoints_in_all_azs=True)
 SCRIPTS = [*sorted((USERDATA_DIR / "bin").glob("*.sh")), USERDATA_DIR / "lib" / "common.sh"]
@@ -718,6 +726,11 @@ def test_nginx_accepts_the_rendered_configuration(tmp_path: Path, variant: tuple
     auth = tmp_path / "auth"
     auth.mkdir()
     (auth / "logins.map").write_text('"admin" "AAAAAAAAAAAAAAAAAAAAAA";\n')
+    if variant[1].cognito:  # what orthweb-oidc writes, and the verifier the bundle carries
+        if not NGINX_JS_MODULE.exists():
+            pytest.fail(f"{NGINX_JS_MODULE} is missing: install the Debian package libnginx-mod-http-js")
+        (auth / "roles.map").write_text('admin "Basic AAAA";\n')
+        (tmp_path / "orthweb-oidc.js").write_text(written_files(variant[1])["/etc/orthweb/orthweb-oidc.js"]["text"])
     (tmp_path / "nginx.conf").write_text(nginx_check_config(render_app(variant[1])["nginx.conf"], tmp_path))
     run = subprocess.run(
         [nginx, "-t", "-p", str(tmp_path), "-c", str(tmp_path / "nginx.conf"), "-e", str(tmp_path / "error.log")],
@@ -765,13 +778,22 @@ def test_nginx_serves_tls_12_13_with_hsts_and_streams_dicom_tls() -> None:
 
 @pytest.mark.parametrize("name", sorted(VARIANTS))
 def test_nginx_reaches_orthanc_only_on_loopback(name: str) -> None:
-    conf = render_app(VARIANTS[name])["nginx.conf"]
+    settings = VARIANTS[name]
+    conf = render_app(settings)["nginx.conf"]
     upstreams = re.findall(r"proxy_pass (\S+);", conf)
-    to_orthanc = [u for u in upstreams if u.endswith((":8042", ":4242"))]
-    assert set(to_orthanc) == {"http://127.0.0.1:8042", "127.0.0.1:4242"}
+    to_orthanc = [u for u in upstreams if re.match(r"(http://)?127\.0\.0\.1:(8042|4242)\b", u)]
+    assert {re.sub(r"/.*", "", u.removeprefix("http://")) for u in to_orthanc} == {"127.0.0.1:8042", "127.0.0.1:4242"}
+    others = [u for u in upstreams if u not in to_orthanc]
+    if settings.cognito:
+        # The public keys (AWS's endpoints, from oidc.json), over verified TLS, by Docker's resolver.
+        assert others.count("$arg_url") == 1
+        others.remove("$arg_url")
+        assert "proxy_ssl_verify on;" in conf
+        assert re.findall(r"^\s*resolver (\S+)", conf, flags=re.M) == ["127.0.0.11"]
+    else:
+        assert "resolver" not in conf  # no Docker DNS name: nothing to resolve
     # Anything else is a C-MOVE relay to a peer, over TLS (test above).
-    assert len(upstreams) - len(to_orthanc) == conf.count("proxy_ssl on;")
-    assert "resolver" not in conf  # no Docker DNS name: nothing to resolve
+    assert len(others) == conf.count("proxy_ssl on;")
 
 
 @pytest.mark.parametrize("name", sorted(VARIANTS))

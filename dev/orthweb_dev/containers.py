@@ -109,6 +109,26 @@ CONTAINER_DIFFERENCES: dict[str, tuple[str, str, str]] = {
     ),
     "web_port": ("orthweb.env ORTHWEB_WEB_PORT (the health probe's port)", "443 (or 80)", "<nginx's published port>"),
     "host_names": ("certificate names (orthweb-cert)", "DNS names and IPs from IMDSv2", "localhost, 127.0.0.1"),
+    "oidc_keys": (
+        "login = cognito: orthweb.env ORTHWEB_ALB_KEYS_URL, ORTHWEB_JWKS_URL (the keys nginx verifies with)",
+        "unset: AWS's endpoints of the region, over HTTPS",
+        "the stand-in's (orthweb_dev.oidc), over HTTP on the engine's bridge gateway, its own keys",
+    ),
+    "oidc_facts": (
+        "login = cognito: the balancer, user pool, app client and hosted domain (orthweb.env)",
+        "the deployment's (Terraform)",
+        "the stand-in's: orthweb_dev.oidc's ALB_ARN, POOL_ID, CLIENT_ID; the emulator in their region",
+    ),
+    "oidc_headers": (
+        "login = cognito: who signs x-amzn-oidc-data and the access token",
+        "the load balancer, after Cognito's login page and MFA",
+        "the tests, with the stand-in's keys (ContainerHost.login_headers)",
+    ),
+    "probe_port": (
+        "login = cognito: orthweb.env ORTHWEB_COGNITO_PROBE_PORT, compose 127.0.0.1:8081 (override file)",
+        "8081 on the host's loopback",
+        "127.0.0.1:<free port>",
+    ),
 }
 
 PROJECT = "orthweb"  # the host's Compose project (orthweb-refresh --project-name)

@@ -38,6 +38,7 @@ from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 
 from orthweb.bootstrap import USERDATA_DIR, render_text
 from orthweb_dev.proc import ProcessError, log_tail, port_open, stop_process, wait_until
+from orthweb_dev.testing import NGINX_JS_MODULE
 
 REGION = "eu-west-1"
 ACCOUNT = "123456789012"
@@ -295,7 +296,6 @@ class Upstream:
         self._server.server_close()
 
 
-JS_MODULE = Path("/usr/lib/nginx/modules/ngx_http_js_module.so")
 # The role identities' Basic logins a test deployment uses (the host generates random ones).
 ROLE_PASSWORDS = {"admin": "admin-secret-1", "uploader": "uploader-secret-2", "viewer": "viewer-secret-3"}
 
@@ -384,7 +384,7 @@ class VerifyingNginx:
 
         (workdir / "nginx.conf").write_text(
             _FRAME.format(
-                module=JS_MODULE,
+                module=NGINX_JS_MODULE,
                 # A root master would run its workers as nobody, who cannot enter the test's 0700
                 # directories; the host's workers run as the image's nginx user.
                 user="user root;" if os.geteuid() == 0 else "",

@@ -152,6 +152,7 @@ def host_files(settings: Settings, facts: HostFacts) -> dict[str, HostFile]:
 
 
 NGINX_STREAM_MODULE = Path("/usr/lib/nginx/modules/ngx_stream_module.so")  # libnginx-mod-stream
+NGINX_JS_MODULE = Path("/usr/lib/nginx/modules/ngx_http_js_module.so")  # libnginx-mod-http-js (njs)
 
 # Where the host keeps docker-compose.yml: its relative paths are relative to this directory.
 HOST_COMPOSE_DIR = "/etc/orthweb"
@@ -175,11 +176,14 @@ def compose_on_host(text: str) -> dict[str, Any]:
 
 def nginx_check_config(conf: str, workdir: Path) -> str:
     """A rendered nginx.conf made checkable with ``nginx -t`` on this machine: the container's
-    paths (certificates, login map, pid, temporary paths) moved under ``workdir``, whose ``tls``
-    and ``auth`` directories the caller fills, and a worker user Debian has (``-t`` only checks
-    that it exists). The official image has the stream module built in; Debian's nginx loads it."""
+        paths (certificates, login map, pid, temporary paths) moved under ``workdir``, whose ``tls``
+        and ``auth`` directories the caller fills, and a worker user Debian has (``-t`` only checks
+        that it exists). The official image has the stream module built in; Debian's nginx loads it. With
+    login = "cognito" the caller puts orthweb-oidc.js in ``workdir`` and ``auth/roles.map``."""
     (workdir / "cache").mkdir(exist_ok=True)
     conf = conf.replace("/etc/nginx/tls/", f"{workdir / 'tls'}/").replace("/etc/nginx/auth/", f"{workdir / 'auth'}/")
     conf = conf.replace("pid /run/nginx.pid;", f"pid {workdir}/nginx.pid;")
     conf = conf.replace("/var/cache/nginx/", f"{workdir / 'cache'}/").replace("user nginx;", "user nobody nogroup;")
+    # login = "cognito": the image's njs module is in its modules directory; Debian's is here.
+    conf = conf.replace("load_module modules/ngx_http_js_module.so;", f"load_module {NGINX_JS_MODULE};")
     return f"load_module {NGINX_STREAM_MODULE};\n{conf}"

@@ -399,7 +399,11 @@ ROUTES: list[tuple[str, str, bytes | str | None, set[str]]] = [
     ("GET", "/instances/{instance}/file", None, {A, U, V}),
     ("GET", "/instances/{instance}/simplified-tags", None, {A, U, V}),
     ("POST", "/tools/find", FIND, {A, U, V}),
-    ("POST", "/studies/{study}/archive", b"{}", {A, U, V}),
+    ("GET", "/studies/{study}/archive", None, {A, U, V}),
+    ("GET", "/tools/create-archive?resources={study}", None, {A, U, V}),
+    # The POST form may ask for a job ("Asynchronous": true), which the filter cannot see: admin's.
+    ("POST", "/studies/{study}/archive", b"{}", {A}),
+    ("GET", "/tools/labels", None, {A, U, V}),
     ("POST", "/instances", "upload", {A, U}),
     ("POST", "/dicom-web/studies", b"", {A, U}),
     ("POST", "/studies/{study}/anonymize", b"{}", {A}),

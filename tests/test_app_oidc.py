@@ -125,10 +125,12 @@ def test_a_verified_person_reaches_orthanc_as_the_role_identity_and_is_named_in_
     headers = site.login(groups, email="dr.house@hospital.example")
     # Whatever the client sends as Authorization is replaced, never passed on.
     headers["Authorization"] = role_authorization("admin") if role != "admin" else "Basic bm9ib2R5Om5vdGhpbmc="
+    headers["Cookie"] = f"{SESSION_COOKIE}-0=the-session"  # a bearer credential: never passed on
     status, _ = site.get(path, headers)
     assert status == 200
     (got,) = site.received(path)
     assert got["authorization"] == [role_authorization(role)]
+    assert "cookie" not in got
     assert got["x-orthweb-person"] == ["dr.house@hospital.example"]
     assert not {"x-amzn-oidc-data", "x-amzn-oidc-accesstoken", "x-amzn-oidc-identity"} & set(got)
     entry = site.entry(path)
@@ -398,6 +400,13 @@ def test_logout_expires_the_alb_session_and_signs_out_of_cognito(site: Site) -> 
         assert {"Path", "Secure", "HttpOnly"} <= set(attributes)
         assert attributes["Path"] == "Path=/"
     assert site.received("/logout") == []
+
+
+@pytest.mark.parametrize("fetch_site", ["cross-site", "same-site"])
+def test_a_link_on_another_site_cannot_sign_anyone_out(site: Site, fetch_site: str) -> None:
+    status, headers = site.get("/logout", {"Cookie": f"{SESSION_COOKIE}-0=abc", "Sec-Fetch-Site": fetch_site})
+    assert status == 403
+    assert headers.get_all("Set-Cookie") is None
 
 
 def test_the_signer_checked_is_this_load_balancer() -> None:

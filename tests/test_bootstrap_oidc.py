@@ -65,7 +65,7 @@ def test_writes_what_nginx_and_orthanc_read_once(tmp_path: Path) -> None:
     assert list(users) == ["orthweb-role-admin", "orthweb-role-uploader", "orthweb-role-viewer"]
     assert len(set(users.values())) == 3
     assert all(len(p) >= 32 for p in users.values())
-    roles = (etc / "nginx-auth" / "roles.map").read_text().splitlines()
+    roles = (etc / "secrets" / "nginx" / "roles.map").read_text().splitlines()
     # Each role's line is the exact Basic header of its identity's login.
     for role, line in zip(("admin", "uploader", "viewer"), roles, strict=True):
         login = f"orthweb-role-{role}:{users['orthweb-role-' + role]}"
@@ -76,7 +76,7 @@ def test_writes_what_nginx_and_orthanc_read_once(tmp_path: Path) -> None:
         "nginx-oidc/oidc.json": 0o644,
         "secrets/orthweb-roles.json": 0o400,
         "secrets/ORTHANC__REGISTERED_USERS": 0o400,
-        "nginx-auth/roles.map": 0o400,
+        "secrets/nginx/roles.map": 0o400,
     }
     # A second run changes nothing, passwords included.
     again = run(tmp_path)

@@ -729,7 +729,8 @@ def test_nginx_accepts_the_rendered_configuration(tmp_path: Path, variant: tuple
     if variant[1].cognito:  # what orthweb-oidc writes, and the verifier the bundle carries
         if not NGINX_JS_MODULE.exists():
             pytest.fail(f"{NGINX_JS_MODULE} is missing: install the Debian package libnginx-mod-http-js")
-        (auth / "roles.map").write_text('admin "Basic AAAA";\n')
+        (tmp_path / "secrets").mkdir()
+        (tmp_path / "secrets" / "roles.map").write_text('admin "Basic AAAA";\n')
         (tmp_path / "orthweb-oidc.js").write_text(written_files(variant[1])["/etc/orthweb/orthweb-oidc.js"]["text"])
     (tmp_path / "nginx.conf").write_text(nginx_check_config(render_app(variant[1])["nginx.conf"], tmp_path))
     run = subprocess.run(

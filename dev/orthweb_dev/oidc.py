@@ -36,7 +36,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 
-from orthweb.bootstrap import USERDATA_DIR, render_text
+from orthweb.bootstrap import USERDATA_DIR, render_text, settings_values
+from orthweb.settings import Settings
 from orthweb_dev.proc import ProcessError, log_tail, port_open, stop_process, wait_until
 from orthweb_dev.testing import NGINX_JS_MODULE
 
@@ -48,6 +49,14 @@ ISSUER = f"https://cognito-idp.{REGION}.amazonaws.com/{POOL_ID}"
 ALB_ARN = f"arn:aws:elasticloadbalancing:{REGION}:{ACCOUNT}:loadbalancer/app/orthweb/50dc6c495c0c9188"
 OTHER_ALB_ARN = f"arn:aws:elasticloadbalancing:{REGION}:{ACCOUNT}:loadbalancer/app/another/0123456789abcdef"
 SESSION_COOKIE = "AWSELBAuthSessionCookie"
+# A Cognito deployment's settings, for the fragments' values (its VPC: where the balancer is).
+COGNITO_TEST_SETTINGS: dict[str, Any] = {
+    "region": REGION,
+    "login": "cognito",
+    "domain_name": "orthweb.example.org",
+    "hosted_zone_id": "Z0123456789ABCDEFGHIJ",
+    "web_users": {"ann@hospital.example": "admin"},
+}
 
 Signer = Callable[[bytes], bytes]
 
@@ -355,8 +364,10 @@ http {{
 
 
 def render_fragment(name: str) -> str:
-    """``userdata/app/<name>`` as the host gets it (render-time includes expanded)."""
-    return render_text((USERDATA_DIR / "app" / name).read_text(encoding="utf-8"), {})
+    """``userdata/app/<name>`` as the host of a Cognito deployment gets it (its values filled,
+    render-time includes expanded)."""
+    values = settings_values(Settings(**COGNITO_TEST_SETTINGS))
+    return render_text((USERDATA_DIR / "app" / name).read_text(encoding="utf-8"), values)
 
 
 class VerifyingNginx:
@@ -372,11 +383,11 @@ class VerifyingNginx:
         self.error_log = workdir / "error.log"
         self._proc: subprocess.Popen[bytes] | None = None
         (workdir / "oidc").mkdir(parents=True)
-        (workdir / "auth").mkdir()
         (workdir / "cache").mkdir()
         (workdir / "oidc" / "oidc.json").write_text(json.dumps(config))
         roles = "".join(f'{role} "{role_authorization(role)}";\n' for role in ROLE_PASSWORDS)
-        (workdir / "auth" / "roles.map").write_text(roles)
+        (workdir / "secrets").mkdir(exist_ok=True)
+        (workdir / "secrets" / "roles.map").write_text(roles)
         shutil.copy(USERDATA_DIR / "app" / "orthweb-oidc.js", workdir / "orthweb-oidc.js")
 
         def indent(text: str, by: str) -> str:

@@ -179,7 +179,7 @@ def nginx_check_config(conf: str, workdir: Path) -> str:
         paths (certificates, login map, pid, temporary paths) moved under ``workdir``, whose ``tls``
         and ``auth`` directories the caller fills, and a worker user Debian has (``-t`` only checks
         that it exists). The official image has the stream module built in; Debian's nginx loads it. With
-    login = "cognito" the caller puts orthweb-oidc.js in ``workdir`` and ``auth/roles.map``."""
+    login = "cognito" the caller puts orthweb-oidc.js in ``workdir`` and ``secrets/roles.map``."""
     (workdir / "cache").mkdir(exist_ok=True)
     conf = conf.replace("/etc/nginx/tls/", f"{workdir / 'tls'}/").replace("/etc/nginx/auth/", f"{workdir / 'auth'}/")
     conf = conf.replace("pid /run/nginx.pid;", f"pid {workdir}/nginx.pid;")

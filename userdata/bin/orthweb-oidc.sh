@@ -6,7 +6,8 @@
 #                           and the sign-out URLs; orthweb-oidc.js reads it as /etc/nginx/oidc/oidc.json
 #   secrets/orthweb-roles.json, ORTHANC__REGISTERED_USERS  (0400) the three role identities'
 #                           passwords, made here once, and Orthanc's logins made of them
-#   nginx-auth/roles.map    (0400) role -> the Basic header of its identity, for nginx's map
+#   secrets/nginx/roles.map (0400) role -> the Basic header of its identity, for nginx's map (a
+#                           login, so on the secrets' tmpfs like the others)
 # Does nothing unless ORTHWEB_LOGIN is cognito.
 set -euo pipefail
 # shellcheck source=../lib/common.sh
@@ -78,6 +79,7 @@ for role in "${ROLES[@]}"; do
   password=$(jq -r --arg role "$role" '.[$role]' <<<"$passwords")
   map+="$role \"Basic $(printf 'orthweb-role-%s:%s' "$role" "$password" | base64 -w0)\";"$'\n'
 done
-if printf '%s' "$map" | replace_file "$ORTHWEB_NGINX_AUTH_DIR/roles.map" 0400; then
+install -d -m 0700 "$ORTHWEB_SECRETS_DIR/nginx"
+if printf '%s' "$map" | replace_file "$ORTHWEB_SECRETS_DIR/nginx/roles.map" 0400; then
   echo roles.map
 fi

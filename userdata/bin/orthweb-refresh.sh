@@ -55,7 +55,7 @@ compose() { "$ORTHWEB_DOCKER" compose --project-name orthweb --file "$ORTHWEB_ET
 # The files each container reads; a change means Orthanc must be re-created, nginx reloaded.
 declare -A inputs=(
   [orthanc]="$ORTHWEB_SECRETS_DIR/ORTHANC__POSTGRESQL__CONNECTION_URI $ORTHWEB_SECRETS_DIR/ORTHANC__REGISTERED_USERS $ORTHWEB_TLS_DIR/rds-ca.pem $ORTHWEB_ETC/orthanc-host.json"
-  [nginx]="$ORTHWEB_TLS_DIR/server.crt $ORTHWEB_TLS_DIR/server.key $ORTHWEB_NGINX_AUTH_DIR/logins.map $ORTHWEB_NGINX_AUTH_DIR/roles.map"
+  [nginx]="$ORTHWEB_TLS_DIR/server.crt $ORTHWEB_TLS_DIR/server.key $ORTHWEB_NGINX_AUTH_DIR/logins.map $ORTHWEB_SECRETS_DIR/nginx/roles.map"
 )
 install -d -m 0700 "$ORTHWEB_STATE_DIR"
 fingerprint() {

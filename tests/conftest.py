@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import time
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -200,6 +201,29 @@ def emulator() -> Iterator[MotoServer]:
 def aws_env(emulator: MotoServer) -> dict[str, str]:
     """The ``AWS_*`` variables that point Terraform and the AWS CLI at the module's emulator."""
     return {k: v for k, v in emulator.env({}).items() if k.startswith("AWS_")}
+
+
+@pytest.fixture(scope="module")
+def timed_terraform(
+    terraform: Callable[..., subprocess.CompletedProcess[str]], aws_env: dict[str, str], step_timings: dict[str, float]
+) -> Callable[..., Callable[..., subprocess.CompletedProcess[str]]]:
+    """``make(stack_dir, label)``: Terraform in ``stack_dir`` against the module's emulator, each
+    step's time recorded under ``label`` (``{step}`` in it is the command), initialised first."""
+
+    def make(
+        stack_dir: Path, label: str = "{step}", timeout: float = 900
+    ) -> Callable[..., subprocess.CompletedProcess[str]]:
+        def run(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+            started = time.monotonic()
+            proc = terraform(stack_dir, *args, check=check, env=aws_env, timeout=timeout)
+            step = " ".join(a for a in args if not a.startswith("-"))
+            step_timings[label.format(step=step)] = time.monotonic() - started
+            return proc
+
+        run("init", "-input=false")
+        return run
+
+    return make
 
 
 @pytest.fixture(scope="module")

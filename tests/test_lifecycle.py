@@ -16,8 +16,6 @@ import os
 import re
 import shlex
 import subprocess
-import time
-import typing
 from pathlib import Path
 from typing import Any
 
@@ -50,15 +48,8 @@ def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def tf(workdir: Path, terraform: Any, aws_env: dict[str, str], step_timings: dict[str, float]) -> Any:
-    def run(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-        started = time.monotonic()
-        proc = terraform(workdir, *args, check=check, env=aws_env, timeout=900)
-        step_timings[" ".join(a for a in args if not a.startswith("-"))] = time.monotonic() - started
-        return typing.cast(subprocess.CompletedProcess[str], proc)
-
-    run("init", "-input=false")
-    return run
+def tf(workdir: Path, timed_terraform: Any) -> Any:
+    return timed_terraform(workdir)
 
 
 def state(workdir: Path) -> dict[str, Any]:
@@ -287,22 +278,13 @@ RESTORED = "restored"
 
 
 @pytest.fixture(scope="module")
-def restored(
-    tmp_path_factory: pytest.TempPathFactory, terraform: Any, aws_env: dict[str, str], step_timings: dict[str, float]
-) -> Any:
+def restored(tmp_path_factory: pytest.TempPathFactory, timed_terraform: Any) -> Any:
     """A second deployment (another name_prefix, its own state) created from SNAPSHOT, with alarms."""
     settings = {"name_prefix": RESTORED, "deletion_protection": False, "db_snapshot_identifier": SNAPSHOT}
     settings["alarm_email"] = "pacs-ops@example.org"
     _, stack_dir = synthesize(settings, tmp_path_factory.mktemp("restored"))
-
-    def run(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-        started = time.monotonic()
-        proc = terraform(stack_dir, *args, check=check, env=aws_env, timeout=900)
-        step_timings["restored: " + " ".join(a for a in args if not a.startswith("-"))] = time.monotonic() - started
-        return typing.cast(subprocess.CompletedProcess[str], proc)
-
-    run("init", "-input=false")
-    run.stack_dir = stack_dir  # type: ignore[attr-defined]
+    run = timed_terraform(stack_dir, "restored: {step}")
+    run.stack_dir = stack_dir
     return run
 
 

@@ -7,9 +7,7 @@ share one deployment."""
 from __future__ import annotations
 
 import json
-import subprocess
 import time
-import typing
 from pathlib import Path
 from typing import Any
 
@@ -39,16 +37,8 @@ def workdir(tmp_path_factory: pytest.TempPathFactory, zone_id: str) -> Path:
 
 
 @pytest.fixture(scope="module")
-def tf(workdir: Path, terraform: Any, aws_env: dict[str, str], step_timings: dict[str, float]) -> Any:
-    def run(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-        started = time.monotonic()
-        proc = terraform(workdir, *args, check=check, env=aws_env, timeout=1200)
-        step = " ".join(a for a in args if not a.startswith("-"))
-        step_timings[f"{step} (one host, login=cognito)"] = time.monotonic() - started
-        return typing.cast(subprocess.CompletedProcess[str], proc)
-
-    run("init", "-input=false")
-    return run
+def tf(workdir: Path, timed_terraform: Any) -> Any:
+    return timed_terraform(workdir, "{step} (one host, login=cognito)", timeout=1200)
 
 
 def test_1_apply_puts_the_login_and_the_certificate_in_front_of_the_host(tf: Any, aws: Any) -> None:

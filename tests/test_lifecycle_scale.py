@@ -6,9 +6,6 @@ and a destroy that leaves nothing behind. Tests run in file order and share one 
 from __future__ import annotations
 
 import json
-import subprocess
-import time
-import typing
 from pathlib import Path
 from typing import Any
 
@@ -32,16 +29,8 @@ def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def tf(workdir: Path, terraform: Any, aws_env: dict[str, str], step_timings: dict[str, float]) -> Any:
-    def run(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-        started = time.monotonic()
-        proc = terraform(workdir, *args, check=check, env=aws_env, timeout=1200)
-        step = " ".join(a for a in args if not a.startswith("-"))
-        step_timings[f"{step} (3 hosts, images in S3)"] = time.monotonic() - started
-        return typing.cast(subprocess.CompletedProcess[str], proc)
-
-    run("init", "-input=false")
-    return run
+def tf(workdir: Path, timed_terraform: Any) -> Any:
+    return timed_terraform(workdir, "{step} (3 hosts, images in S3)", timeout=1200)
 
 
 def state_resources(workdir: Path) -> dict[str, dict[str, Any]]:

@@ -88,6 +88,8 @@ _MANY: dict[str, Any] = {"hosts": 3, "db_multi_az": True, "endpoints_in_all_azs"
 BAD_INPUTS = [
     # (context, environment, words the message must contain)
     ({"vpc_cidr": "10.0.0.0/33"}, {}, ["vpc_cidr", "10.0.0.0/33", "/16 to /24"]),
+    ({"db_storage_gb": 100, "db_max_storage_gb": 105}, {}, ["db_max_storage_gb", "105", "at least 110", "100"]),
+    ({"db_max_storage_gb": 10}, {}, ["db_max_storage_gb", "10", "20 to 65536"]),
     ({"vpc_cidr": "172.17.0.0/16"}, {}, ["vpc_cidr", "172.17.0.0/16", "Docker"]),
     ({"vpc_cidr": "172.16.0.0/12"}, {}, ["vpc_cidr", "overlap"]),
     ({"vpc_cidr": "10.1.2.3/16"}, {}, ["vpc_cidr", "10.1.2.3/16"]),

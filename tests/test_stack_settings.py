@@ -69,6 +69,7 @@ def test_database_follows_class_storage_version_multi_az_and_backups(variant: Sy
     db = only(variant, "aws_db_instance")
     assert db["instance_class"] == "db.m7g.large"
     assert db["allocated_storage"] == 100
+    assert db["max_allocated_storage"] == 400  # storage autoscaling up to 4 x, unless set
     assert db["engine_version"] == "16.4"
     assert only(variant, "aws_db_parameter_group")["family"] == "postgres16"
     assert db["multi_az"] is True

@@ -58,6 +58,7 @@ class Database(Construct):
         engine_version: str = defaults.DB_ENGINE_VERSION,
         instance_class: str = defaults.DB_INSTANCE_CLASS,
         storage_gb: int = defaults.DB_STORAGE_GB,
+        storage_ceiling_gb: int | None = defaults.DB_STORAGE_GB * defaults.DB_STORAGE_AUTOSCALING_FACTOR,
         multi_az: bool = defaults.DB_MULTI_AZ,
         backup_days: int = defaults.DB_BACKUP_DAYS,
         deletion_protection: bool = defaults.DELETION_PROTECTION,
@@ -157,6 +158,9 @@ class Database(Construct):
             # Nothing logs in with IAM: Orthanc and the host's role step use passwords (Secrets Manager).
             iam_database_authentication_enabled=False,
             allocated_storage=storage_gb,
+            # Storage autoscaling: RDS grows the volume (up to this ceiling) when free space stays
+            # below 10% for 5 minutes; Terraform then ignores allocated_storage's growth. None: off.
+            max_allocated_storage=storage_ceiling_gb,
             storage_type="gp3",
             storage_encrypted=True,
             kms_key_id=encryption.key_arn,

@@ -27,6 +27,9 @@ INSTANCE_TYPE = "t4g.small"
 ROOT_VOLUME_GB = 20
 DB_INSTANCE_CLASS = "db.t4g.micro"
 DB_STORAGE_GB = 20
+# RDS storage autoscaling's ceiling, as a multiple of DB_STORAGE_GB's setting: room to grow while the
+# free-storage alarm gets someone's attention (a ceiling costs nothing until storage is used).
+DB_STORAGE_AUTOSCALING_FACTOR = 4
 DB_ENGINE_VERSION = "17"
 DB_MULTI_AZ = False
 DB_BACKUP_DAYS = 7

@@ -424,6 +424,15 @@ class Settings(BaseModel):
     db_storage_gb: Annotated[int, _range(20, 65536)] = Field(
         defaults.DB_STORAGE_GB, description="RDS gp3 storage, in GiB"
     )
+    db_max_storage_gb: Annotated[
+        int | None, _check(lambda v: None if v is None or 20 <= v <= 65536 else "an integer from 20 to 65536")
+    ] = Field(
+        None,
+        description=(
+            "Ceiling RDS storage autoscaling may grow the database to, in GiB; unset: "
+            f"{defaults.DB_STORAGE_AUTOSCALING_FACTOR} x db_storage_gb; equal to db_storage_gb: no autoscaling"
+        ),
+    )
     db_engine_version: Annotated[str, _check(_engine_version)] = Field(
         defaults.DB_ENGINE_VERSION,
         description="RDS PostgreSQL version (a major pins the major; minors upgrade automatically)",
@@ -592,6 +601,13 @@ class Settings(BaseModel):
                 "peers it cannot say whose it is: each AET is accepted only from its own peer's cidr, so give "
                 "that network to the peer that calls from it in 'dicom_peers' (dicom_cidrs is deprecated)"
             )
+        ceiling = self.db_max_storage_gb
+        if ceiling is not None and ceiling != self.db_storage_gb and ceiling * 10 < self.db_storage_gb * 11:
+            raise _Refusal(
+                f"setting 'db_max_storage_gb' is {ceiling} and 'db_storage_gb' is {self.db_storage_gb}: RDS grows "
+                "storage only to a ceiling at least 10% above it; set db_max_storage_gb to at least "
+                f"{-(-self.db_storage_gb * 11 // 10)}, or to {self.db_storage_gb} for no autoscaling"
+            )
         self._check_scaling()
         if self.alarm_email and capacity.class_memory_gib(self.db_instance_class) is None:
             raise _Refusal(
@@ -692,6 +708,14 @@ class Settings(BaseModel):
     def architecture(self) -> str:
         """CPU architecture of the instance type: ``arm64`` or ``x86_64``."""
         return "arm64" if self.instance_type.split(".")[0] in ARM64_FAMILIES else "x86_64"
+
+    @property
+    def db_storage_ceiling_gb(self) -> int | None:
+        """What storage autoscaling may grow the database to (``db_max_storage_gb``), None when off."""
+        ceiling = self.db_max_storage_gb
+        if ceiling is None:
+            ceiling = min(self.db_storage_gb * defaults.DB_STORAGE_AUTOSCALING_FACTOR, 65536)
+        return ceiling if ceiling > self.db_storage_gb else None
 
     @property
     def db_engine_major(self) -> str:

@@ -72,6 +72,7 @@ class OrthwebStack(TerraformStack):
             engine_version=s.db_engine_version,
             instance_class=s.db_instance_class,
             storage_gb=s.db_storage_gb,
+            storage_ceiling_gb=s.db_storage_ceiling_gb,
             multi_az=s.db_multi_az,
             backup_days=s.db_backup_days,
             deletion_protection=s.deletion_protection,

@@ -103,7 +103,8 @@ def alarm_specs(
             "DbFreeStorage",
             "db-free-storage",
             "the database's free storage (AWS/RDS FreeStorageSpace)",
-            f"below {DB_FREE_STORAGE_FRACTION:.0%} of the allocated {db_storage_gb} GiB for 10 minutes",
+            f"below {DB_FREE_STORAGE_FRACTION:.0%} of the allocated {db_storage_gb} GiB for 10 minutes (storage "
+            "autoscaling grows the volume meanwhile, up to db_max_storage_gb)",
             "AWS/RDS",
             "FreeStorageSpace",
             db,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from cdktf import TerraformStack
 from cdktf_cdktf_provider_aws.iam_role import IamRole
 
@@ -12,11 +14,11 @@ from orthweb.policy import assume_role_policy
 from orthweb_dev.synth import construct_stack, named, only, policy, resources, synth_stack
 
 
-def place() -> tuple[TerraformStack, Database]:
+def place(**props: Any) -> tuple[TerraformStack, Database]:
     stack = construct_stack()
     key = Encryption(stack, "Encryption", name_prefix="t", region="eu-west-1")
     network = Network(stack, "Network", name_prefix="t", region="eu-west-1", encryption=key)
-    return stack, Database(stack, "Database", name_prefix="t", network=network, encryption=key)
+    return stack, Database(stack, "Database", name_prefix="t", network=network, encryption=key, **props)
 
 
 def test_the_database_is_private_encrypted_tls_only_and_protected() -> None:
@@ -29,6 +31,14 @@ def test_the_database_is_private_encrypted_tls_only_and_protected() -> None:
     assert db["skip_final_snapshot"] is False
     assert {"name": "rds.force_ssl", "value": "1"} in only(synth, "aws_db_parameter_group")["parameter"]
     assert all("Private" in s for s in only(synth, "aws_db_subnet_group")["subnet_ids"])
+
+
+def test_storage_grows_by_itself_up_to_its_ceiling_and_not_at_all_without_one() -> None:
+    stack, _ = place()
+    db = only(synth_stack(stack), "aws_db_instance")
+    assert db["max_allocated_storage"] == 4 * db["allocated_storage"]  # the default ceiling
+    stack, _ = place(storage_ceiling_gb=None)
+    assert "max_allocated_storage" not in only(synth_stack(stack), "aws_db_instance")
 
 
 def test_rds_keeps_the_master_password_and_terraform_never_sees_it() -> None:

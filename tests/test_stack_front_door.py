@@ -240,11 +240,13 @@ def test_outputs_give_the_site_and_the_cognito_domain_and_dicom_the_hosts_name(c
     assert outputs["dicom_endpoint"] == "ORTHANC@${aws_instance.orthweb.public_dns}:11112"
 
 
-def test_the_host_role_gets_nothing_new(synth: Synth, cognito: Synth) -> None:
+def test_the_host_role_gets_nothing_new_and_loses_the_admin_secret(synth: Synth, cognito: Synth) -> None:
     def host_grants(s: Synth) -> list[str]:
         return sorted(p["name"] for p in resources(s, "aws_iam_role_policy").values())
 
-    assert host_grants(cognito) == host_grants(synth)
+    # The people's passwords are Cognito's: the host neither reads nor writes the admin secret.
+    assert host_grants(cognito) == [g for g in host_grants(synth) if g != "read-write-orthanc-admin-secret"]
+    assert "read-write-orthanc-admin-secret" in host_grants(synth)
 
 
 # --- Basic mode, and the settings ----------------------------------------------------------------

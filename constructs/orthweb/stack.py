@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 from cdktf import LocalBackend, S3Backend, TerraformOutput, TerraformStack
+from cdktf_cdktf_provider_aws.iam_role import IamRole
 from cdktf_cdktf_provider_aws.provider import AwsProvider, AwsProviderDefaultTags
 
 from constructs import Construct
@@ -153,8 +156,7 @@ class OrthwebStack(TerraformStack):
         # DNS on), so its secret grants carry the from-the-instance condition. The key grant does
         # not: KMS is called by Secrets Manager for the host, and that call has no network keys.
         secrets_condition = FROM_THE_INSTANCE_ONLY if "secretsmanager" in network.private_services else None
-        database.grant_read_master_secret(host.role, condition=secrets_condition)
-        admin.grant_read_write(host.role, condition=secrets_condition)
+        grant_host_secrets(s, host.role, database, admin, condition=secrets_condition)
         encryption.grant_secrets_use(host.role, region=s.region)
         # Docker's awslogs driver calls CloudWatch Logs through the logs endpoint when the VPC has one.
         logs = AppLogs(
@@ -349,3 +351,19 @@ class OrthwebStack(TerraformStack):
                 "Open a shell on the host through Session Manager (no SSH needed)",
             ),
         }
+
+
+def grant_host_secrets(
+    settings: Settings,
+    role: IamRole,
+    database: Database,
+    admin: AdminSecret,
+    *,
+    condition: Mapping[str, Any] | None,
+) -> None:
+    """The host reads the database's master secret; with Basic logins it also keeps the web users'
+    passwords in the admin secret. With Cognito no one has a password on the host: the admin secret
+    stays empty, and the host has no grant on it."""
+    database.grant_read_master_secret(role, condition=condition)
+    if not settings.cognito:
+        admin.grant_read_write(role, condition=condition)

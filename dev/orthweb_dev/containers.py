@@ -21,7 +21,6 @@ default bridge gateway, which the containers reach. Every other difference is in
 
 from __future__ import annotations
 
-import base64
 import contextlib
 import ctypes
 import dataclasses
@@ -263,7 +262,7 @@ class ContainerHost(AppHost):
             "x-amzn-oidc-identity": sub,
         }
         if password is not None:
-            headers["Authorization"] = "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
+            headers.update(super().login_headers(user, password))
         return headers
 
     def script_env(self) -> dict[str, str]:
@@ -431,8 +430,12 @@ class ContainerHost(AppHost):
 
     def running(self) -> bool:
         """Both containers exist and run (a missing one is not running yet)."""
+        return all(self.service_running(service) for service in SERVICES)
+
+    def service_running(self, service: str) -> bool:
+        """The service's container exists and runs."""
         try:
-            return all(self.inspect(service)["State"]["Running"] for service in SERVICES)
+            return bool(self.inspect(service)["State"]["Running"])
         except AppHostError:
             return False
 
@@ -624,12 +627,17 @@ def container_host(
             shutil.rmtree(root, ignore_errors=True)
 
 
+def absent(needs: Sequence[str]) -> list[str]:
+    """Those of ``needs`` (programs on PATH, or file paths) this machine lacks."""
+    return [need for need in needs if not (Path(need).exists() or shutil.which(need))]
+
+
 def require_containers(extra: Sequence[str] = ()) -> None:
     """Not run (a skip; a failure in CI) where this machine cannot run the container harness: not
     root, or a Debian package missing (``extra``: more of them, for a test module's own needs)."""
     if os.geteuid() != 0:
         not_run("the container harness starts dockerd and reads other processes' /proc: it needs root")
-    missing = missing_prerequisites() + [m for m in extra if not (Path(m).exists() or shutil.which(m))]
+    missing = missing_prerequisites() + absent(extra)
     if missing:
         not_run(f"the container harness needs {', '.join(missing)} ({INSTALL_HINT})")
 

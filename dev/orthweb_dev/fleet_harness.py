@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from orthweb.settings import Settings
-from orthweb_dev.containers import ENGINE_CLIENTS, PROJECT, SERVICES, ContainerHost, container_host
+from orthweb_dev.containers import ENGINE_CLIENTS, PROJECT, SERVICES, ContainerHost, absent, container_host
 from orthweb_dev.dicom import TEST_AET
 from orthweb_dev.harness import PG_BIN, AppHostError
 from orthweb_dev.proc import free_port, port_open, run, stop_process, wait_until
@@ -155,14 +155,7 @@ class FleetHost:
         """SIGKILL to both containers: a host that dies, with no time to finish anything. Docker
         leaves a killed container stopped (restart: unless-stopped), so its ports are closed."""
         run(["docker", "kill", "--signal", "KILL", *(host.container(s) for s in SERVICES)])
-        wait_until(f"{host.project} stopped", lambda: not any(self._running(host, s) for s in SERVICES), timeout=30)
-
-    @staticmethod
-    def _running(host: ContainerHost, service: str) -> bool:
-        try:
-            return bool(host.inspect(service)["State"]["Running"])
-        except AppHostError:
-            return False
+        wait_until(f"{host.project} stopped", lambda: not any(host.service_running(s) for s in SERVICES), timeout=30)
 
     def start_host(self, host: ContainerHost) -> None:
         """The host's boot again: ``orthweb-refresh --up`` on its files, then ready."""
@@ -259,7 +252,7 @@ def fleet_host(size: int = 2, settings: Settings | None = None, base_dir: str | 
     settings = settings or FLEET_SETTINGS
     if not settings.multi_host:
         raise AppHostError("the fleet harness runs a deployment of several hosts: set hosts >= 2")
-    missing = [m for m in BALANCER_NEEDS if not (Path(m).exists() or shutil.which(m))]
+    missing = absent(BALANCER_NEEDS)
     if missing:
         raise AppHostError(f"missing {', '.join(missing)}: install the Debian packages (make debian)")
     root = Path(tempfile.mkdtemp(prefix="orthweb-fleet-", dir=base_dir))

@@ -80,6 +80,9 @@ def app(pki: Pki, move_port: int) -> Iterator[ContainerHost]:
             {"aet": "STORE1", "cidr": f"{HERE}/32", "permissions": ["store"]},
             {"aet": "MOVER", "cidr": f"{HERE}/32", "permissions": ["find", "move"],
              "host": HERE, "port": move_port, "tls_name": "mover.test"},
+            # Another peer granted move (here at the same SCP): MOVER may not send it anything.
+            {"aet": "MOVER2", "cidr": f"{HERE}/32", "permissions": ["move"],
+             "host": HERE, "port": move_port, "tls_name": "mover.test"},
             {"aet": "MR01", "cidr": f"{PEER_4}/32", "permissions": ["store", "find"]},
         ],
     )  # fmt: skip
@@ -222,12 +225,28 @@ def test_c_move_sends_to_the_peer_over_verified_tls(
         query = Dataset()
         query.QueryRetrieveLevel = "STUDY"
         query.StudyInstanceUID = stored.study
+        # Only to itself: to another peer granted move, refused (a failure status), nothing sent.
+        elsewhere = [int(s.Status) for s, _ in assoc.send_c_move(query, "MOVER2", STUDY_ROOT_MOVE) if s]
+        assert received == []
         statuses = [int(s.Status) for s, _ in assoc.send_c_move(query, "MOVER", STUDY_ROOT_MOVE) if s]
         assoc.release()
     finally:
         server.shutdown()
+    # Not a success: Orthanc reports the refused move as its one sub-operation failed (0xB000).
+    assert elsewhere, "no C-MOVE response"
+    assert elsewhere[-1] != 0, [hex(s) for s in elsewhere]
     assert statuses[-1] == 0, [hex(s) for s in statuses]
     assert received == [stored.sop_instance]
+    # Both moves are in Orthanc's audit lines (orthanc-move.py), with the study and the destination.
+    moves = [
+        json.loads(line.split("orthweb-audit ", 1)[1])
+        for line in app.orthanc_log.read_text().splitlines()
+        if "orthweb-audit " in line and '"C-MOVE"' in line
+    ]
+    assert [(m["aet"], m["destination"], m["study"], m.get("refused")) for m in moves[-2:]] == [
+        ("MOVER", "MOVER2", stored.study, "a peer may move only to itself"),
+        ("MOVER", "MOVER", stored.study, None),
+    ]
     # nginx made the outgoing connection (Orthanc reached it on its loopback relay).
     mover = json.loads(app.rendered["orthanc.json"])["DicomModalities"]["MOVER"]
     assert f"listen {mover['Host']}:{mover['Port']};" in app.rendered["nginx.conf"]

@@ -242,6 +242,26 @@ def test_the_ohif_switch_has_the_python_plugin_serve_ohifs_published_build(tmp_p
     assert off.plugins == []
 
 
+def test_python_script_enables_the_python_plugin_and_runs_beside_the_ohif_standin(tmp_path: Path) -> None:
+    """As in the image, the root setting PythonScript enables the Python plugin (Orthweb's C-MOVE
+    service). The plugin runs one script, so with the OHIF stand-in a runner runs both."""
+    alone = configure(tmp_path / "alone", ORTHANC__PYTHON_SCRIPT="/etc/orthweb/orthanc-move.py")
+    assert alone.returncode == 0, alone.output
+    assert alone.plugins == ["libOrthancPython.so"]
+    assert alone.config is not None
+    assert alone.config["PythonScript"] == "/etc/orthweb/orthanc-move.py"
+    both = configure(
+        tmp_path / "both", ORTHANC__PYTHON_SCRIPT="/etc/orthweb/orthanc-move.py", OHIF_PLUGIN_ENABLED="true"
+    )
+    assert both.returncode == 0, both.output
+    assert both.config is not None
+    assert both.config["PythonScript"] == "/run/orthanc/python-scripts.py"
+    runner = (tmp_path / "both/run/orthanc/python-scripts.py").read_text()
+    # Both, the configured one first, each run as a script (the application tests run it in Orthanc).
+    assert "for script in ['/etc/orthweb/orthanc-move.py', '/usr/share/orthanc/ohif-standin.py']:" in runner
+    assert "    runpy.run_path(script, run_name='__main__')" in runner
+
+
 def test_no_plugin_of_debian_is_copied_unless_switched_on(tmp_path: Path) -> None:
     run = configure(tmp_path)
     assert run.returncode == 0, run.output

@@ -396,8 +396,11 @@ def test_the_bundle_holds_no_secret(variant: tuple[str, Settings]) -> None:
     (compose,) = [compose_on_host(f.text) for f in files if f.path == "/etc/orthweb/docker-compose.yml"]
     # The only environment is the allow-listed, non-secret one above; secrets travel as files.
     assert all("env_file" not in svc for svc in compose["services"].values())
+    orthanc = dict(NON_SECRET_ENVIRONMENT)
+    if any("move" in peer.permissions for peer in variant[1].dicom_peers):  # Orthweb's C-MOVE service: a path
+        orthanc["ORTHANC__PYTHON_SCRIPT"] = "/etc/orthweb/orthanc-move.py"
     assert {name: svc.get("environment", {}) for name, svc in compose["services"].items()} == {
-        "orthanc": NON_SECRET_ENVIRONMENT,
+        "orthanc": orthanc,
         "nginx": {},
     }
 
@@ -602,7 +605,8 @@ def test_orthanc_serves_http_only_to_loopback_with_logins_and_the_role_filter(na
     # Orthanc treats exactly 127.0.0.1 as local: nginx in the same namespace, nothing else.
     assert config["RemoteAccessAllowed"] is False
     assert config["AuthenticationEnabled"] is True
-    assert config["LuaScripts"] == ["/etc/orthweb/orthanc-roles.lua"]
+    # The roles filter, and the audit of DICOM finds and of every stored instance.
+    assert config["LuaScripts"] == ["/etc/orthweb/orthanc-roles.lua", "/etc/orthweb/orthanc-audit.lua"]
     assert config["ExecuteLuaEnabled"] is False
     assert config["HttpDescribeErrors"] is False
     assert config["WebDavEnabled"] is False

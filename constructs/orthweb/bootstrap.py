@@ -58,7 +58,14 @@ BUNDLE_KEY = "orthweb-host.tar"
 # Version of Docker's compose plugin the host installs (from Docker's signed RPM repository).
 COMPOSE_PLUGIN_VERSION = "2.36.2"
 # The application files the host runs, in userdata/app/, by the name they have on the host.
-APP_FILES = ("docker-compose.yml", "orthanc.json", "nginx.conf", "orthanc-roles.lua")
+APP_FILES = (
+    "docker-compose.yml",
+    "orthanc.json",
+    "nginx.conf",
+    "orthanc-roles.lua",
+    "orthanc-audit.lua",
+    "orthweb-audit.js",
+)
 # Inside nginx's network namespace (which Orthanc shares): Orthanc's ports, on loopback only.
 ORTHANC_HTTP_PORT = 8042
 ORTHANC_DICOM_PORT = 4242
@@ -207,6 +214,23 @@ ROLE_IDENTITIES = {"orthweb-role-admin": "admin", "orthweb-role-uploader": "uplo
 COGNITO_PROBE_PORT = 8081
 
 
+def move_peers(settings: Settings) -> dict[str, dict[str, str]]:
+    """orthanc-move.py's peers: each peer granted move, by AET in upper case, with the name of its
+    modality entry (its AET) and its network. Each may move only to itself."""
+    return {
+        p.aet.upper(): {"modality": p.aet, "network": p.cidr} for p in settings.dicom_peers if "move" in p.permissions
+    }
+
+
+def _audit_peer_networks(settings: Settings) -> str:
+    """The audit's Lua table (orthanc-audit.lua): each loopback address nginx connects to Orthanc
+    from, to the peer network(s) behind it, so a DICOM audit line names the network, not 127.1.x.y."""
+    networks: dict[str, list[str]] = {}
+    for cidr, source in dicom_sources(settings).items():
+        networks.setdefault(source, []).append(cidr)
+    return "\n".join(f'["{source}"] = "{" ".join(cidrs)}",' for source, cidrs in networks.items())
+
+
 def _lua_roles(settings: Settings) -> str:
     logins = ROLE_IDENTITIES if settings.cognito else settings.web_users
     return "\n".join(f'["{name}"] = "{role}",' for name, role in logins.items())
@@ -264,6 +288,10 @@ def settings_values(settings: Settings) -> dict[str, str]:
         "no_peer_source": NO_PEER_SOURCE,
         "move_relays": _nginx_move_relays(settings),
         "web_user_roles": _lua_roles(settings),
+        "audit_peer_networks": _audit_peer_networks(settings),
+        # Orthweb's C-MOVE service (orthanc-move.py), when a peer may move.
+        "dicom_move": json.dumps(bool(move_peers(settings))),
+        "move_peers": json.dumps(move_peers(settings)),
         # Admins first: orthweb-secrets writes Orthanc's users in this order, and the image's
         # health probe (GET /changes, admin-only) logs in as the first one.
         "web_user_names": " ".join(sorted(settings.web_users, key=lambda u: settings.web_users[u] != "admin")),
@@ -463,6 +491,7 @@ BUNDLE: tuple[BundleEntry, ...] = (
     BundleEntry(f"{_UNITS}/orthweb-probe.timer", _READABLE, "systemd/orthweb-probe.timer", "alarms"),
     BundleEntry("/etc/orthweb/tls/dicom-client-ca.pem", _READABLE, "tls/dicom-client-ca.pem", "dicom_client_ca"),
     BundleEntry("/etc/orthweb/orthweb-oidc.js", _READABLE, "app/orthweb-oidc.js", "login_cognito"),
+    BundleEntry("/etc/orthweb/orthanc-move.py", _READABLE, "app/orthanc-move.py", "dicom_move"),
     BundleEntry("/usr/local/sbin/orthweb-oidc", _SCRIPT, "bin/orthweb-oidc.sh", "login_cognito"),
     BundleEntry("/usr/local/sbin/orthweb-host-config", _SCRIPT, "bin/orthweb-host-config.sh", "host_config"),
     BundleEntry("/usr/local/sbin/orthweb-images", _SCRIPT, "bin/orthweb-images.sh", "images_in_bucket"),

@@ -1,28 +1,38 @@
-"""Who read or deleted a study, and when: the CloudWatch Logs Insights query of docs/operations.md.
+"""Who read, downloaded, queried, sent, stored or deleted a study, and when: the CloudWatch Logs
+Insights query of docs/operations.md ("Who read a study"), run on both of the deployment's log groups.
 
 Orthanc names a resource by the SHA-1 of its DICOM identifiers (Orthanc Book, "Orthanc
-identifiers"), so a study's Orthanc IDs follow from its UIDs even after it was deleted. nginx logs
-every request as one JSON line with the user; the query keeps the requests whose path names the
-study (its Orthanc IDs, or its StudyInstanceUID in DICOMweb paths).
+identifiers"), so a study's Orthanc IDs follow from its UIDs even after it was deleted. Two kinds of
+line name a study:
+
+* nginx's access log (``/<prefix>/nginx``): one JSON line per web request with the user, the path
+  and ``touched``, the Orthanc IDs and DICOM UIDs its query string or command body named
+  (userdata/app/orthweb-audit.js). The query keeps the reads, sends and deletes that succeeded and
+  name the study in either field.
+* Orthanc's audit lines (``/<prefix>/orthanc``, userdata/app/orthanc-audit.lua):
+  ``orthweb-audit {...}`` for each DICOM C-FIND and each instance stored, with the peer's AET and
+  network or the web user. The query keeps those naming the study.
 
 Usage: python -m orthweb_dev.audit --patient-id ID --study-uid UID [--series-uid UID]...
-prints the query for /<prefix>/nginx. The tests apply :func:`kept_by_query`, the query's two
-filter clauses, to the access log lines the harness's nginx writes (the emulator's Insights does
-not evaluate filters).
+[--instance-id ID]... prints the query. The tests apply :func:`kept_by_query`, the query's filter,
+to the lines the containers' nginx and Orthanc wrote (the emulator's Insights does not evaluate
+filters).
 """
 
 from __future__ import annotations
 
 import argparse
 import hashlib
+import json
 import re
 import sys
-from collections.abc import Mapping, Sequence
-from typing import Any
+from collections.abc import Sequence
 
-# Reads are GETs (and POSTs such as /tools/create-archive naming the study); deletes are DELETEs.
+# Reads are GETs and POSTs (archives, searches, sends naming the study); deletes are DELETEs.
 METHODS = ("GET", "POST", "DELETE")
-FIELDS = ("@timestamp", "user", "client", "method", "path", "status")
+FIELDS = ("@timestamp", "@log", "user", "client", "method", "path", "touched", "status", "@message")
+# What starts Orthanc's audit lines (orthanc-audit.lua); the JSON object follows.
+AUDIT_MARK = "orthweb-audit "
 _ORTHANC_ID_RE = re.compile(r"^[0-9a-f]{8}(-[0-9a-f]{8}){4}$")
 _UID_RE = re.compile(r"^[0-9]+(\.[0-9]+)*$")
 
@@ -35,42 +45,59 @@ def orthanc_id(*dicom_ids: str) -> str:
 
 
 def study_pattern(orthanc_ids: Sequence[str], study_uid: str) -> str:
-    """The regular expression that finds the study in a request path."""
+    """The regular expression that finds the study in a path, a ``touched`` list or an audit line."""
     bad = [i for i in orthanc_ids if not _ORTHANC_ID_RE.match(i)]
     if bad or not _UID_RE.match(study_uid):
         raise ValueError(f"not Orthanc IDs or a DICOM UID: {bad or study_uid!r}")
-    # The UID ends the path or a path segment: 1.2.3 must not find 1.2.34.
-    return "(?i)(" + "|".join([*orthanc_ids, study_uid.replace(".", r"\.") + "(/|$)"]) + ")"
+    # A UID is a whole path segment, list item or JSON string: 1.2.3 finds neither 1.2.34 nor 11.2.3.
+    # Insights delimits a pattern with slashes: those inside are escaped (Python reads \/ as /).
+    uid = r'(^|[\/ "])' + study_uid.replace(".", r"\.") + r'([\/ "]|$)'
+    return "(?i)(" + "|".join([*orthanc_ids, uid]) + ")"
 
 
 def insights_query(orthanc_ids: Sequence[str], study_uid: str) -> str:
-    """The Logs Insights query on /<prefix>/nginx: every read or delete of the study, oldest first."""
+    """The Logs Insights query on ``/<prefix>/nginx`` and ``/<prefix>/orthanc`` together: every
+    read, search, send, store or delete of the study, oldest first."""
+    pattern = study_pattern(orthanc_ids, study_uid)
     methods = ", ".join(f'"{m}"' for m in METHODS)
     return (
         f"fields {', '.join(FIELDS)}\n"
-        f"| filter path like /{study_pattern(orthanc_ids, study_uid)}/\n"
-        f"| filter method in [{methods}] and status < 400\n"
+        f"| filter ((path like /{pattern}/ or touched like /{pattern}/)"
+        f" and method in [{methods}] and status < 400)"
+        f" or (@message like /{AUDIT_MARK}/ and @message like /{pattern}/)\n"
         "| sort @timestamp asc"
     )
 
 
-def kept_by_query(entry: Mapping[str, Any], orthanc_ids: Sequence[str], study_uid: str) -> bool:
-    """Whether the query's filters keep this access log entry (nginx's JSON line, parsed)."""
-    return (
-        re.search(study_pattern(orthanc_ids, study_uid), entry["path"]) is not None
-        and entry["method"] in METHODS
-        and int(entry["status"]) < 400
-    )
+def kept_by_query(message: str, orthanc_ids: Sequence[str], study_uid: str) -> bool:
+    """Whether the query's filter keeps this log line (a line of either log group, as written)."""
+    pattern = re.compile(study_pattern(orthanc_ids, study_uid))
+    if AUDIT_MARK in message:
+        return pattern.search(message) is not None
+    try:
+        entry = json.loads(message)
+    except ValueError:
+        return False
+    if not isinstance(entry, dict) or "method" not in entry:
+        return False  # the stream log's DICOM connection lines: no method, no path
+    named = pattern.search(entry.get("path", "")) or pattern.search(entry.get("touched", ""))
+    return named is not None and entry["method"] in METHODS and int(entry["status"]) < 400
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="Print the Logs Insights query that finds who read or deleted a study")
+    parser = argparse.ArgumentParser(
+        description="Print the Logs Insights query that finds who read, queried, sent, stored or deleted a study"
+    )
     parser.add_argument("--patient-id", required=True, help="the study's PatientID (0010,0020)")
     parser.add_argument("--study-uid", required=True, help="its StudyInstanceUID (0020,000D)")
     parser.add_argument("--series-uid", action="append", default=[], help="a SeriesInstanceUID of it (repeat)")
+    parser.add_argument(
+        "--instance-id", action="append", default=[], help="an Orthanc instance ID of it, from its store lines (repeat)"
+    )
     args = parser.parse_args(argv)
     ids = [orthanc_id(args.patient_id, args.study_uid)]
     ids += [orthanc_id(args.patient_id, args.study_uid, s) for s in args.series_uid]
+    ids += args.instance_id
     try:
         print(insights_query(ids, args.study_uid))
     except ValueError as exc:

@@ -51,8 +51,10 @@ IMAGE_DIFFERENCES: dict[str, tuple[str, str, str, str]] = {
     ),
     "orthanc_plugins": (
         "orthanc: plugins",
-        "PostgreSQL 7.2, DICOMweb 1.20, Orthanc Explorer 2 1.8.4, Stone Web Viewer 2.6, OHIF 1.6, AWS S3, GDCM",
-        "Debian's PostgreSQL 4.0, DICOMweb 1.7 and Orthanc Web Viewer 2.8, and Python 4.0 (for OHIF, below); "
+        "PostgreSQL 7.2, DICOMweb 1.20, Orthanc Explorer 2 1.8.4, Stone Web Viewer 2.6, OHIF 1.6, AWS S3, GDCM, "
+        "Python 5.0",
+        "Debian's PostgreSQL 4.0, DICOMweb 1.7 and Orthanc Web Viewer 2.8, and Python 4.0 (Orthweb's C-MOVE "
+        "service, and OHIF below); "
         "a switch of any other prints that it is not in the stand-in and loads nothing",
         "orthanc/packages: orthanc-webviewer",
     ),
@@ -69,6 +71,13 @@ IMAGE_DIFFERENCES: dict[str, tuple[str, str, str, str]] = {
         "served at /ohif/ by Orthanc's Python plugin (ohif-standin.py), its base rewritten from / to /ohif/; "
         "app-config.js the project's: one DICOMweb data source, the site's /dicom-web/",
         "orthanc/npm: @ohif/app 3.11.1",
+    ),
+    "orthanc_python_script": (
+        "orthanc: PythonScript and the OHIF switch together",
+        "the Python plugin runs the one script PythonScript names (the image's OHIF is not Python)",
+        "the stand-in's OHIF needs the Python plugin too: orthanc-configure points PythonScript at a runner "
+        "of both scripts, the configured one first",
+        "orthanc/rootfs/usr/local/bin/orthanc-configure: def chain_python_scripts",
     ),
     "orthanc_configurator": (
         "orthanc: entrypoint and configurator",

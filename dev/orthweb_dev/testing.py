@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 import yaml
 
-from orthweb.bootstrap import HostFacts, HostFile, bundle_files, render_user_data
+from orthweb.bootstrap import USERDATA_DIR, HostFacts, HostFile, bundle_files, render_user_data
 from orthweb.settings import Settings
 
 INSTALL_HINT = "make debian installs requirements/debian.txt"
@@ -178,12 +178,14 @@ def nginx_check_config(conf: str, workdir: Path) -> str:
     """A rendered nginx.conf made checkable with ``nginx -t`` on this machine: the container's
         paths (certificates, login map, pid, temporary paths) moved under ``workdir``, whose ``tls``
         and ``auth`` directories the caller fills, and a worker user Debian has (``-t`` only checks
-        that it exists). The official image has the stream module built in; Debian's nginx loads it. With
+        that it exists). The official image has the stream module built in; Debian's nginx loads it. The
+    audit's orthweb-audit.js is copied into ``workdir`` (nginx reads it next to its configuration); with
     login = "cognito" the caller puts orthweb-oidc.js in ``workdir`` and ``secrets/roles.map``."""
     (workdir / "cache").mkdir(exist_ok=True)
+    shutil.copy(USERDATA_DIR / "app" / "orthweb-audit.js", workdir / "orthweb-audit.js")
     conf = conf.replace("/etc/nginx/tls/", f"{workdir / 'tls'}/").replace("/etc/nginx/auth/", f"{workdir / 'auth'}/")
     conf = conf.replace("pid /run/nginx.pid;", f"pid {workdir}/nginx.pid;")
     conf = conf.replace("/var/cache/nginx/", f"{workdir / 'cache'}/").replace("user nginx;", "user nobody nogroup;")
-    # login = "cognito": the image's njs module is in its modules directory; Debian's is here.
+    # The image's njs module is in its modules directory; Debian's is here.
     conf = conf.replace("load_module modules/ngx_http_js_module.so;", f"load_module {NGINX_JS_MODULE};")
     return f"load_module {NGINX_STREAM_MODULE};\n{conf}"

@@ -1,0 +1,184 @@
+"""What the audit's two recorders write, run in the interpreters the host runs them in: the access
+log's ``touched`` field (userdata/app/orthweb-audit.js) under njs, and Orthanc's audit lines
+(userdata/app/orthanc-audit.lua, rendered) under Lua 5.3 with Orthanc's calling conventions. Both
+keep identifiers only: a patient's name, birth date or any other search value never reaches a log."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from orthweb.bootstrap import USERDATA_DIR, dicom_sources, render_app
+from orthweb.settings import Settings
+from orthweb_dev.testing import require
+
+STUDY_UID = "1.2.840.113619.2.55.3.1234"
+SERIES_UID = "1.2.840.113619.2.55.3.1234.1"
+SOP_UID = "1.2.840.113619.2.55.3.1234.1.1"
+STUDY_ID = "d34f5ab5-b474483a-6c1f4431-ff5a593e-02c82dbe"
+OTHER_ID = "0a1b2c3d-0a1b2c3d-0a1b2c3d-0a1b2c3d-0a1b2c3d"
+NAME = "SMITH^JOHN"
+
+# --- orthweb-audit.js --------------------------------------------------------------------------
+
+# Calls touched() as nginx's js_set does: r.variables.args is the raw query string; r.requestText
+# is the body where nginx read it into memory, and throws where it did not (a streamed body).
+NJS_HARNESS = """
+import audit from 'orthweb-audit.js';
+var fs = require('fs');
+var cases = JSON.parse(fs.readFileSync('cases.json'));
+var answers = cases.map(function (c) {
+    var r = {variables: {args: c.args}};
+    if (c.body === null) {
+        Object.defineProperty(r, 'requestText', {get: function () { throw new Error('body not read'); }});
+    } else {
+        r.requestText = c.body;
+    }
+    return audit.touched(r);
+});
+fs.writeFileSync('answers.json', JSON.stringify(answers));  // console.log cuts long lines
+"""
+
+
+def touched(tmp_path: Path, cases: list[tuple[str, str | None]]) -> list[str]:
+    """touched() for each (query string, body or None) under Debian's njs 0.7.9."""
+    njs = require("njs", "njs")
+    (tmp_path / "orthweb-audit.js").write_text((USERDATA_DIR / "app" / "orthweb-audit.js").read_text())
+    (tmp_path / "harness.js").write_text(NJS_HARNESS)
+    (tmp_path / "cases.json").write_text(json.dumps([{"args": a, "body": b} for a, b in cases]))
+    subprocess.run([njs, "-p", ".", "harness.js"], cwd=tmp_path, check=True, capture_output=True, text=True)
+    answers: list[str] = json.loads((tmp_path / "answers.json").read_text())
+    assert len(answers) == len(cases)
+    return answers
+
+
+def test_touched_names_the_uids_and_ids_of_the_query_string_and_nothing_else(tmp_path: Path) -> None:
+    wado = f"requestType=WADO&studyUID={STUDY_UID}&seriesUID={SERIES_UID}&objectUID={SOP_UID}"
+    wado += "&contentType=application%2Fdicom"
+    archive = f"resources={STUDY_ID}%2C{OTHER_ID}"
+    qido_by_name = f"PatientName={NAME.replace('^', '%5E')}&PatientBirthDate=19700101&StudyDate=20200101-20201231"
+    qido_by_uid = f"StudyInstanceUID={STUDY_UID}&includefield=00081030"
+    assert touched(tmp_path, [(wado, None), (archive, None), (qido_by_name, None), (qido_by_uid, None), ("", "")]) == [
+        f"{STUDY_UID} {SERIES_UID} {SOP_UID}",
+        f"{STUDY_ID} {OTHER_ID}",
+        "",  # a search by name, date and birth date: nothing of it is kept
+        STUDY_UID,
+        "",
+    ]
+
+
+def test_touched_names_the_resources_of_a_command_body(tmp_path: Path) -> None:
+    archive = json.dumps({"Resources": [STUDY_ID], "Asynchronous": True, "Transcode": "1.2.840.10008.1.2.1"})
+    find = json.dumps({"Level": "Study", "Query": {"PatientName": NAME, "StudyInstanceUID": STUDY_UID}})
+    lookup = STUDY_UID  # /tools/lookup's body is the bare identifier
+    got = touched(tmp_path, [("", archive), ("", find), ("", lookup), ("", "not json at all: Smith, John")])
+    # The transfer syntax is a UID too: kept, harmless, and the study is named.
+    assert got == [f"{STUDY_ID} 1.2.840.10008.1.2.1", STUDY_UID, STUDY_UID, ""]
+
+
+def test_touched_keeps_each_token_once_and_caps_the_line(tmp_path: Path) -> None:
+    ids = [f"{n:08x}-00000000-00000000-00000000-00000000" for n in range(130)]
+    body = json.dumps({"Resources": ids + ids[:5]})
+    (got,) = touched(tmp_path, [("", body)])
+    assert got.split(" ") == [*ids[:100], "+30"]
+
+
+def test_a_malformed_escape_still_yields_the_well_formed_tokens(tmp_path: Path) -> None:
+    assert touched(tmp_path, [(f"studyUID={STUDY_UID}&x=%E0%A4%A", None)]) == [STUDY_UID]
+
+
+# --- orthanc-audit.lua -------------------------------------------------------------------------
+
+# Orthanc's conventions (OrthancServer/Sources/OrthancFindRequestHandler.cpp, LuaScripting.cpp,
+# DicomInstanceOrigin.cpp; the same in 1.10.1 and the 1.12 sources read): the C-FIND query as a
+# table of "gggg,eeee" tags (lowercase hex) to strings, which the filter must return; the origin
+# with RequestOrigin and RemoteIp, RemoteAet, CalledAet (DICOM) or Username (REST); print writes
+# "Lua says: ..." to Orthanc's log; DumpJson(value, true) writes one line of JSON. The stand-in
+# DumpJson here does the same for flat tables of strings.
+LUA_HARNESS = """
+function DumpJson(value, keepStrings)
+  local keys = {}
+  for k in pairs(value) do keys[#keys + 1] = k end
+  table.sort(keys)
+  local parts = {}
+  for _, k in ipairs(keys) do
+    parts[#parts + 1] = string.format("%q:%q", k, value[k])
+  end
+  return "{" .. table.concat(parts, ",") .. "}"
+end
+dofile(arg[1])
+local query = {["0008,0052"] = "STUDY", ["0010,0010"] = "SMITH^JOHN", ["0010,0030"] = "19700101",
+               ["0020,000d"] = "1.2.840.113619.2.55.3.1234"}
+local returned = IncomingFindRequestFilter(query, {RemoteIp = "127.1.0.1", RemoteAet = "CT01", CalledAet = "ORTHANC"})
+assert(returned == query and returned["0010,0010"] == "SMITH^JOHN", "the query goes on unchanged")
+local tags = {PatientName = "SMITH^JOHN", PatientID = "PAT01", StudyInstanceUID = "1.2.840.113619.2.55.3.1234",
+              SeriesInstanceUID = "1.2.840.113619.2.55.3.1234.1", SOPInstanceUID = "1.2.840.113619.2.55.3.1234.1.1"}
+OnStoredInstance("i1", tags, {}, {RequestOrigin = "DicomProtocol", RemoteIp = "127.1.0.1", RemoteAet = "CT01",
+                                  CalledAet = "ORTHANC"})
+OnStoredInstance("i2", tags, {}, {RequestOrigin = "RestApi", RemoteIp = "127.0.0.1", Username = "ann"})
+OnStoredInstance("i3", tags, {}, {RequestOrigin = "Plugins"})
+"""
+
+
+def audit_lines(tmp_path: Path, settings: Settings) -> list[dict[str, str]]:
+    lua = require("lua5.3", "lua5.3")
+    (tmp_path / "orthanc-audit.lua").write_text(render_app(settings)["orthanc-audit.lua"])
+    (tmp_path / "harness.lua").write_text(LUA_HARNESS)
+    out = subprocess.run(
+        [lua, str(tmp_path / "harness.lua"), str(tmp_path / "orthanc-audit.lua")],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
+    for value in (NAME, "PAT01", "19700101"):  # the name, the patient ID, the birth date
+        assert value not in out
+    lines = out.splitlines()
+    assert all(line.startswith("orthweb-audit {") for line in lines), out
+    return [json.loads(line.removeprefix("orthweb-audit ")) for line in lines]
+
+
+def test_orthanc_writes_one_audit_line_per_find_and_per_stored_instance(tmp_path: Path) -> None:
+    peers = [{"aet": "CT01", "cidr": "10.20.0.0/24", "permissions": ["store", "find"]}]
+    settings = Settings(dicom_peers=peers)
+    assert dicom_sources(settings) == {"10.20.0.0/24": "127.1.0.1"}
+    stored = {"study": STUDY_UID, "series": SERIES_UID, "sop": SOP_UID}
+    assert audit_lines(tmp_path, settings) == [
+        # The network behind nginx's loopback address, not the address.
+        {"op": "C-FIND", "aet": "CT01", "network": "10.20.0.0/24", "level": "STUDY", "study": STUDY_UID, "series": ""},
+        {"op": "C-STORE", "via": "DicomProtocol", "instance": "i1", **stored, "aet": "CT01", "network": "10.20.0.0/24"},
+        {"op": "store", "via": "RestApi", "instance": "i2", **stored, "user": "ann"},
+        {"op": "store", "via": "Plugins", "instance": "i3", **stored},
+    ]
+
+
+@pytest.mark.parametrize("name", ["orthanc-audit.lua", "orthweb-audit.js"])
+def test_the_recorders_reach_both_containers(name: str) -> None:
+    app = render_app(Settings())
+    assert name in app
+    orthanc = json.loads(app["orthanc.json"])
+    assert "/etc/orthweb/orthanc-audit.lua" in orthanc["LuaScripts"]
+    assert "./orthanc-audit.lua:/etc/orthweb/orthanc-audit.lua:ro" in app["docker-compose.yml"]
+    assert "./orthweb-audit.js:/etc/nginx/orthweb-audit.js:ro" in app["docker-compose.yml"]
+    assert '"touched":"$orthweb_touched"' in app["nginx.conf"]
+
+
+def test_only_the_small_command_bodies_are_read_into_memory() -> None:
+    """The location whose bodies reach touched(): command routes naming resources, never uploads."""
+    conf = render_app(Settings())["nginx.conf"]
+    (pattern,) = re.findall(r"^\s*location ~ (\S+) \{$", conf, flags=re.MULTILINE)
+    block = conf[conf.index(f"location ~ {pattern}") :].split("}", 1)[0]
+    assert "proxy_request_buffering on;" in block
+    assert "client_max_body_size 64k;" in block
+    assert "client_body_buffer_size 64k;" in block  # the whole body in memory, where njs reads it
+    commands = ["/tools/create-archive", "/tools/create-media", "/tools/create-media-extended", "/tools/bulk-delete"]
+    commands += ["/tools/find", "/tools/lookup", "/modalities/PACS2/store", "/modalities/PACS2/move"]
+    commands += ["/peers/site2/store", "/transfers/send", "/dicom-web/servers/site2/stow"]
+    assert all(re.fullmatch(pattern, path) for path in commands)
+    # Uploads and everything else stream to Orthanc, unbuffered and uncapped.
+    streamed = ["/instances", "/dicom-web/studies", "/tools/create-dicom", "/modalities/PACS2/store-straight"]
+    streamed += ["/studies/x/archive", "/tools/find/x", "/wado"]
+    assert not any(re.fullmatch(pattern, path) for path in streamed)

@@ -12,6 +12,7 @@ import pytest
 
 from orthweb.bootstrap import render_app
 from orthweb.settings import Settings
+from orthweb_dev import PROJECT_DIR
 
 SETTINGS = {
     "basic": Settings(viewers=["stone", "ohif"]),
@@ -180,3 +181,27 @@ def test_a_pdf_answer_may_be_shown_by_the_browsers_viewer_and_nothing_else_is_lo
     pdf = policy_for("/instances/x/pdf", "application/pdf")
     assert pdf == {**STRICT, "script-src": ["'self'"], "object-src": ["'self'"]}
     assert policy_for("/instances/x/file", "application/dicom")["object-src"] == ["'none'"]
+
+
+def docs_rows() -> dict[str, str]:
+    """docs/host.md's Content-Security-Policy table: location -> its "Adds to the strict policy" cell."""
+    text = (PROJECT_DIR / "docs" / "host.md").read_text()
+    section = text[text.index("### Content-Security-Policy") :]
+    section = section[: section.index("\n### ", 1)]
+    rows = re.findall(r"^\| `(/[^`]*)` \| [^|]* \| ([^|]*) \|", section, re.M)
+    return dict(rows)
+
+
+def test_the_docs_table_names_each_locations_loosening() -> None:
+    rows = docs_rows()
+    assert sorted(rows) == sorted("/" + uri.split("/")[1] + "/" for uri in LOOSENED)
+    for uri, loosened in LOOSENED.items():
+        cell = rows["/" + uri.split("/")[1] + "/"]
+        named = set(re.findall(r"`([a-z-]+-src)`", cell))
+        assert named == set(loosened), (uri, cell)
+        for directive, sources in loosened.items():
+            added = [s for s in sources if s not in STRICT.get(directive, ["'self'"]) and not s.startswith("'sha256-")]
+            for source in added:
+                assert f"`{source}`" in cell, (uri, directive, source)
+        hashes = [s for s in loosened["script-src"] if s.startswith("'sha256-")]
+        assert ("hash" in cell) == bool(hashes), (uri, cell)

@@ -81,6 +81,8 @@ def chromium(server_cert: Path) -> Iterator[WebDriver]:
             f"--window-size={WINDOW[0]},{WINDOW[1]}",
         ):
             options.add_argument(flag)
+        # The pages' console, Content-Security-Policy reports among it (csp_violations).
+        options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
         driver = webdriver.Chrome(service=Service(executable_path=str(CHROMEDRIVER)), options=options)
         try:
             yield driver
@@ -99,6 +101,33 @@ def log_in(driver: WebDriver, base_url: str, user: str, password: str, at: str =
     netloc = f"{quote(user, safe='')}:{quote(password, safe='')}@{parts.netloc}"
     driver.get(urlunsplit((parts.scheme, netloc, at, "", "")))
     driver.get(base_url + "/")
+
+
+# Each Content-Security-Policy violation of a page of the tab, kept in the tab's sessionStorage:
+# it outlives the tab's navigations and reloads (the site is one origin).
+CSP_WATCH = """
+document.addEventListener("securitypolicyviolation", (e) => {
+  const seen = JSON.parse(sessionStorage.getItem("orthweb-csp") || "[]");
+  seen.push(`${e.disposition} ${e.effectiveDirective} blocked ${e.blockedURI || "inline"} `
+    + `in ${e.sourceFile || e.documentURI}:${e.lineNumber} ${e.sample}`);
+  sessionStorage.setItem("orthweb-csp", JSON.stringify(seen));
+});
+"""
+
+
+def watch_csp(driver: WebDriver) -> None:
+    """Record every Content-Security-Policy violation of each page the current tab loads from now
+    on (a script Chromium runs in each new document before the page's own, through CDP)."""
+    driver.execute_cdp_cmd("Page.addScriptToEvaluateOnNewDocument", {"source": CSP_WATCH})
+
+
+def csp_violations(driver: WebDriver) -> list[str]:
+    """The violations the current tab recorded (:func:`watch_csp`) and the Content-Security-Policy
+    messages of the browser's console (every tab's, workers' included where Chromium logs them)."""
+    recorded: list[str] = driver.execute_script('return JSON.parse(sessionStorage.getItem("orthweb-csp") || "[]")')
+    log: list[dict[str, str]] = driver.get_log("browser")  # type: ignore[no-untyped-call]
+    console = [e["message"] for e in log if "Content Security Policy" in e["message"]]
+    return recorded + console
 
 
 def _wait(driver: WebDriver) -> WebDriverWait[WebDriver]:

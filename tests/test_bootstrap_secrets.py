@@ -403,8 +403,9 @@ def test_boot_waits_for_secrets_manager_and_comes_up_once_it_answers(tmp_path: P
     stderr = log.read_text()
     assert f"read secret {DB_SECRET_NAME}: failed (attempt 1 of 60" in stderr
     assert re.search(rf"read secret {re.escape(DB_SECRET_NAME)}: succeeded at attempt [2-9]", stderr)
-    # And then the whole boot went on: both secret files, the certificate, and the project started.
-    assert sorted(p.name for p in host.secrets.iterdir()) == [DB_URI, USERS]
+    # And then the whole boot went on: the secret files (the monitoring password too), the certificate,
+    # and the project started.
+    assert sorted(p.name for p in host.secrets.iterdir()) == [DB_URI, USERS, MONITOR_FILE]
     assert (tmp_path / "etc" / "tls" / "server.crt").exists()
     compose = f"compose --project-name orthweb --file {tmp_path / 'etc' / 'docker-compose.yml'}"
     assert host.docker_calls()[-1] == f"{compose} up --detach --pull missing --remove-orphans"

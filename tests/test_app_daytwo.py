@@ -57,7 +57,8 @@ def _health(app: ContainerHost) -> str:
     proc = subprocess.run(
         [str(app.root / "sbin" / "orthweb-health")],
         input=b"GET /healthz HTTP/1.1\r\nHost: 10.0.0.1:8099\r\nUser-Agent: ELB-HealthChecker/2.0\r\n\r\n",
-        env={**app.script_env(), "ORTHWEB_SITE_NAME": "localhost"},  # the certificate's name
+        # The certificate's name, as fleet.env gives several hosts (the only ones that run it).
+        env={**app.script_env(), "ORTHWEB_BALANCER_DNS": "localhost"},
         capture_output=True,
         timeout=30,
         check=False,

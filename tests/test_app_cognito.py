@@ -6,6 +6,7 @@ checks answered through nginx's loopback port; /logout ending both sessions."""
 
 from __future__ import annotations
 
+import base64
 import json
 import urllib.error
 import urllib.request
@@ -15,7 +16,7 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 
 from orthweb.bootstrap import ROLE_IDENTITIES
-from orthweb.settings import Settings
+from orthweb.settings import MONITOR_IDENTITY, Settings
 from orthweb_dev import oidc
 from orthweb_dev.containers import COGNITO_DOMAIN, ContainerHost, containers_for_test
 from orthweb_dev.dicom import make_instance
@@ -46,9 +47,11 @@ def entry(app: ContainerHost, before: int) -> dict[str, object]:
     return app.access_entries()[before]
 
 
-def test_orthanc_knows_only_the_three_role_identities_and_no_person_has_a_password(app: ContainerHost) -> None:
+def test_orthanc_knows_only_the_role_and_monitoring_identities_and_no_person_has_a_password(
+    app: ContainerHost,
+) -> None:
     users = json.loads((app.secrets / USERS_FILE).read_text())
-    assert set(users) == set(ROLE_IDENTITIES)
+    assert list(users) == [MONITOR_IDENTITY, *ROLE_IDENTITIES]
     assert all(len(password) >= 32 for password in users.values())
     # The people sign in at Cognito: the host made no password for them, and stored none.
     stored = app.aws("secretsmanager", "list-secret-version-ids", "--secret-id", app.admin_secret_arn)["Versions"]
@@ -111,6 +114,38 @@ def test_a_persons_own_authorization_header_never_reaches_orthanc(app: Container
     """A viewer who adds the admin identity's name to a Basic login stays a viewer."""
     status, _ = app.rest("POST", "/instances", make_instance("cognito-smuggle").data, user=VIEWER, password="x")
     assert status == 403
+
+
+def test_the_monitoring_identity_is_refused_everything_but_its_probe(app: ContainerHost) -> None:
+    """nginx's health port logs in as the monitoring identity; at Orthanc (its loopback port, where
+    only nginx reaches it) that login gets GET /changes and nothing else, not even a viewer's reads."""
+    basic = base64.b64encode(f"{MONITOR_IDENTITY}:{app.passwords[MONITOR_IDENTITY]}".encode()).decode()
+    login = {"Authorization": f"Basic {basic}"}  # the identity is no person: a Basic login, as nginx sends
+    refused = [
+        ("GET", "/patients"),
+        ("GET", "/studies"),
+        ("GET", "/instances"),
+        ("GET", "/system"),
+        ("POST", "/tools/find"),
+    ]
+    find = json.dumps({"Level": "Study", "Query": {}}).encode()
+
+    def direct(method: str, path: str) -> int:
+        request = urllib.request.Request(
+            f"http://127.0.0.1:8042{path}", data=find if method == "POST" else None, method=method, headers=login
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=30) as answer:  # noqa: S310 - loopback
+                return int(answer.status)
+        except urllib.error.HTTPError as err:
+            return err.code
+
+    answers = app.in_network_namespace(lambda: {ask: direct(*ask) for ask in [("GET", "/changes?last"), *refused]})
+    assert answers.pop(("GET", "/changes?last")) == 200
+    assert answers == dict.fromkeys(refused, 403)
+    # From outside, the identity's login is no login at all: nginx takes only the balancer's.
+    status, _ = app.rest("GET", "/changes?last", auth=False, headers=login)
+    assert status == 401
 
 
 def test_the_hosts_health_checks_pass_through_nginx_to_orthanc_and_fail_without_it(app: ContainerHost) -> None:

@@ -7,6 +7,8 @@ from __future__ import annotations
 import io
 import json
 import subprocess
+import urllib.error
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -16,6 +18,7 @@ from pydicom import dcmread
 from pydicom.uid import ExplicitVRLittleEndian, RLELossless
 
 from orthweb.bootstrap import DB_APP_ROLE
+from orthweb.settings import MONITOR_IDENTITY
 from orthweb_dev.containers import ContainerHost
 from orthweb_dev.dicom import Sample, dicom_ae, make_instance, store
 from orthweb_dev.harness import DB_NAME, PG_BIN, dicom_tls
@@ -48,20 +51,34 @@ def stored(app: ContainerHost) -> list[Sample]:
 # --- health probe --------------------------------------------------------------------------------
 
 
+def _health(app: ContainerHost) -> str:
+    """One balancer health check as orthweb-health answers it (its socket here its standard input),
+    on this host's files."""
+    proc = subprocess.run(
+        [str(app.root / "sbin" / "orthweb-health")],
+        input=b"GET /healthz HTTP/1.1\r\nHost: 10.0.0.1:8099\r\nUser-Agent: ELB-HealthChecker/2.0\r\n\r\n",
+        # The certificate's name, as fleet.env gives several hosts (the only ones that run it).
+        env={**app.script_env(), "ORTHWEB_BALANCER_DNS": "localhost"},
+        capture_output=True,
+        timeout=30,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr.decode()
+    return proc.stdout.decode()
+
+
 def test_health_probe_reports_orthanc_answering_through_nginx_and_its_absence(app: ContainerHost) -> None:
     before, mark = len(app.health_values()), len(app.access_entries())
     app.host_step("orthweb-probe")  # what orthweb-probe.timer runs every minute
     assert app.health_values()[before:] == [1.0]
-    # It went through nginx over HTTPS, logged in as the first admin, and Orthanc answered.
-    wait_until("the probe's access log line", lambda: len(app.access_entries()) > mark, timeout=10)
-    (probe,) = app.access_entries()[mark:]
-    assert (probe["user"], probe["login"], probe["method"], probe["path"], probe["status"]) == (
-        app.admin_user,
-        "ok",
-        "GET",
-        "/changes",
-        200,
-    )
+    assert _health(app).startswith("HTTP/1.1 200 OK\r\n")  # what the balancer asks with several hosts
+    # Both went through nginx over HTTPS, logged in as the monitoring identity (never an admin),
+    # and Orthanc answered.
+    wait_until("the checks' access log lines", lambda: len(app.access_entries()) >= mark + 2, timeout=10)
+    checks = app.access_entries()[mark:]
+    assert [(c["user"], c["login"], c["method"], c["path"], c["status"]) for c in checks] == [
+        (MONITOR_IDENTITY, "ok", "GET", "/changes", 200)
+    ] * 2
 
     app.stop_orthanc()  # Orthanc down: nginx answers 502
     try:
@@ -75,8 +92,59 @@ def test_health_probe_reports_orthanc_answering_through_nginx_and_its_absence(ap
         assert proc.returncode == 0, proc.stderr  # a failed check is a result, not an error
         assert "health check failed: GET https://localhost:" in proc.stderr
         assert app.health_values()[before:] == [1.0, 0.0]
+        assert _health(app).startswith("HTTP/1.1 503 Service Unavailable\r\n")
     finally:
         app.start_orthanc()
+
+
+# The monitoring identity may ask GET /changes?last alone: the roles filter allows it the path
+# /changes and nothing else; nginx refuses it any other request, the rest of /changes included.
+MONITOR_REFUSED = [
+    ("GET", "/patients"),
+    ("GET", "/studies"),
+    ("GET", "/instances"),
+    ("GET", "/system"),
+    ("GET", "/statistics"),
+    ("POST", "/tools/find"),
+    ("GET", "/app/explorer.html"),
+]
+
+
+def test_the_monitoring_identity_is_refused_everything_but_its_probe(app: ContainerHost, stored: list[Sample]) -> None:
+    assert stored
+    login = app.login_headers(MONITOR_IDENTITY)  # its password, from Orthanc's users file on this host
+    find = json.dumps({"Level": "Study", "Query": {}}).encode()
+    through_nginx = {
+        (method, path): app.rest(method, path, find if method == "POST" else None, user=MONITOR_IDENTITY)[0]
+        for method, path in [
+            ("GET", "/changes?last"),
+            *MONITOR_REFUSED,
+            ("GET", "/changes"),  # every change: more than the probe needs
+            ("GET", "/changes?since=0&limit=100"),
+            ("GET", "/changes?last&limit=100"),
+            ("HEAD", "/changes?last"),
+            ("DELETE", "/changes"),
+        ]
+    }
+    assert through_nginx.pop(("GET", "/changes?last")) == 200
+    assert through_nginx == dict.fromkeys(through_nginx, 403)
+
+    # Orthanc itself (its loopback port, behind nginx): the roles filter alone refuses the same.
+    def direct(method: str, path: str) -> int:
+        request = urllib.request.Request(
+            f"http://127.0.0.1:8042{path}", data=find if method == "POST" else None, method=method, headers=login
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=30) as answer:  # noqa: S310
+                return int(answer.status)
+        except urllib.error.HTTPError as err:
+            return err.code
+
+    at_orthanc = app.in_network_namespace(
+        lambda: {ask: direct(*ask) for ask in [("GET", "/changes?last"), *MONITOR_REFUSED]}
+    )
+    assert at_orthanc.pop(("GET", "/changes?last")) == 200
+    assert at_orthanc == dict.fromkeys(at_orthanc, 403)
 
 
 # --- restore from a dump -------------------------------------------------------------------------

@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 from orthweb import capacity
+from orthweb.settings import MONITOR_IDENTITY
 from orthweb_dev.containers import ContainerHost, require_containers
 from orthweb_dev.dicom import Sample, dicom_ae, make_instance, send_with_retries
 from orthweb_dev.fleet_harness import BALANCER_NEEDS, FLEET_DIFFERENCES, FLEET_SETTINGS, FleetHost, fleet_host
@@ -162,6 +163,7 @@ def test_the_health_endpoint_passes_through_nginx_to_orthanc_and_fails_when_orth
     wait_until("nginx's log line", lambda: len(host.access_entries()) > logged, timeout=10)
     probe = host.access_entries()[logged]
     assert (probe["method"], probe["path"], probe["status"], probe["login"]) == ("GET", "/changes", 200, "ok")
+    assert probe["user"] == MONITOR_IDENTITY  # never an admin
     host.stop_orthanc()  # nginx still answers: only the check through it to Orthanc tells
     broken = _health(host)
     assert broken.startswith("HTTP/1.1 503 Service Unavailable\r\n")

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from orthweb.bootstrap import USERDATA_DIR
+from orthweb.settings import MONITOR_IDENTITY
 from orthweb_dev.oidc import ALB_ARN, CLIENT_ID, ISSUER, POOL_ID, oidc_config
 from orthweb_dev.testing import require
 
@@ -62,19 +63,25 @@ def test_writes_what_nginx_and_orthanc_read_once(tmp_path: Path) -> None:
     # The same fields the test stand-in gives nginx (so test_app_oidc proves this file's contract).
     assert set(oidc) == set(oidc_config(alb_keys_url="", jwks_url="", logout_url="", logout_uri=""))
     users = json.loads((etc / "secrets" / "ORTHANC__REGISTERED_USERS").read_text())
-    assert list(users) == ["orthweb-role-admin", "orthweb-role-uploader", "orthweb-role-viewer"]
-    assert len(set(users.values())) == 3
+    # The monitoring identity first (a healthcheck that takes the first user takes it), then the roles'.
+    assert list(users) == [MONITOR_IDENTITY, "orthweb-role-admin", "orthweb-role-uploader", "orthweb-role-viewer"]
+    assert len(set(users.values())) == 4
     assert all(len(p) >= 32 for p in users.values())
+    assert (etc / "secrets" / "orthweb-monitor").read_text() == users[MONITOR_IDENTITY]
     roles = (etc / "secrets" / "nginx" / "roles.map").read_text().splitlines()
-    # Each role's line is the exact Basic header of its identity's login.
-    for role, line in zip(("admin", "uploader", "viewer"), roles, strict=True):
-        login = f"orthweb-role-{role}:{users['orthweb-role-' + role]}"
+    # Each role's line is the exact Basic header of its identity's login; nginx's health port
+    # logs in with the "monitor" line, the monitoring identity's, never the admin's.
+    identities = {role: f"orthweb-role-{role}" for role in ("admin", "uploader", "viewer")}
+    identities["monitor"] = MONITOR_IDENTITY
+    for (role, identity), line in zip(identities.items(), roles, strict=True):
+        login = f"{identity}:{users[identity]}"
         assert line == f'{role} "Basic {base64.b64encode(login.encode()).decode()}";'
 
     modes = {p.relative_to(etc).as_posix(): stat.S_IMODE(p.stat().st_mode) for p in etc.rglob("*") if p.is_file()}
     assert modes == {
         "nginx-oidc/oidc.json": 0o644,
         "secrets/orthweb-roles.json": 0o400,
+        "secrets/orthweb-monitor": 0o400,
         "secrets/ORTHANC__REGISTERED_USERS": 0o400,
         "secrets/nginx/roles.map": 0o400,
     }

@@ -23,6 +23,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 import pytest
 
 from orthweb.bootstrap import USERDATA_DIR
+from orthweb.settings import MONITOR_IDENTITY
 from orthweb_dev.emulator_server import MotoServer, moto_server, start
 from orthweb_dev.fakehost import FakeHost
 from orthweb_dev.proc import free_port, stop_process, wait_until
@@ -34,6 +35,8 @@ BIN = USERDATA_DIR / "bin"
 DB_URI = "ORTHANC__POSTGRESQL__CONNECTION_URI"
 USERS = "ORTHANC__REGISTERED_USERS"
 LOGINS = "logins.map"
+# The monitoring identity's password (userdata/lib/common.sh, monitor_password).
+MONITOR_FILE = "orthweb-monitor"
 # Characters a generated RDS password may hold that a URI must escape.
 DB_PASSWORD = "p@ss:w/rd?#%&$x"
 
@@ -138,6 +141,13 @@ def login_hash(user: str, password: str) -> str:
     return base64.urlsafe_b64encode(hashlib.md5(header.encode()).digest()).decode().rstrip("=")  # noqa: S324
 
 
+def web_logins(host: Host) -> dict[str, str]:
+    """Orthanc's logins but the monitoring identity's: the web users'."""
+    users = json.loads((host.secrets / USERS).read_text())
+    assert next(iter(users)) == MONITOR_IDENTITY
+    return {name: password for name, password in users.items() if name != MONITOR_IDENTITY}
+
+
 def test_first_run_creates_the_admin_password_and_the_second_keeps_it(host: Host) -> None:
     assert host.run("orthweb-secrets") == [DB_URI, USERS, LOGINS]
     first = admin_secret(host)
@@ -147,7 +157,13 @@ def test_first_run_creates_the_admin_password_and_the_second_keeps_it(host: Host
     assert len(password) >= 32
     assert password.isascii()
     users = json.loads((host.secrets / USERS).read_text())
-    assert users == {"admin": password}
+    # Orthanc's logins: the monitoring identity's first, made on this host and never stored in the
+    # admin secret; then the web users'.
+    monitor = (host.secrets / MONITOR_FILE).read_text()
+    assert len(monitor) >= 32
+    assert monitor not in json.dumps(first)
+    assert users == {MONITOR_IDENTITY: monitor, "admin": password}
+    assert list(users) == [MONITOR_IDENTITY, "admin"]
 
     assert host.run("orthweb-secrets") == []  # nothing changed
     assert admin_secret(host) == first
@@ -158,7 +174,7 @@ def test_first_run_creates_the_admin_password_and_the_second_keeps_it(host: Host
 def test_an_existing_admin_password_of_the_old_shape_is_kept_and_migrated(host: Host) -> None:
     host.put_secret(host.admin_arn, {"username": "admin", "password": "kept-from-old-host"})
     host.run("orthweb-secrets")
-    assert json.loads((host.secrets / USERS).read_text()) == {"admin": "kept-from-old-host"}
+    assert web_logins(host) == {"admin": "kept-from-old-host"}
     assert admin_secret(host) == {"users": {"admin": "kept-from-old-host"}}
 
 
@@ -171,24 +187,28 @@ def test_adding_a_user_generates_only_its_password_and_removing_one_disables_its
     assert users["admin"] == admin
     assert set(users) == {"admin", "ann", "upton"}
     assert len({users["ann"], users["upton"], admin}) == 3
-    assert json.loads((host.secrets / USERS).read_text()) == users
+    assert web_logins(host) == users
     # ann leaves: her password stays in the secret (if she comes back), but Orthanc and nginx drop her.
     host.env["ORTHWEB_WEB_USERS"] = "admin upton"
     host.run("orthweb-secrets")
     assert set(admin_secret(host)["users"]) == {"admin", "ann", "upton"}
-    assert set(json.loads((host.secrets / USERS).read_text())) == {"admin", "upton"}
+    assert set(web_logins(host)) == {"admin", "upton"}
     assert '"ann"' not in (host.root / "etc" / "nginx-auth" / LOGINS).read_text()
-    # Orthanc's users follow ORTHWEB_WEB_USERS' order (admins first, from the settings): the
-    # image's health probe logs in as the first one.
+    # The monitoring identity stays first whatever the users' order (a healthcheck that takes the
+    # first registered user takes it, never an admin), with the password this host made.
+    monitor = (host.secrets / MONITOR_FILE).read_text()
     host.env["ORTHWEB_WEB_USERS"] = "upton admin"
     host.run("orthweb-secrets")
-    assert list(json.loads((host.secrets / USERS).read_text())) == ["upton", "admin"]
+    users = json.loads((host.secrets / USERS).read_text())
+    assert list(users) == [MONITOR_IDENTITY, "upton", "admin"]
+    assert users[MONITOR_IDENTITY] == monitor
 
 
 def test_nginx_gets_a_hash_of_each_login_never_a_password(host: Host) -> None:
     host.env["ORTHWEB_WEB_USERS"] = "admin ann"
     host.run("orthweb-secrets")
-    users = admin_secret(host)["users"]
+    users = json.loads((host.secrets / USERS).read_text())  # the monitoring identity's login too
+    assert list(users) == [MONITOR_IDENTITY, "admin", "ann"]
     auth = host.root / "etc" / "nginx-auth"
     assert stat.S_IMODE(auth.stat().st_mode) == 0o700
     assert stat.S_IMODE((auth / LOGINS).stat().st_mode) == 0o400
@@ -203,7 +223,8 @@ def test_db_secret_becomes_a_root_only_verify_full_uri_for_orthancs_own_role_nev
     assert stat.S_IMODE(host.secrets.stat().st_mode) == 0o700
     for name in (DB_URI, USERS):
         assert stat.S_IMODE((host.secrets / name).stat().st_mode) == 0o400
-    assert sorted(p.name for p in host.secrets.iterdir()) == [DB_URI, USERS]  # no temp file left behind
+    assert sorted(p.name for p in host.secrets.iterdir()) == [DB_URI, USERS, MONITOR_FILE]  # no temp file left
+    assert stat.S_IMODE((host.secrets / MONITOR_FILE).stat().st_mode) == 0o400
     uri = urlsplit((host.secrets / DB_URI).read_text())
     assert uri.scheme == "postgresql"
     # Orthanc's own role, with a password derived from the master's: never the master login.
@@ -318,7 +339,8 @@ def test_no_password_ever_appears_in_a_command_line(host: Host) -> None:
     ran = {line.split(" ", 1)[0] for line in lines}
     assert {"aws", "jq", "openssl"} <= ran  # the recorder saw the programs that handle the passwords
     assert any(line.startswith("aws secretsmanager put-secret-value") for line in lines)
-    for password in (DB_PASSWORD, db_app_password(DB_PASSWORD), *users.values()):
+    monitor = (host.secrets / MONITOR_FILE).read_text()
+    for password in (DB_PASSWORD, db_app_password(DB_PASSWORD), *users.values(), monitor):
         leaks = [line.split(" ", 1)[0] for line in lines if password in line]
         assert leaks == [], f"a password appears in the command line of {leaks}"
 
@@ -381,8 +403,9 @@ def test_boot_waits_for_secrets_manager_and_comes_up_once_it_answers(tmp_path: P
     stderr = log.read_text()
     assert f"read secret {DB_SECRET_NAME}: failed (attempt 1 of 60" in stderr
     assert re.search(rf"read secret {re.escape(DB_SECRET_NAME)}: succeeded at attempt [2-9]", stderr)
-    # And then the whole boot went on: both secret files, the certificate, and the project started.
-    assert sorted(p.name for p in host.secrets.iterdir()) == [DB_URI, USERS]
+    # And then the whole boot went on: the secret files (the monitoring password too), the certificate,
+    # and the project started.
+    assert sorted(p.name for p in host.secrets.iterdir()) == [DB_URI, USERS, MONITOR_FILE]
     assert (tmp_path / "etc" / "tls" / "server.crt").exists()
     compose = f"compose --project-name orthweb --file {tmp_path / 'etc' / 'docker-compose.yml'}"
     assert host.docker_calls()[-1] == f"{compose} up --detach --pull missing --remove-orphans"

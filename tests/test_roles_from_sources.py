@@ -18,7 +18,7 @@ import pytest
 
 from orthweb.bootstrap import render_app
 from orthweb.defaults import ORTHANC_IMAGE
-from orthweb.settings import Settings
+from orthweb.settings import MONITOR_IDENTITY, Settings
 from orthweb_dev.images import IMAGE_DIFFERENCES
 from orthweb_dev.roles_table import CALLS, REVIEWED, ROLES, Call
 from orthweb_dev.testing import require
@@ -39,10 +39,11 @@ end
 """
 
 
-def run_filter(tmp_path: Path, requests: list[tuple[str, str, str]]) -> list[str]:
+def run_filter(tmp_path: Path, requests: list[tuple[str, str, str]], settings: Settings | None = None) -> list[str]:
     """The filter's answers ("boolean true" / "boolean false") for (method, uri, user) requests."""
     lua = require("lua5.3", "lua5.3")
-    (tmp_path / "orthanc-roles.lua").write_text(render_app(Settings(web_users=USERS))["orthanc-roles.lua"])
+    rendered = render_app(settings or Settings(web_users=USERS))["orthanc-roles.lua"]
+    (tmp_path / "orthanc-roles.lua").write_text(rendered)
     (tmp_path / "harness.lua").write_text(HARNESS)
     (tmp_path / "requests.tsv").write_text("".join(f"{m}\t{u}\t{user}\n" for m, u, user in requests))
     out = subprocess.run(
@@ -81,6 +82,48 @@ def test_unknown_users_and_unlisted_routes_are_refused(tmp_path: Path) -> None:
         ("PUT", "/studies/x/metadata/1024", "uploader"),
     ]
     assert run_filter(tmp_path, requests) == ["boolean false"] * len(requests)
+
+
+# The monitoring identity's one route (GET /changes, asked as /changes?last: Orthanc passes no
+# query, nginx refuses the identity every other request) and what it is refused: every row of the
+# table, the viewers' reads included, and the other methods and neighbours of its route.
+MONITOR_REFUSED = [
+    ("GET", "/patients"),
+    ("GET", "/studies"),
+    ("GET", "/instances"),
+    ("GET", "/system"),
+    ("GET", "/statistics"),
+    ("GET", "/changes/"),
+    ("GET", "/changes/1"),
+    ("GET", "/exports"),
+    ("GET", "/tools/now"),
+    ("GET", "/app/explorer.html"),
+    ("GET", "/ui/app/"),
+    ("GET", "/dicom-web/studies"),
+    ("POST", "/tools/find"),
+    ("POST", "/changes"),
+    ("PUT", "/changes"),
+    ("DELETE", "/changes"),
+    ("POST", "/tools/execute-script"),
+    *((c.method, c.path) for c in CALLS if (c.method, c.path) != ("GET", "/changes")),
+]
+
+
+COGNITO = Settings(
+    login="cognito",
+    domain_name="pacs.example.org",
+    hosted_zone_id="Z0123456789ABCDEFGHIJ",
+    web_users={"ann@example.org": "admin"},
+)
+
+
+@pytest.mark.parametrize("settings", [Settings(web_users=USERS), COGNITO], ids=["basic", "cognito"])
+def test_the_monitoring_identity_may_ask_its_probe_route_and_nothing_else(tmp_path: Path, settings: Settings) -> None:
+    asks = [("GET", "/changes"), *MONITOR_REFUSED]
+    out = run_filter(tmp_path, [(method, uri, MONITOR_IDENTITY) for method, uri in asks], settings)
+    assert out[0] == "boolean true"
+    refused = dict(zip(MONITOR_REFUSED, out[1:], strict=True))
+    assert refused == dict.fromkeys(MONITOR_REFUSED, "boolean false")
 
 
 def test_every_role_has_rows_it_is_allowed_and_rows_it_is_refused() -> None:

@@ -196,6 +196,12 @@ BAD_INPUTS = [
     ({"web_users": {"ann": "viewer"}}, {}, ["web_users", "no user has the admin role"]),
     ({"web_users": {"admin": "admin", "ann": "root"}}, {}, ["web_users", "unknown role 'root'", "viewer"]),
     ({"web_users": {"admin": "admin", "Ann:x": "viewer"}}, {}, ["web_users", "'Ann:x'", "user name"]),
+    # The health checks' own login is no web user's (docs/host.md, "Health checks").
+    (
+        {"web_users": {"admin": "admin", "orthweb-monitor": "viewer"}},
+        {},
+        ["web_users", "'orthweb-monitor'", "another name"],
+    ),
     ({}, {"ORTHWEB_WEB_USERS": "admin=admin"}, ["web_users", "ORTHWEB_WEB_USERS", "JSON object"]),
     ({}, {"ORTHWEB_INSTANCE_TYPO": "t4g.small"}, ["unknown setting", "ORTHWEB_INSTANCE_TYPO", "ORTHWEB_INSTANCE_TYPE"]),
 ]

@@ -35,7 +35,7 @@ from orthweb.bootstrap import (
     render_user_data,
     strip_comments,
 )
-from orthweb.settings import Settings, SettingsError, systemd_calendar
+from orthweb.settings import MONITOR_IDENTITY, Settings, SettingsError, systemd_calendar
 from orthweb_dev.testing import (
     NGINX_JS_MODULE,
     NGINX_STREAM_MODULE,
@@ -303,12 +303,36 @@ def test_the_host_gets_its_files_with_tight_modes() -> None:
     assert {"Restart=on-failure", "RestartSec=30s", "StartLimitIntervalSec=0"} <= set(unit)
 
 
-def test_the_host_learns_its_web_users_admins_first() -> None:
-    # The image's health probe logs in as the first registered user and asks GET /changes,
-    # which only admins may: orthweb-secrets keeps this order.
+@pytest.mark.parametrize("login", ["basic", "cognito"])
+def test_no_health_check_logs_in_as_an_admin(login: str) -> None:
+    """Every health check logs in to Orthanc as the monitoring identity (role "monitor", GET
+    /changes alone), never as the first web user or the admin role identity."""
+    app = render_app(VARIANTS[login if login == "cognito" else "everything-on"])
+    for script in ("orthweb-probe.sh", "orthweb-health.sh"):
+        text = (USERDATA_DIR / "bin" / script).read_text()
+        assert re.search(r"^  login=\$\(monitor_login( 2>/dev/null)?\) \|\| return 1$", text, flags=re.M), script
+        assert "to_entries[0]" not in text, script  # not "the first user"
+        assert "REGISTERED_USERS" not in text, script
+    common = (USERDATA_DIR / "lib" / "common.sh").read_text()
+    assert f': "${{ORTHWEB_MONITOR_USER:={MONITOR_IDENTITY}}}"' in common
+    # The image's own healthcheck names the identity (the stand-in's takes the first user: the monitor's).
+    orthanc = yaml.safe_load(app["docker-compose.yml"])["services"]["orthanc"]
+    assert orthanc["healthcheck"]["test"] == ["CMD", "/probes/test-aliveness.py", "--user", MONITOR_IDENTITY]
+    lua = app["orthanc-roles.lua"]
+    assert f'["{MONITOR_IDENTITY}"] = "monitor",' in lua
+    nginx = app["nginx.conf"]
+    if login == "cognito":
+        probe = _block(nginx, "location = /_orthanc_changes {")
+        assert "set $orthweb_role monitor;" in probe
+        assert "admin" not in probe
+    else:
+        assert f'"{MONITOR_IDENTITY} GET /changes?last" 0;' in _block(nginx, 'map "$remote_user $request_method')
+
+
+def test_the_host_learns_its_web_users_in_the_settings_order() -> None:
     settings = Settings(web_users={"ann": "viewer", "root": "admin", "upton": "uploader"})
     env = written_files(settings)["/etc/orthweb/orthweb.env"]["text"]
-    assert 'ORTHWEB_WEB_USERS="root ann upton"' in env.splitlines()
+    assert 'ORTHWEB_WEB_USERS="ann root upton"' in env.splitlines()
 
 
 def test_health_probe_is_on_the_host_only_with_alarms_and_the_patch_timer_unless_off() -> None:
@@ -698,7 +722,7 @@ def test_c_move_goes_to_the_peer_through_a_loopback_tls_relay() -> None:
 def test_the_role_filter_holds_exactly_the_configured_users() -> None:
     lua = render_app(VARIANTS["everything-on"])["orthanc-roles.lua"]
     roles = dict(re.findall(r'^\s*\["([^"]+)"\] = "([^"]+)",$', lua, flags=re.M))
-    assert roles == {"admin": "admin", "ann": "viewer", "upton": "uploader"}
+    assert roles == {MONITOR_IDENTITY: "monitor", "admin": "admin", "ann": "viewer", "upton": "uploader"}
     assert "function IncomingHttpRequestFilter(method, uri, ip, username, httpHeaders)" in lua
     # Default deny: the function's last word refuses whatever no rule allowed.
     body = lua[lua.index("function IncomingHttpRequestFilter") :]
@@ -843,6 +867,7 @@ def test_nginx_refuses_cross_site_requests_and_method_overrides_before_anything_
     server = _block(conf, "  server {\n    listen 443 ssl;")
     refusals = re.findall(r"if \(\$(\w+)\) \{\s*return (\d+);", server)
     assert refusals == [
+        ("orthweb_monitor_refused", "403"),  # the monitoring identity: GET /changes?last alone
         ("orthweb_cors_preflight", "204"),
         ("orthweb_method_override", "403"),
         ("orthweb_cross_site", "403"),

@@ -1,12 +1,11 @@
 """The user data and application files for images in S3 and for several hosts: valid for cloud-init,
-compose, shellcheck and systemd; the balancer's health check logs in as an admin; only Orthanc gets
-the S3 session; the default rendering keeps none of it (docs/scaling.md)."""
+compose, shellcheck and systemd; the balancer's health check logs in as the monitoring identity; only
+Orthanc gets the S3 session; the default rendering keeps none of it (docs/scaling.md)."""
 
 from __future__ import annotations
 
 import base64
 import json
-import shlex
 import shutil
 import subprocess
 import threading
@@ -28,7 +27,7 @@ from orthweb.bootstrap import (
     render_app,
     render_user_data,
 )
-from orthweb.settings import Settings
+from orthweb.settings import MONITOR_IDENTITY, Settings
 from orthweb_dev.testing import (
     cloud_config_problems,
     compose_on_host,
@@ -190,9 +189,9 @@ def test_health_units_pass_systemd_analyze_verify(tmp_path: Path) -> None:
 
 @contextmanager
 def orthanc_roles(roles: dict[str, str], passwords: dict[str, str]) -> Iterator[tuple[int, list[tuple[str, str]]]]:
-    """A stand-in for nginx and Orthanc on loopback: ``GET /changes`` answers 200 to an admin's right
-    login, 403 to any other user's (orthanc-roles.lua), 401 to a wrong login. Yields its port and
-    each request's (login, user agent)."""
+    """A stand-in for nginx and Orthanc on loopback: ``GET /changes?last`` answers 200 to a right
+    login whose role may ask it (the monitor and admins: orthanc-roles.lua), 403 to any other user's,
+    401 to a wrong login. Yields its port and each request's (login, user agent)."""
     seen: list[tuple[str, str]] = []
 
     class Handler(BaseHTTPRequestHandler):
@@ -204,7 +203,7 @@ def orthanc_roles(roles: dict[str, str], passwords: dict[str, str]) -> Iterator[
             if self.path != "/changes?last" or passwords.get(user) != password:
                 status = 401
             else:
-                status = 200 if roles[user] == "admin" else 403
+                status = 200 if roles[user] in ("admin", "monitor") else 403
             self.send_response(status)
             self.send_header("Content-Length", "0")
             self.end_headers()
@@ -223,47 +222,52 @@ def orthanc_roles(roles: dict[str, str], passwords: dict[str, str]) -> Iterator[
         thread.join()
 
 
-def test_the_health_check_logs_in_as_an_admin_whatever_the_names_and_passwords(tmp_path: Path) -> None:
-    # A viewer named "admin" and an admin named otherwise: /changes is for admins only.
-    roles = {"admin": "viewer", "boss": "admin"}
-    settings = Settings(hosts=2, **MANY, web_users=roles)
-    written = files(settings)
-    script = tmp_path / "orthweb-health"
-    script.write_text(written["/usr/local/sbin/orthweb-health"]["content"])
-    script.chmod(0o700)
-    # The users file as orthweb-secrets writes it: in ORTHWEB_WEB_USERS order, the passwords generated.
-    env_line = next(
-        line
-        for line in written["/etc/orthweb/orthweb.env"]["content"].splitlines()
-        if line.startswith("ORTHWEB_WEB_USERS=")
+def run_health_check(script: Path, etc: Path, port: int) -> subprocess.CompletedProcess[bytes]:
+    """One balancer health check: the request on stdin, the answer on stdout."""
+    return subprocess.run(
+        [str(script)],
+        input=b"GET /healthz HTTP/1.1\r\nHost: 10.0.0.1:8099\r\nUser-Agent: ELB-HealthChecker/2.0\r\n\r\n",
+        env={
+            "PATH": "/usr/bin:/bin",
+            "ORTHWEB_ENV_FILE": str(etc / "none.env"),
+            "ORTHWEB_LIB": str(USERDATA_DIR / "lib"),
+            "ORTHWEB_ETC": str(etc),
+            "ORTHWEB_REGION": "eu-west-1",
+            "ORTHWEB_SITE_NAME": "localhost",
+            "ORTHWEB_WEB_PORT": str(port),
+            "ORTHWEB_HTTPS": "false",
+        },
+        capture_output=True,
+        timeout=30,
+        check=False,
     )
-    order = shlex.split(env_line.partition("=")[2])[0].split()
-    # Passwords a config file could break on: a quote, a backslash, a space, a comment sign.
-    passwords = {"admin": "viewer-pass", "boss": 'a"b\\c d#e\\'}
+
+
+def test_the_health_check_logs_in_as_the_monitoring_identity_never_an_admin(tmp_path: Path) -> None:
+    roles = {"boss": "admin", "ann": "viewer", MONITOR_IDENTITY: "monitor"}
+    settings = Settings(hosts=2, **MANY, web_users={"boss": "admin", "ann": "viewer"})
+    script = tmp_path / "orthweb-health"
+    script.write_text(files(settings)["/usr/local/sbin/orthweb-health"]["content"])
+    script.chmod(0o700)
+    # An admin first in the users file, the monitoring identity last: the check must pick it by name.
+    # Its password is one a config file could break on: a quote, a backslash, a space, a comment sign.
+    passwords = {"boss": "admin-pass", "ann": "viewer-pass", MONITOR_IDENTITY: 'a"b\\c d#e\\'}
     secrets = tmp_path / "secrets"
     secrets.mkdir()
-    (secrets / "ORTHANC__REGISTERED_USERS").write_text(json.dumps({name: passwords[name] for name in order}))
+    (secrets / "ORTHANC__REGISTERED_USERS").write_text(json.dumps(passwords))
     with orthanc_roles(roles, passwords) as (port, seen):
-        run = subprocess.run(
-            [str(script)],
-            input=b"GET /healthz HTTP/1.1\r\nHost: 10.0.0.1:8099\r\nUser-Agent: ELB-HealthChecker/2.0\r\n\r\n",
-            env={
-                "PATH": "/usr/bin:/bin",
-                "ORTHWEB_ENV_FILE": str(tmp_path / "none.env"),
-                "ORTHWEB_LIB": str(USERDATA_DIR / "lib"),
-                "ORTHWEB_ETC": str(tmp_path),
-                "ORTHWEB_REGION": "eu-west-1",
-                "ORTHWEB_SITE_NAME": "localhost",
-                "ORTHWEB_WEB_PORT": str(port),
-                "ORTHWEB_HTTPS": "false",
-            },
-            capture_output=True,
-            timeout=30,
-            check=False,
-        )
+        run = run_health_check(script, tmp_path, port)
     assert run.returncode == 0, run.stderr.decode()
     assert run.stdout.decode().startswith("HTTP/1.1 200 OK\r\n"), (run.stdout, seen)
-    assert seen == [(f"boss:{passwords['boss']}", "orthweb-health")]
+    assert seen == [(f"{MONITOR_IDENTITY}:{passwords[MONITOR_IDENTITY]}", "orthweb-health")]
+
+    # Without the monitoring identity in Orthanc's users, the check fails: it never falls back to another.
+    del passwords[MONITOR_IDENTITY]
+    (secrets / "ORTHANC__REGISTERED_USERS").write_text(json.dumps(passwords))
+    with orthanc_roles(roles, passwords) as (port, seen):
+        run = run_health_check(script, tmp_path, port)
+    assert run.stdout.decode().startswith("HTTP/1.1 503 Service Unavailable\r\n"), (run.stdout, seen)
+    assert seen == []
 
 
 def test_compose_validates(tmp_path: Path, variant: Settings) -> None:

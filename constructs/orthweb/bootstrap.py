@@ -43,7 +43,7 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 
 from orthweb import capacity
-from orthweb.settings import Settings, systemd_calendar
+from orthweb.settings import MONITOR_IDENTITY, Settings, systemd_calendar
 from orthweb.thresholds import HEALTH_METRIC, HEALTH_NAMESPACE
 
 USERDATA_DIR = Path(__file__).resolve().parents[2] / "userdata"
@@ -231,8 +231,13 @@ def _audit_peer_networks(settings: Settings) -> str:
     return "\n".join(f'["{source}"] = "{" ".join(cidrs)}",' for source, cidrs in networks.items())
 
 
+# Both logins: every health check logs in to Orthanc as the monitoring identity, whose role allows
+# GET /changes alone (orthanc-roles.lua); each host makes its password (userdata/lib/common.sh).
+MONITOR_ROLE = "monitor"
+
+
 def _lua_roles(settings: Settings) -> str:
-    logins = ROLE_IDENTITIES if settings.cognito else settings.web_users
+    logins = {MONITOR_IDENTITY: MONITOR_ROLE, **(ROLE_IDENTITIES if settings.cognito else settings.web_users)}
     return "\n".join(f'["{name}"] = "{role}",' for name, role in logins.items())
 
 
@@ -292,9 +297,8 @@ def settings_values(settings: Settings) -> dict[str, str]:
         # Orthweb's C-MOVE service (orthanc-move.py), when a peer may move.
         "dicom_move": json.dumps(bool(move_peers(settings))),
         "move_peers": json.dumps(move_peers(settings)),
-        # Admins first: orthweb-secrets writes Orthanc's users in this order, and the image's
-        # health probe (GET /changes, admin-only) logs in as the first one.
-        "web_user_names": " ".join(sorted(settings.web_users, key=lambda u: settings.web_users[u] != "admin")),
+        "web_user_names": " ".join(settings.web_users),
+        "monitor_identity": MONITOR_IDENTITY,
         "stone_enabled": json.dumps("stone" in settings.viewers),
         "ohif_enabled": json.dumps("ohif" in settings.viewers),
         "cors_origins_map": cors_origins_map(settings.web_cors_origins),

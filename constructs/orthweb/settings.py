@@ -60,6 +60,9 @@ INTERFACE_ENDPOINTS = ("ssm", "ssmmessages", "ec2messages", "kms", "logs", "moni
 DICOM_PERMISSIONS = ("store", "find", "get", "move")
 # Web roles, from most to least powerful (the Lua filter in userdata/app/orthanc-roles.lua).
 WEB_ROLES = ("admin", "uploader", "viewer")
+# The health checks' own Orthanc login (role "monitor": GET /changes alone), made on each host; no
+# web user may take its name (docs/host.md, "Health checks").
+MONITOR_IDENTITY = "orthweb-monitor"
 # Who checks the web login: nginx (Basic, passwords in the admin secret) or a Cognito user pool at
 # an Application Load Balancer (MFA required, a trusted certificate: orthweb.front_door).
 LOGINS = ("basic", "cognito")
@@ -315,6 +318,8 @@ def _web_users(v: dict[str, str], login: str) -> str | None:
             return f"{allowed}; {name!r} is not a lower-case e-mail address"
         if login != "cognito" and not _USER_RE.match(name):
             return f"{allowed}; {name!r} is not a valid user name"
+        if name == MONITOR_IDENTITY:
+            return f"{allowed}; {name!r} is the health checks' own login (no web user): choose another name"
         if role not in WEB_ROLES:
             return f"{allowed}; user {name!r} has unknown role {role!r}"
     if "admin" not in v.values():

@@ -51,6 +51,13 @@ end
 
 function IncomingHttpRequestFilter(method, uri, ip, username, httpHeaders)
   local role = ROLES[username]
+  -- The monitoring identity (every health check): GET /changes alone, for GET /changes?last, the
+  -- cheapest request that proves Orthanc and its database answer (one row of the Changes table;
+  -- /system reads no table, Orthanc caches the database version). Orthanc passes no query here:
+  -- nginx refuses the identity any other request, ?last alone (docs/host.md, "Health checks").
+  if role == "monitor" then
+    return method == "GET" and uri == "/changes"
+  end
   if role == "admin" then
     return true
   end

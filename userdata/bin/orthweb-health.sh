@@ -4,8 +4,9 @@
 # request, then answers 200 only when a real request through nginx reaches Orthanc and Orthanc
 # reaches its database (GET /changes?last, the request the orthancteam image's own liveness probe
 # makes, because it touches the database), else 503. The request goes to nginx on loopback,
-# verified against the host's own certificate, logged in as the first web user of the root-only
-# users file, an admin (the password never reaches a command line), with the user agent orthweb-health.
+# verified against the host's own certificate, logged in as the monitoring identity (allowed that
+# request alone; its password never reaches a command line: common.sh), with the user agent
+# orthweb-health.
 # Up to three tries of 1.5 s each, within the balancer's 6 s timeout: after a database failover
 # each of Orthanc's pooled connections fails one request and reconnects, which is not a broken host.
 set -uo pipefail
@@ -17,7 +18,7 @@ IFS= read -r -t 5 _request || true
 while IFS= read -r -t 2 header && [ -n "${header%$'\r'}" ]; do :; done
 
 probe() {
-  local users=$ORTHWEB_SECRETS_DIR/ORTHANC__REGISTERED_USERS site scheme=https port=${ORTHWEB_WEB_PORT:-443}
+  local login site scheme=https port=${ORTHWEB_WEB_PORT:-443}
   if [ "${ORTHWEB_LOGIN:-basic}" = cognito ]; then
     # The balancer's login cannot be passed from here: nginx's own health port asks Orthanc.
     curl -fsS -o /dev/null --max-time 1.5 --proto '=http' -A orthweb-health \
@@ -26,11 +27,8 @@ probe() {
   fi
   site=${ORTHWEB_SITE_NAME:-$ORTHWEB_BALANCER_DNS}
   [ "${ORTHWEB_HTTPS:-true}" = true ] || scheme=http
-  [ -r "$users" ] || return 1
-  # The first user: /changes is for the admin role only, and the users file lists admins first
-  # (web_users needs one). @json quotes the line as curl's config reads it, so a password with a
-  # quote or a backslash stays one value.
-  jq -e -r 'to_entries[0] | "user = \("\(.key):\(.value)" | @json)"' "$users" 2>/dev/null |
+  login=$(monitor_login 2>/dev/null) || return 1
+  printf '%s\n' "$login" |
     curl -fsS -o /dev/null --max-time 1.5 --proto '=http,https' -A orthweb-health -K - \
       --cacert "$ORTHWEB_TLS_DIR/server.crt" --resolve "$site:$port:127.0.0.1" \
       "${ORTHWEB_HEALTH_URL:-$scheme://$site:$port/changes?last}"

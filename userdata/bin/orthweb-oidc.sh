@@ -5,9 +5,12 @@
 #   nginx-oidc/oidc.json    (0644) the ALB's ARN, the pool's issuer and client, the key endpoints
 #                           and the sign-out URLs; orthweb-oidc.js reads it as /etc/nginx/oidc/oidc.json
 #   secrets/orthweb-roles.json, ORTHANC__REGISTERED_USERS  (0400) the three role identities'
-#                           passwords, made here once, and Orthanc's logins made of them
+#                           passwords, made here once, and Orthanc's logins made of them and of
+#                           the monitoring identity's (common.sh), first
 #   secrets/nginx/roles.map (0400) role -> the Basic header of its identity, for nginx's map (a
-#                           login, so on the secrets' tmpfs like the others)
+#                           login, so on the secrets' tmpfs like the others); "monitor" -> the
+#                           monitoring identity's, for nginx's health port alone (the verifier
+#                           never gives a person that role)
 # Does nothing unless ORTHWEB_LOGIN is cognito.
 set -euo pipefail
 # shellcheck source=../lib/common.sh
@@ -18,7 +21,6 @@ umask 077
 
 USERS=ORTHANC__REGISTERED_USERS
 ROLES_FILE=orthweb-roles.json
-# admin first: the Orthanc image's health probe logs in as the first registered user.
 ROLES=(admin uploader viewer)
 
 # need VAR PATTERN WHAT: $VAR, which must match the extended regular expression PATTERN.
@@ -70,7 +72,7 @@ if replace_file "$ORTHWEB_SECRETS_DIR/$ROLES_FILE" 0400 <<<"$passwords"; then
   echo "$ROLES_FILE"
 fi
 if jq -c '{"orthweb-role-admin": .admin, "orthweb-role-uploader": .uploader, "orthweb-role-viewer": .viewer}' \
-  <<<"$passwords" | replace_file "$ORTHWEB_SECRETS_DIR/$USERS" 0400; then
+  <<<"$passwords" | monitor_first | replace_file "$ORTHWEB_SECRETS_DIR/$USERS" 0400; then
   echo "$USERS"
 fi
 
@@ -79,6 +81,7 @@ for role in "${ROLES[@]}"; do
   password=$(jq -r --arg role "$role" '.[$role]' <<<"$passwords")
   map+="$role \"Basic $(printf 'orthweb-role-%s:%s' "$role" "$password" | base64 -w0)\";"$'\n'
 done
+map+="monitor \"Basic $(printf '%s:%s' "$ORTHWEB_MONITOR_USER" "$(monitor_password)" | base64 -w0)\";"$'\n'
 install -d -m 0700 "$ORTHWEB_SECRETS_DIR/nginx"
 if printf '%s' "$map" | replace_file "$ORTHWEB_SECRETS_DIR/nginx/roles.map" 0400; then
   echo roles.map

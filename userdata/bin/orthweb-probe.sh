@@ -1,8 +1,8 @@
 #!/bin/bash
 # Every minute (orthweb-probe.timer, only with alarms): asks Orthanc, through nginx over HTTPS as
-# a client would, for its last change (GET /changes?last answers only when Orthanc and its
-# database work; it is the orthancteam image's own liveness probe), then publishes 1 (answered
-# 200) or 0 as the CloudWatch metric the application-health alarm watches. No data at all (host
+# a client would and as the monitoring identity (common.sh), for its last change (GET
+# /changes?last answers only when Orthanc and its database work; it is the orthancteam image's
+# own liveness probe), then publishes 1 (answered 200) or 0 as the CloudWatch metric the application-health alarm watches. No data at all (host
 # down, probe broken) counts as failing there. The same request as the load balancer's health
 # check (orthweb-health, several hosts), which answers the balancer instead of CloudWatch.
 set -euo pipefail
@@ -16,9 +16,6 @@ scheme=http
 site=${ORTHWEB_SITE_NAME:-${ORTHWEB_BALANCER_DNS:-$(site_name)}}
 port=$ORTHWEB_WEB_PORT
 url="$scheme://$site:$port/changes?last"
-# The login: the admin's if there is one, else the first user's; curl reads it from stdin, so it
-# never appears on a command line.
-login=$(jq -r 'to_entries[0] | "user = \("\(.key):\(.value)" | @json)"' "$ORTHWEB_SECRETS_DIR/ORTHANC__REGISTERED_USERS")
 
 through_nginx() {
   if [ "${ORTHWEB_LOGIN:-basic}" = cognito ]; then
@@ -27,6 +24,10 @@ through_nginx() {
     curl -fsS -o /dev/null --max-time 10 --proto '=http' --user-agent orthweb-health "$url"
     return
   fi
+  # As the monitoring identity, allowed this request alone; curl reads the login from stdin, so it
+  # never appears on a command line.
+  local login
+  login=$(monitor_login) || return 1
   printf '%s\n' "$login" | curl -fsS -o /dev/null --max-time 10 --proto '=https,http' \
     --cacert "$ORTHWEB_TLS_DIR/server.crt" --connect-to "$site:$port:${ORTHWEB_HEALTH_CONNECT:-127.0.0.1:$port}" \
     --user-agent orthweb-health --config - "$url"

@@ -89,15 +89,17 @@ if [ -n "$missing" ] || ! printf '%s' "$stored" | jq -e '(.users | type) == "obj
     die "the admin secret does not hold the users just written"
 fi
 
-# Orthanc's logins: the configured users only (a user removed from web_users keeps its password
-# in the secret, in case it comes back, but can no longer log in), in ORTHWEB_WEB_USERS order,
-# which puts an admin first: the image's health probe logs in as the first user.
-configured=$(jq -c --argjson names "$names" '. as $all | reduce $names[] as $n ({}; . + {($n): $all[$n]})' <<<"$users")
+# Orthanc's logins: the monitoring identity first (the health checks' login, made on this host and
+# never stored in the secret: common.sh), then the configured users only (a user removed from
+# web_users keeps its password in the secret, in case it comes back, but can no longer log in).
+configured=$(jq -c --argjson names "$names" '. as $all | reduce $names[] as $n ({}; . + {($n): $all[$n]})' <<<"$users" |
+  monitor_first)
 if replace_file "$ORTHWEB_SECRETS_DIR/$USERS" 0400 <<<"$configured"; then
   echo "$USERS"
 fi
 
-# nginx's login map: for each user the base64url MD5 of the exact header a browser sends,
+# nginx's login map: for each login (the monitoring identity's too, so the health checks are never
+# counted as guesses) the base64url MD5 of the exact header a browser sends,
 # "Basic base64(NAME:PASSWORD)". nginx's secure_link compares it with the request's header, so
 # requests with the right login are never throttled (nginx.conf). nginx never holds a password.
 install -d -m 0700 "$ORTHWEB_NGINX_AUTH_DIR"

@@ -14,6 +14,10 @@ ORTHWEB_ENV_FILE=${ORTHWEB_ENV_FILE:-/etc/orthweb/orthweb.env}
 # login = cognito: nginx's health port on the host's loopback (nginx-cognito-probe.conf).
 : "${ORTHWEB_COGNITO_PROBE_PORT:=8081}"
 : "${ORTHWEB_STATE_DIR:=/var/lib/orthweb}"
+# The monitoring identity: every health check's Orthanc login (the balancer's, the alarm probe's, nginx's
+# Cognito health port, the Orthanc container's healthcheck), allowed GET /changes alone
+# (orthanc-roles.lua). The same name as orthweb.settings.MONITOR_IDENTITY, which no web user may take.
+: "${ORTHWEB_MONITOR_USER:=orthweb-monitor}"
 : "${ORTHWEB_IMDS_URL:=http://169.254.169.254}"
 : "${ORTHWEB_DOCKER:=docker}"
 # Back-off of retry(): attempts, first delay and longest delay (seconds). A network step gives up
@@ -118,6 +122,33 @@ db_app_password() {
   python3 -c 'import base64, hashlib, hmac, sys
 mac = hmac.new(sys.stdin.buffer.read(), b"orthweb: the Orthanc database login", hashlib.sha256)
 print(base64.urlsafe_b64encode(mac.digest()).decode().rstrip("="))'
+}
+
+# monitor_password: the monitoring identity's password, made once (random, 48 characters) in the
+# secrets directory, the tmpfs that orthweb-secrets and orthweb-oidc write to: each host makes its
+# own at boot and it never leaves the host (not in the admin secret, user data or any environment).
+monitor_password() {
+  local file=$ORTHWEB_SECRETS_DIR/orthweb-monitor
+  if [ ! -s "$file" ]; then
+    log "generating the password of the monitoring identity $ORTHWEB_MONITOR_USER"
+    openssl rand -base64 36 | tr '+/' '-_' | tr -d '\n' | replace_file "$file" 0400 || true
+  fi
+  cat "$file"
+}
+
+# monitor_first < LOGINS: Orthanc's logins (a JSON object of name to password) with the monitoring
+# identity's first: a healthcheck that takes the first registered user takes it, never an admin.
+monitor_first() {
+  MONITOR_PASSWORD=$(monitor_password) jq -c --arg user "$ORTHWEB_MONITOR_USER" \
+    '{($user): $ENV.MONITOR_PASSWORD} + del(.[$user])'
+}
+
+# monitor_login: the monitoring identity's login from Orthanc's users file, as a curl config line
+# (curl -K -: the password never reaches a command line). @json quotes it as curl's config reads
+# it, so a quote or a backslash stays part of the value. Fails when the file has no such login.
+monitor_login() {
+  jq -e -r --arg user "$ORTHWEB_MONITOR_USER" '.[$user] | strings | "user = \("\($user):\(.)" | @json)"' \
+    "$ORTHWEB_SECRETS_DIR/ORTHANC__REGISTERED_USERS"
 }
 
 # replace_file DEST MODE < content: atomic replace; returns 1 (and leaves DEST alone) when unchanged.

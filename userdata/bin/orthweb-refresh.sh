@@ -89,6 +89,8 @@ if [ "${1:-}" = "--up" ]; then
   fi
   [ "${#failed[@]}" -eq 0 ] || log "starting from the files of the last run: ${failed[*]} could not bring them up to date"
   running=$(compose ps --quiet 2>/dev/null || true)
+  # Nothing running: the archive volume is mounted where Orthanc builds archives, and emptied.
+  [ -n "$running" ] || "$sbin/orthweb-archives" || die "not starting: the archive volume is not mounted"
   # Pulls the pinned images if they are missing, then starts what is not running.
   retry "docker compose up" compose up --detach --pull missing --remove-orphans
   if [ -z "$running" ]; then

@@ -15,6 +15,7 @@ import io
 import ipaddress
 import json
 import os
+import subprocess
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -26,7 +27,7 @@ from orthweb.settings import Settings
 from orthweb_dev.containers import ENGINE_CLIENTS, ContainerHost, containers_for_test
 from orthweb_dev.dicom import TEST_AET, Sample, dicom_ae, make_instance, store
 from orthweb_dev.harness import dicom_tls
-from orthweb_dev.proc import wait_until
+from orthweb_dev.proc import run, wait_until
 
 pytestmark = pytest.mark.app
 
@@ -171,3 +172,32 @@ def test_an_archive_job_larger_than_the_volume_fails_alone_and_the_service_stays
     status, zipped = app.rest("GET", f"/jobs/{job}/archive")
     assert status == 200
     assert len([n for n in zipfile.ZipFile(io.BytesIO(zipped)).namelist() if n.endswith(".dcm")]) == SMALL
+
+
+def test_an_orthanc_docker_started_before_the_mount_is_recreated_on_the_volume(app: ContainerHost) -> None:
+    """After an unclean shutdown Docker restarts the containers at boot, before orthweb.service
+    mounts the volume: Orthanc then holds the bare directory of the root volume. The boot's
+    ``orthweb-refresh --up`` mounts the volume, empties that directory, and re-creates Orthanc on
+    the volume. (Last: it restarts the application.)"""
+    app.compose("stop", "--timeout", "30")
+    run(["umount", str(app.archives)])
+    (app.archives / "written-before-the-mount").write_text("x")
+    app.compose("start")  # as the engine restarts them at boot
+    app.wait_ready()
+    assert "written-before-the-mount" in in_orthanc(app)  # on the root volume's directory
+    app.host_step("orthweb-refresh", "--up")
+    app.wait_ready()
+    assert subprocess.run(["mountpoint", "-q", str(app.archives)], check=False).returncode == 0
+    (app.archives / "on-the-volume").write_text("x")
+    assert in_orthanc(app) == ["on-the-volume"]  # Orthanc's TemporaryDirectory is the volume now
+    (app.archives / "on-the-volume").unlink()
+    run(["umount", str(app.archives)])
+    assert list(app.archives.iterdir()) == []  # what was written on the root volume is gone
+    run(["mount", app.archive_device, str(app.archives)])
+    assert app.rest_json("/system")["DicomAet"] == "ORTHANC"
+
+
+def in_orthanc(app: ContainerHost) -> list[str]:
+    """The entries of Orthanc's TemporaryDirectory as its container sees them (lost+found aside)."""
+    out = run(["docker", "exec", app.container("orthanc"), "ls", "-A", "/var/lib/orthanc/tmp"]).stdout
+    return [name for name in out.split() if name != "lost+found"]

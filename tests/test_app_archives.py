@@ -11,6 +11,7 @@ volume), with an archive volume of ARCHIVE_VOLUME_MB: one study fits on it, the 
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import ipaddress
 import json
@@ -22,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from pydicom import dcmread
 
 from orthweb.settings import Settings
 from orthweb_dev.containers import ENGINE_CLIENTS, ContainerHost, containers_for_test
@@ -33,8 +35,19 @@ pytestmark = pytest.mark.app
 
 ARCHIVE_VOLUME_MB = 8
 USERS = {"admin": "admin", "ann": "viewer"}
-# 512 x 512 x 16 bits: about 0.5 MB each, so BIG (24 instances, ~12 MB) cannot fit on the volume.
+# 512 x 512 x 16 bits of random pixels: 0.5 MB each, in a ZIP as in the file (Orthanc deflates
+# archives, and make_instance's repeated rows would shrink to almost nothing), so BIG's archive
+# (24 instances, ~12 MB) cannot fit on the volume and SMALL's (1 MB) can.
 BIG, SMALL = 24, 2
+
+
+def incompressible(sample: Sample) -> Sample:
+    """``sample`` with random pixels."""
+    ds = dcmread(io.BytesIO(sample.data))
+    ds.PixelData = os.urandom(len(ds.PixelData))
+    buf = io.BytesIO()
+    ds.save_as(buf, enforce_file_format=True)
+    return dataclasses.replace(sample, data=buf.getvalue())
 
 
 @pytest.fixture(scope="module")
@@ -73,6 +86,7 @@ def studies(app: ContainerHost) -> dict[str, str]:
     for name, count in (("big", BIG), ("small", SMALL)):
         first = make_instance(f"{name}-0")
         samples = [first] + [make_instance(f"{name}-{i}", study=first.study, seed=i) for i in range(1, count)]
+        samples = [incompressible(s) for s in samples]
         assert c_store(app, samples) == [0] * count
         ids[name] = study_id(app, first.study)
     return ids

@@ -67,6 +67,7 @@ class Deployment:
         (sbin / "orthweb-rds-ca").write_text("#!/bin/sh\nexit 0\n")  # needs the internet; tested elsewhere
         (sbin / "orthweb-secrets").write_text("#!/bin/sh\nexit 0\n")  # test_bootstrap_secrets covers it
         (sbin / "orthweb-db-role").write_text("#!/bin/sh\nexit 0\n")  # test_app_db_role covers it
+        (sbin / "orthweb-archives").write_text("#!/bin/sh\nexit 0\n")  # test_app_archives covers it
         docker = root / "docker"
         docker.write_text(f'#!/bin/sh\necho "$*" >> {root / "docker.log"}\n')
         docker.chmod(0o755)

@@ -19,6 +19,12 @@ def test_default_stack_costs_at_most_the_target_per_day(synth: dict[str, Any]) -
     assert "Interface endpoint secretsmanager x1 AZ" in items
 
 
+def test_each_host_pays_its_archive_volume(synth: dict[str, Any], scaled: dict[str, Any]) -> None:
+    gb_day = PRICES["ebs_gp3_gb_month"] / (PRICES["hours_per_month"] / 24.0)
+    assert dict(cost.line_items(synth, PRICES))["EBS gp3 archives 10 GiB"] == 10 * gb_day
+    assert dict(cost.line_items(scaled, PRICES))["EBS gp3 archives 10 GiB x3"] == 10 * gb_day * 3
+
+
 def test_variant_costs_follow_multi_az_and_endpoint_zones(variant: dict[str, Any]) -> None:
     items = dict(cost.line_items(variant, PRICES))
     assert items["RDS db.m7g.large Multi-AZ"] == PRICES["rds_hourly"]["db.m7g.large"] * 24 * 2

@@ -102,6 +102,8 @@ BAD_INPUTS = [
     ({"instance_type": "q9.large"}, {}, ["instance_type", "q9.large", "known family", "t4g"]),
     ({"instance_type": "t4g"}, {}, ["instance_type", "FAMILY.SIZE"]),
     ({"db_storage_gb": 10}, {}, ["db_storage_gb", "10", "from 20 to 65536"]),
+    ({"archive_volume_gb": 0}, {}, ["archive_volume_gb", "0", "from 1 to 1024"]),
+    ({}, {"ORTHWEB_ARCHIVE_VOLUME_GB": "2048"}, ["archive_volume_gb", "ORTHWEB_ARCHIVE_VOLUME_GB", "from 1 to 1024"]),
     ({"db_storage_gb": 70000}, {}, ["db_storage_gb", "70000"]),
     ({"db_engine_version": "9.6"}, {}, ["db_engine_version", "9.6", "14, 15, 16, 17"]),
     ({"db_backup_days": 3}, {}, ["db_backup_days", "from 7 to 35"]),

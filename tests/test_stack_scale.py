@@ -264,11 +264,14 @@ def test_hosts_come_from_a_launch_template_with_imdsv2_hop_limit_1_and_an_encryp
     meta = template["metadata_options"]
     assert meta["http_tokens"] == "required"
     assert meta["http_put_response_hop_limit"] == 1
-    (root,) = template["block_device_mappings"]
-    assert root["device_name"] == "/dev/xvda"
-    assert root["ebs"]["encrypted"] == "true"
-    assert root["ebs"]["volume_type"] == "gp3"
-    assert root["ebs"]["kms_key_id"] == ref("aws_kms_key", _name(scaled, "aws_kms_key"), "arn")
+    root, archive = template["block_device_mappings"]
+    assert (root["device_name"], archive["device_name"]) == ("/dev/xvda", "/dev/sdf")
+    for volume in (root, archive):  # each host's archive volume too (orthweb-archives mounts it)
+        assert volume["ebs"]["encrypted"] == "true"
+        assert volume["ebs"]["volume_type"] == "gp3"
+        assert volume["ebs"]["kms_key_id"] == ref("aws_kms_key", _name(scaled, "aws_kms_key"), "arn")
+        assert volume["ebs"]["delete_on_termination"] == "true"
+    assert archive["ebs"]["volume_size"] == 10
     (nic,) = template["network_interfaces"]
     host_sg = _name(scaled, "aws_security_group", lambda g: g["name_prefix"].endswith("-host-"))
     assert nic["security_groups"] == [ref("aws_security_group", host_sg, "id")]

@@ -263,6 +263,20 @@ def test_instance_requires_imdsv2_and_encrypts_its_root_volume(synth: Synth) -> 
     assert "key_name" not in instance
 
 
+def test_archives_are_built_on_their_own_encrypted_volume_not_the_root_volume(synth: Synth) -> None:
+    instance = resources(synth, "aws_instance")["orthweb"]
+    (archive,) = instance["ebs_block_device"]
+    assert archive["device_name"] == "/dev/sdf"  # where orthweb-archives looks for it
+    assert archive["encrypted"] is True
+    assert archive["kms_key_id"] == instance["root_block_device"]["kms_key_id"]
+    assert archive["volume_type"] == "gp3"
+    assert archive["volume_size"] == 10  # the archive_volume_gb default
+    assert archive["delete_on_termination"] is True
+    # The compose file gives Orthanc that volume's mount point as its TemporaryDirectory.
+    compose = yaml.safe_load(render_app(Settings())["docker-compose.yml"])
+    assert "./archives:/var/lib/orthanc/tmp" in compose["services"]["orthanc"]["volumes"]
+
+
 def test_no_container_can_obtain_the_instance_role_credentials(synth: Synth) -> None:
     # IMDSv2's token response carries an IP TTL of the hop limit; a container's request crosses
     # Docker's bridge, one hop more than the host's own, so with 1 it never gets a token.

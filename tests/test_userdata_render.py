@@ -279,7 +279,7 @@ def test_terraform_rendering_escapes_shell_and_leaves_only_the_facts() -> None:
 def test_the_host_gets_its_files_with_tight_modes() -> None:
     files = written_files(Settings())
     scripts = [p for p in files if p.startswith("/usr/local/sbin/")]
-    steps = ("bootstrap", "cert", "db-role", "fetch", "patch", "rds-ca", "refresh", "secrets")
+    steps = ("archives", "bootstrap", "cert", "db-role", "fetch", "patch", "rds-ca", "refresh", "secrets")
     assert sorted(scripts) == [f"/usr/local/sbin/orthweb-{n}" for n in steps]
     assert all(files[p]["permissions"] == "0700" for p in scripts)
     for name in ("docker-compose.yml", "orthanc.json", "nginx.conf", "orthanc-roles.lua"):
@@ -575,8 +575,10 @@ def test_containers_drop_capabilities_and_run_read_only_with_limits() -> None:
         assert "privileged" not in svc
         assert svc["pids_limit"] <= 512
         assert svc["mem_limit"].endswith("m")
-        # Every host file or directory is mounted read-only.
-        assert all(v.endswith(":ro") for v in svc["volumes"] if v.startswith("/"))
+        # Every host file or directory is mounted read-only, but the archive volume Orthanc builds
+        # archives on (a volume of its own: it fills alone).
+        writable = [v for v in svc["volumes"] if v.startswith("/") and not v.endswith(":ro")]
+        assert writable == (["/etc/orthweb/archives:/var/lib/orthanc/tmp"] if svc is orthanc else [])
     # nginx: drop its workers to the nginx user; nothing else. It binds 443/80 as the namespace
     # allows (no NET_BIND_SERVICE).
     assert sorted(nginx["cap_add"]) == ["SETGID", "SETUID"]
@@ -594,10 +596,15 @@ def test_containers_drop_capabilities_and_run_read_only_with_limits() -> None:
     assert set(orthanc_tmpfs) == {"/tmp", "/run/orthanc/plugins"}
     assert "exec" in orthanc_tmpfs["/run/orthanc/plugins"]
     assert "exec" not in orthanc_tmpfs["/tmp"]
-    # Big temporary files (ZIP downloads) go to a disk volume, not to memory.
-    assert "orthanc-tmp:/var/lib/orthanc/tmp" in orthanc["volumes"]
-    config = json.loads(render_app(VARIANTS["everything-on"])["orthanc.json"])
-    assert config["TemporaryDirectory"] == "/var/lib/orthanc/tmp"
+    # Archives and media are built on the archive volume (mounted at ./archives), not in memory
+    # and not on the root volume; nothing else of Orthanc's is written to disk.
+    assert "/etc/orthweb/archives:/var/lib/orthanc/tmp" in orthanc["volumes"]
+    assert "volumes" not in yaml.safe_load(render_app(Settings())["docker-compose.yml"])  # no named volume
+    for settings in (Settings(), VARIANTS["everything-on"]):
+        config = json.loads(render_app(settings)["orthanc.json"])
+        assert config["TemporaryDirectory"] == "/var/lib/orthanc/tmp"
+        # Synchronous archives are streamed, never through the archive volume (Orthanc >= 1.9.4's default).
+        assert config["SynchronousZipStream"] is True
     assert "user nginx;" in render_app(Settings())["nginx.conf"].splitlines()
 
 

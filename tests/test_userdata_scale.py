@@ -131,7 +131,8 @@ def test_each_topology_writes_exactly_its_steps() -> None:
     def steps(settings: Settings) -> set[str]:
         return {Path(p).name for p in files(settings) if p.startswith("/usr/local/sbin/")}
 
-    base = {f"orthweb-{n}" for n in ("bootstrap", "cert", "db-role", "fetch", "patch", "rds-ca", "refresh", "secrets")}
+    names = ("archives", "bootstrap", "cert", "db-role", "fetch", "patch", "rds-ca", "refresh", "secrets")
+    base = {f"orthweb-{n}" for n in names}
     assert steps(Settings()) == base
     assert steps(VARIANTS["one host, images in s3"]) == base | {"orthweb-host-config", "orthweb-images"}
     assert steps(VARIANTS["two hosts, images in postgresql"]) == base | {

@@ -476,7 +476,7 @@ BUNDLE: tuple[BundleEntry, ...] = (
     BundleEntry("/usr/local/lib/orthweb/common.sh", _READABLE, "lib/common.sh"),
     *(
         BundleEntry(f"/usr/local/sbin/orthweb-{step}", _SCRIPT, f"bin/orthweb-{step}.sh")
-        for step in ("bootstrap", "secrets", "db-role", "cert", "rds-ca", "refresh", "patch")
+        for step in ("bootstrap", "secrets", "db-role", "cert", "rds-ca", "archives", "refresh", "patch")
     ),
     *(BundleEntry(f"/etc/orthweb/{name}", _READABLE, f"app/{name}") for name in APP_FILES),
     *(

@@ -25,6 +25,9 @@ WEB_USERS: dict[str, str] = {"admin": "admin"}
 DICOM_CIDRS: tuple[str, ...] = ()
 INSTANCE_TYPE = "t4g.small"
 ROOT_VOLUME_GB = 20
+# The host's second encrypted volume, where Orthanc builds ZIP archives and DICOMDIR media
+# (TemporaryDirectory): a full one fails the archive being built, never the root volume.
+ARCHIVE_VOLUME_GB = 10
 DB_INSTANCE_CLASS = "db.t4g.micro"
 DB_STORAGE_GB = 20
 # RDS storage autoscaling's ceiling, as a multiple of DB_STORAGE_GB's setting: room to grow while the

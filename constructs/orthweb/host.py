@@ -10,7 +10,12 @@ from cdktf_cdktf_provider_aws.data_aws_ssm_parameter import DataAwsSsmParameter
 from cdktf_cdktf_provider_aws.iam_instance_profile import IamInstanceProfile
 from cdktf_cdktf_provider_aws.iam_role import IamRole
 from cdktf_cdktf_provider_aws.iam_role_policy import IamRolePolicy
-from cdktf_cdktf_provider_aws.instance import Instance, InstanceMetadataOptions, InstanceRootBlockDevice
+from cdktf_cdktf_provider_aws.instance import (
+    Instance,
+    InstanceEbsBlockDevice,
+    InstanceMetadataOptions,
+    InstanceRootBlockDevice,
+)
 from cdktf_cdktf_provider_aws.launch_template import (
     LaunchTemplate,
     LaunchTemplateBlockDeviceMappings,
@@ -75,6 +80,9 @@ IMDS_HOP_LIMIT = 1
 LAUNCH_TEMPLATE_HOP_LIMIT = IMDS_HOP_LIMIT
 # Amazon Linux 2023's root device.
 ROOT_DEVICE = "/dev/xvda"
+# The archive volume's device name: Amazon Linux 2023's udev rules (amazon-ec2-utils) link it to its
+# NVMe device, where orthweb-archives finds it (userdata/bin/orthweb-archives.sh, ORTHWEB_ARCHIVE_DEVICE).
+ARCHIVE_DEVICE = "/dev/sdf"
 
 
 class Host(Construct):
@@ -82,7 +90,9 @@ class Host(Construct):
 
     IMDSv2 only, with a hop limit of 1: the instance role's credentials reach processes of the host
     (the AWS CLI of the host scripts, the Docker daemon's log driver) and never a container, whose
-    traffic crosses Docker's bridge, one hop more. Encrypted gp3 root volume; reachable from
+    traffic crosses Docker's bridge, one hop more. Encrypted gp3 root volume, and a second one
+    (``archive_volume_gb``) where Orthanc builds archives and media, so no download can fill the
+    root volume; reachable from
     outside only on the ports given (HTTPS, DICOM TLS, and SSH only when a key and CIDR are
     configured); managed through Session Manager with the few actions it needs. Its role starts
     with no data access: grant it with the owning constructs' ``grant_*`` methods. The AMI is read
@@ -91,7 +101,7 @@ class Host(Construct):
 
     With ``launch_template`` the same host is described by a launch template instead of being one
     instance (``hosts`` >= 2: an Auto Scaling group launches it, see :class:`orthweb.fleet.Fleet`):
-    same AMI, role, security group, IMDSv2, encrypted root volume and user data; ``tags`` go on
+    same AMI, role, security group, IMDSv2, encrypted volumes and user data; ``tags`` go on
     each instance and volume it launches.
     """
 
@@ -107,6 +117,7 @@ class Host(Construct):
         instance_type: str = defaults.INSTANCE_TYPE,
         architecture: str = "arm64",
         root_volume_gb: int = defaults.ROOT_VOLUME_GB,
+        archive_volume_gb: int = defaults.ARCHIVE_VOLUME_GB,
         web_cidrs: Sequence[str] = defaults.WEB_CIDRS,
         dicom_cidrs: Sequence[str] = defaults.DICOM_CIDRS,
         https: bool = defaults.HTTPS,
@@ -240,6 +251,7 @@ class Host(Construct):
                 profile_name=profile.name,
                 key_name=ssh_key_name if ssh_key_name and ssh_cidr else None,
                 root_volume_gb=root_volume_gb,
+                archive_volume_gb=archive_volume_gb,
                 key_arn=encryption.key_arn,
                 user_data=Fn.base64gzip(user_data_local.as_string),
                 tags={**(tags or {}), "Name": f"{name_prefix}-host"},
@@ -271,6 +283,18 @@ class Host(Construct):
                 kms_key_id=encryption.key_arn,
                 delete_on_termination=True,
             ),
+            # A new size replaces the host (EC2 attaches these volumes at launch only); its content
+            # is temporary (archives being built and the last finished one), so nothing is lost.
+            ebs_block_device=[
+                InstanceEbsBlockDevice(
+                    device_name=ARCHIVE_DEVICE,
+                    volume_type="gp3",
+                    volume_size=archive_volume_gb,
+                    encrypted=True,
+                    kms_key_id=encryption.key_arn,
+                    delete_on_termination=True,
+                )
+            ],
             user_data_base64=Fn.base64gzip(user_data_local.as_string),
             # cloud-init runs once per instance: a changed bootstrap takes effect on a new host.
             user_data_replace_on_change=True,
@@ -290,6 +314,7 @@ class Host(Construct):
         profile_name: str,
         key_name: str | None,
         root_volume_gb: int,
+        archive_volume_gb: int,
         key_arn: str,
         user_data: str,
         tags: Mapping[str, str],
@@ -333,7 +358,17 @@ class Host(Construct):
                         kms_key_id=key_arn,
                         delete_on_termination="true",
                     ),
-                )
+                ),
+                LaunchTemplateBlockDeviceMappings(
+                    device_name=ARCHIVE_DEVICE,
+                    ebs=LaunchTemplateBlockDeviceMappingsEbs(
+                        volume_type="gp3",
+                        volume_size=archive_volume_gb,
+                        encrypted="true",
+                        kms_key_id=key_arn,
+                        delete_on_termination="true",
+                    ),
+                ),
             ],
             user_data=user_data,
             tag_specifications=[

@@ -423,6 +423,11 @@ class Settings(BaseModel):
     root_volume_gb: Annotated[int, _range(8, 1024)] = Field(
         defaults.ROOT_VOLUME_GB, description="Size of the host's encrypted gp3 root volume, in GiB"
     )
+    archive_volume_gb: Annotated[int, _range(1, 1024)] = Field(
+        defaults.ARCHIVE_VOLUME_GB,
+        description="Size of the host's encrypted gp3 volume where Orthanc builds archives and media "
+        "(its only use); an archive larger than what is free fails, the service stays up",
+    )
     db_instance_class: Annotated[str, _pattern(_DB_CLASS_RE, "an RDS class such as db.t4g.micro")] = Field(
         defaults.DB_INSTANCE_CLASS, description="RDS instance class"
     )

@@ -137,6 +137,7 @@ class OrthwebStack(TerraformStack):
             instance_type=s.instance_type,
             architecture=s.architecture,
             root_volume_gb=s.root_volume_gb,
+            archive_volume_gb=s.archive_volume_gb,
             # Several hosts are reached through the balancer only (its group admits the clients); with
             # the Cognito login, the web comes through the front door only.
             web_cidrs=[] if balancer or front_door else s.web_cidrs,

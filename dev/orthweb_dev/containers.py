@@ -123,6 +123,11 @@ CONTAINER_DIFFERENCES: dict[str, tuple[str, str, str]] = {
         "the load balancer, after Cognito's login page and MFA",
         "the tests, with the stand-in's keys (ContainerHost.login_headers)",
     ),
+    "archive_volume": (
+        "the archive volume orthweb-archives formats and mounts on <etc>/archives (ORTHWEB_ARCHIVE_DEVICE)",
+        "an encrypted gp3 EBS volume of archive_volume_gb GiB (/dev/sdf)",
+        "a loop device on a file of ContainerHost.archive_volume_mb MiB (64 unless a test asks for less)",
+    ),
     "probe_port": (
         "login = cognito: orthweb.env ORTHWEB_COGNITO_PROBE_PORT, compose 127.0.0.1:8081 (override file)",
         "8081 on the host's loopback",
@@ -149,6 +154,9 @@ CLONE_NEWNET = 0x40000000  # sched.h
 COGNITO_DOMAIN = f"orthweb-test.auth.{oidc.REGION}.amazoncognito.com"
 KEY_ENDPOINTS_LIFETIME_S = 3600
 READY_TIMEOUT_S = 180
+# The archive volume's size here (the host's is archive_volume_gb GiB of EBS): room for the
+# archives the tests make; a test of the cap asks for a smaller one.
+ARCHIVE_VOLUME_MB = 64
 
 # The real docker, with compose at the host's version (DOCKER_CONFIG's cli-plugins) and the
 # override file after the host's compose file (every ``--file X`` gains ``--file <override>``).
@@ -198,6 +206,10 @@ class ContainerHost(AppHost):
     # login = "cognito": the stand-in for AWS's key endpoints and the signers behind them (the ALB's
     # and the user pool's), whose headers a request as a web user carries (login_headers).
     oidc: KeyEndpoints | None = None
+    # The archive volume (CONTAINER_DIFFERENCES "archive_volume"): a loop device on a file of this
+    # size, which the host's own orthweb-archives formats and mounts, as it does the EBS volume.
+    archive_volume_mb: int = ARCHIVE_VOLUME_MB
+    archive_device: str = ""
 
     @property
     def network(self) -> str:
@@ -269,6 +281,8 @@ class ContainerHost(AppHost):
         env = super().script_env()
         if self.instance_id:
             env["ORTHWEB_INSTANCE_ID"] = self.instance_id
+        if self.archive_device:
+            env["ORTHWEB_ARCHIVE_DEVICE"] = self.archive_device
         return env
 
     # --- files ---------------------------------------------------------------------------------
@@ -307,6 +321,26 @@ class ContainerHost(AppHost):
             f"        awslogs-endpoint: {self.moto.endpoint}",
         ]
         return "\n".join(lines) + "\n"
+
+    @property
+    def archives(self) -> Path:
+        """Where the archive volume is mounted (``/etc/orthweb/archives`` on the host): Orthanc's
+        TemporaryDirectory."""
+        return self.etc / "archives"
+
+    def _attach_archive_volume(self) -> None:
+        """A blank loop device of ``archive_volume_mb`` MiB, the stand-in for the EBS volume."""
+        image = self.root / "archive-volume.img"
+        with image.open("wb") as f:
+            f.truncate(self.archive_volume_mb * 2**20)
+        self.archive_device = run(["losetup", "--find", "--show", str(image)]).stdout.strip()
+
+    def _detach_archive_volume(self) -> None:
+        if subprocess.run(["mountpoint", "-q", str(self.archives)], check=False).returncode == 0:
+            run(["umount", str(self.archives)])
+        if self.archive_device:
+            run(["losetup", "--detach", self.archive_device])
+            self.archive_device = ""
 
     def _install_host_scripts(self) -> None:
         super()._install_host_scripts()
@@ -350,6 +384,8 @@ class ContainerHost(AppHost):
             found = self.aws("logs", "describe-log-groups", "--log-group-name-prefix", group)["logGroups"]
             if group not in {g["logGroupName"] for g in found}:
                 self.aws("logs", "create-log-group", "--log-group-name", group)
+        if not self.archive_device:
+            self._attach_archive_volume()
         self.host_step("orthweb-refresh", "--up")
         self.passwords = json.loads((self.secrets / USERS_FILE).read_text())
         self.wait_ready()
@@ -542,12 +578,14 @@ class ContainerHost(AppHost):
         with contextlib.suppress(Exception):
             if (self.root / "sbin" / "docker").exists() and (self.etc / "docker-compose.yml").exists():
                 self.compose("down", "--volumes", "--timeout", "30")
+        with contextlib.suppress(Exception):
+            self._detach_archive_volume()
         self._stop_postgres()
 
 
 def missing_prerequisites() -> list[str]:
     """The programs and files the container harness needs that this machine lacks (Debian packages)."""
-    tools = ("dockerd", "docker", "mmdebstrap", "openssl", "jq", "psql", "storescu")
+    tools = ("dockerd", "docker", "mmdebstrap", "openssl", "jq", "psql", "storescu", "losetup", "mkfs.ext4")
     return [t for t in tools if not shutil.which(t)] + [str(f) for f in (PG_BIN / "initdb",) if not f.exists()]
 
 
@@ -572,11 +610,13 @@ def container_host(
     project: str = PROJECT,
     instance_id: str = "",
     primary: ContainerHost | None = None,
+    archive_volume_mb: int = ARCHIVE_VOLUME_MB,
 ) -> Iterator[ContainerHost]:
     """The application in containers for ``settings`` (default: :func:`deployment_settings`), on an
     engine started if none runs; everything stopped and removed after (the directory unless ``keep``).
     ``project``, ``instance_id`` and ``primary`` make it one of several hosts: the Compose project it
-    runs as, its instance id, and the host whose database, secrets and emulator it shares."""
+    runs as, its instance id, and the host whose database, secrets and emulator it shares.
+    ``archive_volume_mb``: the size of its archive volume."""
     missing = missing_prerequisites()
     if missing:
         raise AppHostError(f"missing {', '.join(missing)}: install the Debian packages (make debian)")
@@ -616,6 +656,7 @@ def container_host(
                 oidc=keys,
                 instance_id=instance_id,
                 primary=primary,
+                archive_volume_mb=archive_volume_mb,
             )
             try:
                 host.start()
@@ -643,8 +684,10 @@ def require_containers(extra: Sequence[str] = ()) -> None:
 
 
 @contextlib.contextmanager
-def containers_for_test(settings: Settings, client_addresses: Sequence[str] = ()) -> Iterator[ContainerHost]:
+def containers_for_test(
+    settings: Settings, client_addresses: Sequence[str] = (), *, archive_volume_mb: int = ARCHIVE_VOLUME_MB
+) -> Iterator[ContainerHost]:
     """:func:`container_host` for a test module, where this machine can run it (:func:`require_containers`)."""
     require_containers()
-    with container_host(settings, client_addresses=client_addresses) as host:
+    with container_host(settings, client_addresses=client_addresses, archive_volume_mb=archive_volume_mb) as host:
         yield host

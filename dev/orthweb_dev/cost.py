@@ -63,6 +63,13 @@ def _monitoring_items(res: dict[str, Any], prices: dict[str, Any], month_days: f
     return items
 
 
+def _volume_items(root: int, archives: list[int], gb_day: float, hosts: int = 1) -> list[tuple[str, float]]:
+    """Each host's EBS volumes: the root volume, then the archive volume (gp3, per GiB)."""
+    each = f" x{hosts}" if hosts > 1 else ""
+    volumes = [("root", root)] + [("archives", gb) for gb in archives]
+    return [(f"EBS gp3 {label} {gb} GiB{each}", gb * gb_day * hosts) for label, gb in volumes]
+
+
 def line_items(synth: dict[str, Any], prices: dict[str, Any]) -> list[tuple[str, float]]:
     """(description, USD per day) for every priced resource in the synthesized stack."""
     hours, month_days = 24.0, prices["hours_per_month"] / 24.0
@@ -77,8 +84,9 @@ def line_items(synth: dict[str, Any], prices: dict[str, Any]) -> list[tuple[str,
 
     for inst in res.get("aws_instance", {}).values():
         items.append((f"EC2 {inst['instance_type']}", hourly("ec2_hourly", inst["instance_type"]) * hours))
-        gb = inst.get("root_block_device", {}).get("volume_size", 8)
-        items.append((f"EBS gp3 root {gb} GiB", gb * prices["ebs_gp3_gb_month"] / month_days))
+        root = inst.get("root_block_device", {}).get("volume_size", 8)
+        archives = [volume["volume_size"] for volume in inst.get("ebs_block_device", [])]
+        items += _volume_items(root, archives, prices["ebs_gp3_gb_month"] / month_days)
         if inst.get("associate_public_ip_address"):
             items.append(("Public IPv4 address", prices["public_ipv4_hourly"] * hours))
     templates = res.get("aws_launch_template", {})
@@ -87,8 +95,8 @@ def line_items(synth: dict[str, Any], prices: dict[str, Any]) -> list[tuple[str,
         n = group["desired_capacity"]
         kind = template["instance_type"]
         items.append((f"EC2 {kind} x{n} hosts", hourly("ec2_hourly", kind) * hours * n))
-        gb = sum(b["ebs"]["volume_size"] for b in template.get("block_device_mappings", []))
-        items.append((f"EBS gp3 root {gb} GiB x{n}", gb * prices["ebs_gp3_gb_month"] / month_days * n))
+        root, *archives = [b["ebs"]["volume_size"] for b in template.get("block_device_mappings", [])]
+        items += _volume_items(root, archives, prices["ebs_gp3_gb_month"] / month_days, hosts=n)
         if any(i.get("associate_public_ip_address") == "true" for i in template.get("network_interfaces", [])):
             items.append((f"Public IPv4 address x{n}", prices["public_ipv4_hourly"] * hours * n))
     for lb in res.get("aws_lb", {}).values():

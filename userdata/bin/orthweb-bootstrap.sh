@@ -16,8 +16,9 @@ DOCKER_KEY_URL=https://download.docker.com/linux/centos/gpg
 
 # Amazon Linux 2023 pins its repositories to the AMI's release, so these versions are fixed too
 # (orthweb-patch moves them on). dnf-plugins-core has `dnf needs-restarting`, for orthweb-patch;
-# psql (postgresql15) and python3 are for orthweb-db-role, which sets up Orthanc's database role.
-retry "dnf install docker" dnf install -y docker jq dnf-plugins-core postgresql15 python3
+# psql (postgresql15) and python3 are for orthweb-db-role, which sets up Orthanc's database role;
+# e2fsprogs (mkfs.ext4) for orthweb-archives, which formats the archive volume.
+retry "dnf install docker" dnf install -y docker jq dnf-plugins-core postgresql15 python3 e2fsprogs
 
 if [ "$(docker compose version --short 2>/dev/null || true)" != "$ORTHWEB_COMPOSE_VERSION" ]; then
   tmp=$(mktemp)

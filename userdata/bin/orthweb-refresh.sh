@@ -89,8 +89,16 @@ if [ "${1:-}" = "--up" ]; then
   fi
   [ "${#failed[@]}" -eq 0 ] || log "starting from the files of the last run: ${failed[*]} could not bring them up to date"
   running=$(compose ps --quiet 2>/dev/null || true)
+  # The archive volume where Orthanc builds archives, mounted before Orthanc may use it.
+  mounted=$("$sbin/orthweb-archives" ${running:+--in-use}) || die "not starting: the archive volume is not mounted"
   # Pulls the pinned images if they are missing, then starts what is not running.
   retry "docker compose up" compose up --detach --pull missing --remove-orphans
+  if [ -n "$running" ] && [ -n "$mounted" ]; then
+    # Docker restarted Orthanc at boot (an unclean shutdown) on the bare directory under the mount.
+    log "Orthanc started before the archive volume was mounted: recreating it on the volume"
+    retry "recreate Orthanc" compose up --detach --no-deps --force-recreate orthanc
+    record orthanc
+  fi
   if [ -z "$running" ]; then
     # Containers made just now read the files as they are; ones left running (a crash) did not.
     record orthanc

@@ -42,7 +42,7 @@ from orthweb.bootstrap import COGNITO_PROBE_PORT, HostFacts, bundle_files
 from orthweb.settings import Settings
 from orthweb_dev import oidc
 from orthweb_dev.emulator_server import MotoServer, moto_server
-from orthweb_dev.engine import compose_binary, running_engine
+from orthweb_dev.engine import ADDRESS_POOL, compose_binary, running_engine
 from orthweb_dev.harness import (
     PG_BIN,
     USERS_FILE,
@@ -132,9 +132,10 @@ CONTAINER_DIFFERENCES: dict[str, tuple[str, str, str]] = {
 
 PROJECT = "orthweb"  # the host's Compose project (orthweb-refresh --project-name)
 # Where this machine's clients come from as nginx sees them: Docker's userland proxy forwards the
-# tests' loopback connections from the project network's gateway, which Docker takes from its
-# default address pools (172.17-31.x.x first). A DICOM peer the tests call as must be listed there.
-ENGINE_CLIENTS = "172.16.0.0/12"
+# tests' loopback connections from the project network's gateway, which the engine takes from its
+# one address pool (orthweb_dev.engine.ADDRESS_POOL, a /16). A DICOM peer the tests call as must be
+# listed there; a /16, so it may be granted find without a certificate subject.
+ENGINE_CLIENTS = ADDRESS_POOL
 # Addresses this machine takes on the project network's bridge when a test needs clients of its own
 # addresses (container_host's client_addresses): a connection to nginx's address on that network,
 # bound to one of them, reaches nginx from it, as a client's own address reaches the host's nginx.

@@ -24,9 +24,12 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import dataclasses
+import fcntl
 import json
 import os
 import shutil
+import socket
+import struct
 import subprocess
 import tempfile
 import threading
@@ -145,6 +148,7 @@ SERVICES = ("nginx", "orthanc")
 # The capabilities the compose file gives the nginx container (the rest are dropped).
 NGINX_CAPABILITIES = ("setuid", "setgid")
 CLONE_NEWNET = 0x40000000  # sched.h
+SIOCGIFADDR = 0x8915  # linux/sockios.h
 # login = "cognito": the stand-in pool's hosted domain, and how long its key endpoints serve (they
 # stop by themselves after, should a run be killed).
 COGNITO_DOMAIN = f"orthweb-test.auth.{oidc.REGION}.amazoncognito.com"
@@ -173,9 +177,19 @@ exec docker "${{args[@]}}"
 
 
 def bridge_gateway() -> str:
-    """The address of this machine on the engine's default bridge (reachable from every container)."""
-    out = run(["docker", "network", "inspect", "bridge", "--format", "{{(index .IPAM.Config 0).Gateway}}"])
-    return out.stdout.strip()
+    """The address of this machine on the engine's default bridge (reachable from every container).
+    A bridge whose subnet came from the engine's address pool (orthweb_dev.engine.ADDRESS_POOL)
+    records no gateway: the bridge interface's own address is it."""
+    fmt = '{{(index .IPAM.Config 0).Gateway}} {{index .Options "com.docker.network.bridge.name"}}'
+    *gateway, interface = run(["docker", "network", "inspect", "bridge", "--format", fmt]).stdout.split()
+    return gateway[0] if gateway else interface_address(interface)
+
+
+def interface_address(name: str) -> str:
+    """The IPv4 address of this machine's network interface ``name`` (SIOCGIFADDR)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        packed = fcntl.ioctl(s.fileno(), SIOCGIFADDR, struct.pack("256s", name[:15].encode()))
+    return socket.inet_ntoa(packed[20:24])
 
 
 def container_name(service: str, project: str = PROJECT) -> str:

@@ -33,7 +33,15 @@ from pydicom.dataset import Dataset
 from orthweb.bootstrap import ORTHANC_DICOM_PORT, ORTHANC_HTTP_PORT
 from orthweb.settings import Settings
 from orthweb_dev.containers import CLIENT_ADDRESSES, NGINX_CAPABILITIES, ContainerHost, containers_for_test
-from orthweb_dev.dicom import STUDY_ROOT_FIND, Sample, dicom_ae, make_instance, store
+from orthweb_dev.dicom import (
+    Sample,
+    dicom_ae,
+    log_mark,
+    make_instance,
+    refused_at_association,
+    store,
+    study_find,
+)
 from orthweb_dev.pki import Issued, issue, make_ca
 from orthweb_dev.proc import free_port, wait_until
 
@@ -116,36 +124,6 @@ def associate(
     return ae.associate(
         app.nginx_address(), NGINX_DICOM, ae_title=called, tls_args=tls(app, cert), bind_address=(source, 0)
     )
-
-
-def refused_at_association(app: ContainerHost, assoc: Any, log_mark: int, *, aet: str = "", called: str = "") -> None:
-    """Not established, and Orthanc itself rejected the association (its log, past ``log_mark``,
-    says so): of the calling ``aet``, or for the wrong ``called`` AET. The client usually reads the
-    A-ASSOCIATE-RJ; on a loaded machine it has been seen to read only the connection closing, so
-    the reason is taken from Orthanc's log."""
-    assert not assoc.is_established
-    reason = (
-        f"Rejected association for remote AET {aet} on IP"
-        if aet
-        else f"Rejected association, because of a bad called AET in the request ({called})"
-    )
-    wait_until(f"Orthanc's log: {reason}", lambda: reason in app.orthanc_log.read_text()[log_mark:], timeout=10)
-
-
-def log_mark(app: ContainerHost) -> int:
-    return len(app.orthanc_log.read_text())
-
-
-def study_find(assoc: Any) -> tuple[list[int], set[str]]:
-    query = Dataset()
-    query.QueryRetrieveLevel = "STUDY"
-    query.StudyInstanceUID = ""
-    statuses, found = [], set()
-    for status, identifier in assoc.send_c_find(query, STUDY_ROOT_FIND):
-        statuses.append(int(status.Status) if status else -1)
-        if identifier is not None:
-            found.add(str(identifier.StudyInstanceUID))
-    return statuses, found
 
 
 @pytest.fixture(scope="module")

@@ -111,25 +111,28 @@ function DumpJson(value, keepStrings)
   return "{" .. table.concat(parts, ",") .. "}"
 end
 dofile(arg[1])
+local remote = arg[2]
 local query = {["0008,0052"] = "STUDY", ["0010,0010"] = "SMITH^JOHN", ["0010,0030"] = "19700101",
                ["0020,000d"] = "1.2.840.113619.2.55.3.1234"}
-local returned = IncomingFindRequestFilter(query, {RemoteIp = "127.1.0.1", RemoteAet = "CT01", CalledAet = "ORTHANC"})
+local returned = IncomingFindRequestFilter(query, {RemoteIp = remote, RemoteAet = "CT01", CalledAet = "ORTHANC"})
 assert(returned == query and returned["0010,0010"] == "SMITH^JOHN", "the query goes on unchanged")
 local tags = {PatientName = "SMITH^JOHN", PatientID = "PAT01", StudyInstanceUID = "1.2.840.113619.2.55.3.1234",
               SeriesInstanceUID = "1.2.840.113619.2.55.3.1234.1", SOPInstanceUID = "1.2.840.113619.2.55.3.1234.1.1"}
-OnStoredInstance("i1", tags, {}, {RequestOrigin = "DicomProtocol", RemoteIp = "127.1.0.1", RemoteAet = "CT01",
+OnStoredInstance("i1", tags, {}, {RequestOrigin = "DicomProtocol", RemoteIp = remote, RemoteAet = "CT01",
                                   CalledAet = "ORTHANC"})
 OnStoredInstance("i2", tags, {}, {RequestOrigin = "RestApi", RemoteIp = "127.0.0.1", Username = "ann"})
 OnStoredInstance("i3", tags, {}, {RequestOrigin = "Plugins"})
 """
 
 
-def audit_lines(tmp_path: Path, settings: Settings) -> list[dict[str, str]]:
+def audit_lines(tmp_path: Path, settings: Settings, remote: str = "127.1.0.1") -> list[dict[str, str]]:
+    """Orthanc's audit lines for one C-FIND and three stored instances (one by DICOM), the DICOM
+    caller connecting from ``remote`` (the loopback address nginx chose for it)."""
     lua = require("lua5.3", "lua5.3")
     (tmp_path / "orthanc-audit.lua").write_text(render_app(settings)["orthanc-audit.lua"])
     (tmp_path / "harness.lua").write_text(LUA_HARNESS)
     out = subprocess.run(
-        [lua, str(tmp_path / "harness.lua"), str(tmp_path / "orthanc-audit.lua")],
+        [lua, str(tmp_path / "harness.lua"), str(tmp_path / "orthanc-audit.lua"), remote],
         check=True,
         capture_output=True,
         text=True,
@@ -144,7 +147,7 @@ def audit_lines(tmp_path: Path, settings: Settings) -> list[dict[str, str]]:
 def test_orthanc_writes_one_audit_line_per_find_and_per_stored_instance(tmp_path: Path) -> None:
     peers = [{"aet": "CT01", "cidr": "10.20.0.0/24", "permissions": ["store", "find"]}]
     settings = Settings(dicom_peers=peers)
-    assert dicom_sources(settings) == {"10.20.0.0/24": "127.1.0.1"}
+    assert dicom_sources(settings).networks == {"10.20.0.0/24": "127.1.0.1"}
     stored = {"study": STUDY_UID, "series": SERIES_UID, "sop": SOP_UID}
     assert audit_lines(tmp_path, settings) == [
         # The network behind nginx's loopback address, not the address.
@@ -153,6 +156,19 @@ def test_orthanc_writes_one_audit_line_per_find_and_per_stored_instance(tmp_path
         {"op": "store", "via": "RestApi", "instance": "i2", **stored, "user": "ann"},
         {"op": "store", "via": "Plugins", "instance": "i3", **stored},
     ]
+
+
+def test_a_peer_bound_to_its_certificate_is_audited_with_its_network_not_its_own_address(tmp_path: Path) -> None:
+    ca = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n"
+    peers = [
+        {"aet": "CT01", "cidr": "10.20.0.0/24", "permissions": ["store", "find"], "certificate_subject": "CN=ct01"},
+        {"aet": "MR01", "cidr": "10.20.0.0/24", "permissions": ["store"]},
+    ]
+    settings = Settings(dicom_peers=peers, dicom_client_ca=ca)
+    sources = dicom_sources(settings)
+    assert sources.peers["CT01"] != sources.networks["10.20.0.0/24"]  # CT01 has an address of its own
+    lines = audit_lines(tmp_path, settings, remote=sources.peers["CT01"])
+    assert [line["network"] for line in lines if "aet" in line] == ["10.20.0.0/24", "10.20.0.0/24"]
 
 
 @pytest.mark.parametrize("name", ["orthanc-audit.lua", "orthweb-audit.js"])

@@ -1,11 +1,13 @@
 """The container engine the application tests will run on: Debian's Docker engine and compose v2 at
 the host's pinned version run a project with the hardening the rendered compose file asks for
 (read-only root, no capabilities, no new privileges, tmpfs, memory and pid limits, a secret as a
-file), proven from ``docker inspect`` and the container's own /proc."""
+file), proven from ``docker inspect`` and the container's own /proc; and every network it makes
+is in its one address pool, where the tests list their DICOM peer."""
 
 from __future__ import annotations
 
 import hashlib
+import ipaddress
 import json
 import os
 import shutil
@@ -20,7 +22,8 @@ import yaml
 from orthweb.bootstrap import COMPOSE_PLUGIN_VERSION, render_app
 from orthweb.settings import Settings
 from orthweb_dev import images
-from orthweb_dev.engine import compose_binary, running_engine
+from orthweb_dev.containers import ENGINE_CLIENTS
+from orthweb_dev.engine import ADDRESS_POOL, compose_binary, running_engine
 from orthweb_dev.testing import INSTALL_HINT, not_run, require
 
 pytestmark = pytest.mark.app
@@ -56,6 +59,20 @@ def image(engine: str, tmp_path_factory: pytest.TempPathFactory) -> str:
             tar.addfile(link)
     subprocess.run(["docker", "import", str(rootfs), tag], check=True, capture_output=True)
     return tag
+
+
+def test_every_network_the_engine_makes_is_in_the_pool_the_tests_list_as_their_peer(engine: str) -> None:
+    name = f"orthweb-pool-{os.getpid()}"
+    subprocess.run(["docker", "network", "create", name], check=True, capture_output=True)
+    try:
+        inspect = ["docker", "network", "inspect", name, "--format", "{{json .IPAM.Config}}"]
+        config = json.loads(subprocess.run(inspect, check=True, capture_output=True, text=True).stdout)
+    finally:
+        subprocess.run(["docker", "network", "rm", name], check=True, capture_output=True)
+    pool = ipaddress.IPv4Network(ADDRESS_POOL)
+    assert [ipaddress.IPv4Network(c["Subnet"]).subnet_of(pool) for c in config] == [True]
+    assert ipaddress.ip_address(config[0]["Gateway"]) in ipaddress.ip_network(ENGINE_CLIENTS)
+    assert pool.prefixlen == 16  # a peer granted find may be that wide without a certificate
 
 
 def test_compose_is_the_hosts_pinned_version() -> None:

@@ -64,15 +64,15 @@ def test_environment_values_are_parsed_to_their_types(var: str, raw: str, expect
 def test_dicom_peers_from_the_environment_open_their_networks() -> None:
     s = Settings.load(
         {"dicom_cidrs": ["192.0.2.0/24"]},
-        {"ORTHWEB_DICOM_PEERS": '[{"aet":"CT01","cidr":"127.0.0.0/8","permissions":["store","find"]},'
+        {"ORTHWEB_DICOM_PEERS": '[{"aet":"CT01","cidr":"127.0.0.0/16","permissions":["store","find"]},'
          '{"aet":"ws.2","cidr":"192.0.2.0/24"}]'},
     )  # fmt: skip
     assert [(p.aet, p.cidr, p.permissions) for p in s.dicom_peers] == [
-        ("CT01", "127.0.0.0/8", ["store", "find"]),
+        ("CT01", "127.0.0.0/16", ["store", "find"]),
         ("ws.2", "192.0.2.0/24", []),
     ]
     # dicom_cidrs (deprecated) first, so existing rules keep their addresses; no duplicates.
-    assert s.dicom_ingress_cidrs == ["192.0.2.0/24", "127.0.0.0/8"]
+    assert s.dicom_ingress_cidrs == ["192.0.2.0/24", "127.0.0.0/16"]
 
 
 def test_plain_http_is_allowed_on_private_networks_only() -> None:
@@ -82,6 +82,51 @@ def test_plain_http_is_allowed_on_private_networks_only() -> None:
 PEER = {"aet": "CT01", "cidr": "203.0.113.0/24", "permissions": ["store"]}
 MOVER = {"aet": "WS1", "cidr": "203.0.113.0/24", "permissions": ["move"], "host": "203.0.113.9", "port": 104,
          "tls_name": "ws1.example.org"}  # fmt: skip
+CA = "-----BEGIN CERTIFICATE-----"
+# Subjects nginx never prints as they are written, or that would break the nginx config.
+BAD_SUBJECTS = [
+    "",
+    'CN=ct"01',
+    "CN=ct01;",
+    "CN={ct01}",
+    "CN=ct01\nO=x",
+    "CN=ct01\\,O=x",
+    "CN=$ssl",
+    "CN=a|b",
+    "CN= ct01",
+    "CN=ct01 ",
+    "CN=",
+    "ct01",
+    "CN=ct01,",
+    "CN=ct01,,O=x",
+    "CN=ct01<",
+    "CN=ct\u00e9",
+    "CN=" + "a" * 600,
+]
+# (the peer's network and permissions, other settings, words): a read from wider than /16, refused
+# unless the peer names its certificate.
+WIDE_READERS: list[tuple[dict[str, Any], dict[str, Any], list[str]]] = [
+    (
+        {"cidr": "10.0.0.0/8", "permissions": ["find"]},
+        {},
+        ["'CT01'", "find from 10.0.0.0/8", "/16", "certificate_subject"],
+    ),
+    ({"cidr": "10.0.0.0/15", "permissions": ["store", "get"]}, {}, ["get from 10.0.0.0/15", "certificate_subject"]),
+    (
+        {
+            "cidr": "10.0.0.0/8",
+            "permissions": ["move"],
+            "host": "10.0.0.9",
+            "port": 104,
+            "tls_name": "ct01.example.org",
+        },
+        {},
+        ["move from 10.0.0.0/8", "certificate_subject"],
+    ),
+    ({"cidr": "0.0.0.0/0", "permissions": ["find"]}, {}, ["find from 0.0.0.0/0"]),
+    # The deprecated dicom_cidrs are the only peer's networks too.
+    ({"cidr": "10.0.0.0/24", "permissions": ["find"]}, {"dicom_cidrs": ["172.16.0.0/12"]}, ["find from 172.16.0.0/12"]),
+]
 # The settings several hosts need besides `hosts` (each refusal below names the missing one).
 _MANY: dict[str, Any] = {"hosts": 3, "db_multi_az": True, "endpoints_in_all_azs": True}
 
@@ -195,6 +240,27 @@ BAD_INPUTS = [
     ({"dicom_peers": [MOVER]}, {}, ["dicom_peers", "move", "dicom_client_ca"]),
     ({}, {"ORTHWEB_DICOM_PEERS": "CT01"}, ["dicom_peers", "ORTHWEB_DICOM_PEERS", "JSON list of peers"]),
     ({}, {"ORTHWEB_DICOM_PEERS": "[{]"}, ["dicom_peers", "JSON list of peers"]),
+    *(
+        ({"dicom_peers": [{**PEER, "certificate_subject": dn}], "dicom_client_ca": CA}, {}, ["dicom_peers", "RFC 2253"])
+        for dn in BAD_SUBJECTS
+    ),
+    (
+        {"dicom_peers": [{**PEER, "certificate_subject": "CN=ct01.example.org"}]},
+        {},
+        ["dicom_peers", "'CT01'", "certificate_subject", "set dicom_client_ca"],
+    ),
+    (
+        {
+            "dicom_peers": [{**PEER, "certificate_subject": "CN=a"}, {**MOVER, "certificate_subject": "CN=a"}],
+            "dicom_client_ca": CA,
+        },
+        {},
+        ["dicom_peers", "'WS1'", "'CN=a'", "already another peer's"],
+    ),
+    *(
+        ({"dicom_peers": [{**PEER, **wide}], "dicom_client_ca": CA, **more}, {}, ["dicom_peers", *words])
+        for wide, more, words in WIDE_READERS
+    ),
     ({"web_users": {"ann": "viewer"}}, {}, ["web_users", "no user has the admin role"]),
     ({"web_users": {"admin": "admin", "ann": "root"}}, {}, ["web_users", "unknown role 'root'", "viewer"]),
     ({"web_users": {"admin": "admin", "Ann:x": "viewer"}}, {}, ["web_users", "'Ann:x'", "user name"]),
@@ -228,6 +294,25 @@ def test_every_setting_is_described_for_the_readme() -> None:
     readme = (PROJECT_DIR / "README.md").read_text()
     for name, default, _ in rows:
         assert f"| `{name}` | `{default}` |" in readme, f"README settings table lacks {name}"
+
+
+def test_a_peer_may_name_its_certificate_subject_with_the_client_ca() -> None:
+    subject = "CN=ct01.example.org,O=Example Hospital (Main)+OU=Rad's,emailAddress=pacs@example.org"
+    s = Settings(dicom_client_ca=CA, dicom_peers=[{**PEER, "certificate_subject": subject}])
+    assert s.dicom_peers[0].certificate_subject == subject
+    assert Settings(dicom_peers=[PEER]).dicom_peers[0].certificate_subject is None
+
+
+def test_a_wide_network_may_read_only_with_a_certificate_and_store_without() -> None:
+    wide = {**PEER, "cidr": "10.0.0.0/8", "permissions": ["find", "get"]}
+    assert Settings(dicom_client_ca=CA, dicom_peers=[{**wide, "certificate_subject": "CN=ct01"}]).dicom_peers
+    # Storing (and echo) from a wide network reads nothing; a /16 may read without a certificate.
+    assert Settings(dicom_peers=[{**PEER, "cidr": "10.0.0.0/8", "permissions": ["store"]}]).dicom_peers
+    assert Settings(dicom_peers=[{**wide, "cidr": "10.0.0.0/16"}]).dicom_peers
+    # With several peers, dicom_cidrs may hold only their networks, so it widens none.
+    narrow = {**wide, "cidr": "10.0.0.0/16"}
+    two = [narrow, {**PEER, "aet": "ST", "cidr": "10.0.0.0/8"}]
+    assert Settings(dicom_peers=two, dicom_cidrs=["10.0.0.0/8"]).dicom_peers
 
 
 @pytest.fixture

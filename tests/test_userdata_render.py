@@ -93,6 +93,9 @@ PEERS = [
         "tls_name": "ws-2.example.org",
     },
     {"aet": "ARCHIVE", "cidr": "203.0.113.0/24", "permissions": []},
+    # Bound to their certificates: MR01 in CT01's network, US-3 in a network listed inside it.
+    {"aet": "MR01", "cidr": "203.0.113.0/24", "permissions": ["find"], "certificate_subject": "CN=mr01,O=Example"},
+    {"aet": "US-3", "cidr": "203.0.113.64/26", "permissions": ["store"], "certificate_subject": "CN=us-3,O=Example"},
 ]
 VARIANTS = {
     "defaults": Settings(),
@@ -673,26 +676,40 @@ def test_orthanc_dicom_accepts_only_listed_peers_each_with_its_permissions(name:
         assert m["AllowStorageCommitment"] is False
 
 
-def stream_geo(nginx: str) -> dict[str, str]:
-    """The DICOM listeners' source map: caller network -> address nginx connects to Orthanc from."""
-    block = nginx[nginx.index("geo $dicom_peer_source {") :].split("}", maxsplit=1)[0]
-    return dict(re.findall(r"^\s*(\S+) (\S+);$", block, flags=re.M))
+def stream_entries(nginx: str, start: str) -> dict[str, str]:
+    """The ``key value;`` entries of the stream block that begins with ``start``, in order."""
+    block = nginx[nginx.index(start) :].split("}", maxsplit=1)[0]
+    return dict(re.findall(r"^\s*(\S+|\"[^\"]*\") (\S+);$", block, flags=re.M))
 
 
-def test_each_aet_is_bound_to_its_peers_network() -> None:
+def network_sources(nginx: str) -> dict[str, str]:
+    """Caller network -> the address nginx connects to Orthanc from for a caller of that network
+    who presents no peer's certificate (geo names the network, a map gives its address)."""
+    geo = stream_entries(nginx, "geo $dicom_network {")
+    sources = stream_entries(nginx, "map $dicom_network $dicom_network_source {")
+    return {cidr: sources.get(name, sources["default"]) for cidr, name in geo.items()}
+
+
+def test_each_aet_is_bound_to_its_peers_network_or_its_certificate() -> None:
     """A peer cannot call with the AET of a peer listed in another network: nginx connects to
-    Orthanc from its network's own loopback address, and that address is the AET's only Host."""
+    Orthanc from its network's own loopback address, and that address is the AET's only Host. A
+    peer with a certificate subject has an address of its own, which no network maps to."""
     settings = VARIANTS["everything-on"]
     rendered = render_app(settings)
     modalities = json.loads(rendered["orthanc.json"])["DicomModalities"]
-    geo = stream_geo(rendered["nginx.conf"])
+    networks = network_sources(rendered["nginx.conf"])
     for peer in settings.dicom_peers:
-        assert geo[peer.cidr] == modalities[peer.aet]["Host"], peer.aet
+        if peer.certificate_subject is None:
+            assert networks[peer.cidr] == modalities[peer.aet]["Host"], peer.aet
+        else:
+            assert modalities[peer.aet]["Host"] not in networks.values(), peer.aet
     # Different networks, different addresses; one network (CT01 and ARCHIVE), one address.
     assert modalities["CT01"]["Host"] != modalities["WS-2"]["Host"]
     assert modalities["CT01"]["Host"] == modalities["ARCHIVE"]["Host"]
+    hosts = [m["Host"] for m in modalities.values()]
+    assert len(set(hosts)) == len(hosts) - 1  # only CT01 and ARCHIVE share one
     # A caller of no peer's network reaches Orthanc from an address no modality has.
-    assert geo["default"] not in {m["Host"] for m in modalities.values()}
+    assert networks["default"] not in hosts
     # Every DICOM listener (TLS, and plain DICOM from the VPC) connects from the mapped address.
     for listen in ("listen 11112 ssl;", "listen 11113;"):
         server = rendered["nginx.conf"].split(listen)[1].split("}")[0]
@@ -701,8 +718,8 @@ def test_each_aet_is_bound_to_its_peers_network() -> None:
 
 def test_deprecated_dicom_cidrs_belong_to_the_only_peer_and_are_refused_with_several() -> None:
     one = Settings(dicom_peers=PEERS[:1], dicom_cidrs=["192.0.2.0/28"])
-    geo = stream_geo(render_app(one)["nginx.conf"])
-    assert geo["192.0.2.0/28"] == geo["203.0.113.0/24"] == dicom_modalities(one)["CT01"]["Host"]
+    networks = network_sources(render_app(one)["nginx.conf"])
+    assert networks["192.0.2.0/28"] == networks["203.0.113.0/24"] == dicom_modalities(one)["CT01"]["Host"]
     with pytest.raises(SettingsError, match=r"dicom_cidrs.*192\.0\.2\.0/28.*cannot say whose"):
         Settings.load({"dicom_peers": [PEERS[0], PEERS[2]], "dicom_cidrs": ["192.0.2.0/28"]}, {})
     # A network that already is a peer's adds nothing and is accepted with any number of peers.

@@ -72,10 +72,8 @@ ORTHANC_DICOM_PORT = 4242
 # C-MOVE relays: nginx listens on 127.0.0.1:(base + n) for the n-th peer granted move, and opens
 # DICOM TLS to that peer's host and port. Orthanc's modality entry for the peer points there.
 MOVE_RELAY_BASE_PORT = 11200
-# Orthanc sees every peer at the address nginx connects from. nginx connects from a loopback
-# address of the caller's network (stream `geo` + `proxy_bind`), and each peer's modality entry
-# names its network's address, so with DicomCheckModalityHost an AET is accepted only from the
-# network its peer was listed with. All of 127.0.0.0/8 is on the loopback interface: nothing to set up.
+# The loopback addresses nginx connects to Orthanc from, one per DICOM identity (dicom_sources).
+# All of 127.0.0.0/8 is on the loopback interface: nothing to set up.
 PEER_SOURCE_NETWORK = ipaddress.IPv4Network("127.1.0.0/16")
 # Where nginx connects from when no peer's network holds the caller: no modality is there, so
 # Orthanc refuses every AET (nginx's allow list refuses such callers first).
@@ -130,27 +128,70 @@ class HostFacts:
     cognito_domain: str = ""
 
 
-def dicom_sources(settings: Settings) -> dict[str, str]:
-    """The loopback address nginx connects to Orthanc from, for each network DICOM may come from
-    (see ``PEER_SOURCE_NETWORK``): one per distinct peer cidr, in the peers' order, so peers that
-    share a network share an address; the deprecated ``dicom_cidrs`` networks belong to the only
-    peer (the settings refuse a network of no peer when there are several)."""
-    sources: dict[str, str] = {}
+@dataclass(frozen=True)
+class DicomSources:
+    """Where nginx connects to Orthanc from, by network and by peer (see :func:`dicom_sources`)."""
+
+    # Each network DICOM may come from (a peer's cidr, or a deprecated dicom_cidrs block) -> the
+    # address of a caller there who presents no peer's certificate.
+    networks: dict[str, str]
+    # Each peer's AET -> its only address: its network's, or with certificate_subject its own.
+    peers: dict[str, str]
+    # Each peer with certificate_subject's AET -> the listed networks inside its cidr, where a
+    # caller presenting its certificate is that peer.
+    certificate_networks: dict[str, list[str]]
+
+
+def dicom_sources(settings: Settings) -> DicomSources:
+    """DICOM identity: which AETs a caller may use, decided by the address nginx connects to Orthanc from.
+
+    Orthanc sees every DICOM caller at the loopback address nginx binds to (``proxy_bind``) and,
+    with ``DicomCheckModalityHost``, accepts an AET only from its modality's ``Host``
+    (:func:`dicom_modalities`). So the address nginx picks *is* what the caller may speak as:
+
+    1. **Network.** ``geo $dicom_network`` names the most specific listed network that holds the
+       caller (``none`` when no network does: nginx's allow list refuses those first). Each network
+       has an address of its own (``$dicom_network_source``), in the peers' order; peers that share
+       a network share it, and the deprecated ``dicom_cidrs`` share the only peer's. A peer without
+       ``certificate_subject`` has its network's address as Host: any caller of that network that
+       knows its AET may use it.
+    2. **Certificate.** A peer with ``certificate_subject`` (settings require ``dicom_client_ca``)
+       has an address of its own. ``map $dicom_peer_source`` picks it only when nginx verified the
+       client certificate (``$ssl_client_verify`` SUCCESS), its subject (``$ssl_client_s_dn``) is
+       exactly the peer's (an anchored, case-sensitive regex), and the caller's network is the
+       peer's cidr or a listed network inside it, so the caller is inside the peer's cidr (listed
+       networks nest or are disjoint, and geo names the most specific). Any other connection
+       keeps its network's address, where only peers without a subject are accepted: a
+       certificate issued for CT01 cannot speak as MR01, even from the same network, and a
+       certificate never selects a peer whose network does not hold the caller.
+
+    The plain DICOM listener (``plain_dicom_in_vpc``) has no certificate, so it reaches only
+    peers without a subject. The stream access log names the network and the source chosen.
+    """
+    networks: dict[str, str] = {}
     for peer in settings.dicom_peers:
-        sources.setdefault(peer.cidr, str(PEER_SOURCE_NETWORK[len(sources) + 1]))
+        networks.setdefault(peer.cidr, str(PEER_SOURCE_NETWORK[len(networks) + 1]))
     if settings.dicom_peers:
-        only_peer = sources[settings.dicom_peers[0].cidr]
+        only_peer = networks[settings.dicom_peers[0].cidr]
         for cidr in settings.dicom_cidrs:
-            sources.setdefault(cidr, only_peer)
-    return sources
+            networks.setdefault(cidr, only_peer)
+    taken = len(set(networks.values()))
+    peers: dict[str, str] = {}
+    certificate_networks: dict[str, list[str]] = {}
+    for peer in settings.dicom_peers:
+        if peer.certificate_subject is None:
+            peers[peer.aet] = networks[peer.cidr]
+            continue
+        taken += 1
+        peers[peer.aet] = str(PEER_SOURCE_NETWORK[taken])
+        inside = [c for c in networks if ipaddress.IPv4Network(c).subnet_of(peer.network)]
+        certificate_networks[peer.aet] = inside
+    return DicomSources(networks=networks, peers=peers, certificate_networks=certificate_networks)
 
 
 def dicom_modalities(settings: Settings) -> dict[str, dict[str, object]]:
-    """Orthanc's ``DicomModalities``: one entry per peer, keyed by AET, with exactly its permissions.
-
-    Every peer reaches Orthanc through nginx, from the loopback address of its network
-    (:func:`dicom_sources`); with ``DicomCheckModalityHost`` Orthanc accepts the AET from that
-    address only, so a peer cannot call with the AET of a peer listed in another network."""
+    """Orthanc's ``DicomModalities``: one entry per peer, keyed by AET, with exactly its permissions,
+    and as Host the only address its AET is accepted from (:func:`dicom_sources`)."""
     sources = dicom_sources(settings)
     out: dict[str, dict[str, object]] = {}
     relay = MOVE_RELAY_BASE_PORT
@@ -160,7 +201,7 @@ def dicom_modalities(settings: Settings) -> dict[str, dict[str, object]]:
             port, relay = relay, relay + 1
         out[peer.aet] = {
             "AET": peer.aet,
-            "Host": sources[peer.cidr],
+            "Host": sources.peers[peer.aet],
             "Port": port,
             "AllowEcho": True,
             "AllowStore": "store" in peer.permissions,
@@ -178,22 +219,47 @@ def _nginx_dicom_allow(settings: Settings) -> str:
     return "\n".join([*(f"allow {cidr};" for cidr in settings.dicom_ingress_cidrs), "deny all;"])
 
 
-def _nginx_dicom_sources(settings: Settings) -> str:
-    """The ``geo`` entries mapping each DICOM network to the address nginx connects from."""
-    return "\n".join(f"{cidr} {source};" for cidr, source in dicom_sources(settings).items())
+def _nginx_dicom_networks(settings: Settings) -> str:
+    """The ``geo`` entries naming each DICOM network (the network itself is the value)."""
+    return "\n".join(f"{cidr} {cidr};" for cidr in dicom_sources(settings).networks)
+
+
+def _nginx_dicom_network_sources(settings: Settings) -> str:
+    """The ``map`` entries from each DICOM network to its address."""
+    return "\n".join(f"{cidr} {source};" for cidr, source in dicom_sources(settings).networks.items())
+
+
+def _regex_literal(text: str) -> str:
+    """``text`` matched literally in an nginx (PCRE) regex. The settings keep certificate subjects
+    and networks to characters where escaping these is enough, and none ends an nginx string."""
+    return re.sub(r"([.()+?*\[\]^$|{}\\])", r"\\\1", text)
+
+
+def _nginx_dicom_certificates(settings: Settings) -> str:
+    """The ``map`` entries giving a verified certificate of a peer's subject, from a network inside
+    the peer's cidr, the peer's own address (``"$ssl_client_verify|$ssl_client_s_dn|$dicom_network"``)."""
+    sources = dicom_sources(settings)
+    lines = []
+    for peer in settings.dicom_peers:
+        if peer.certificate_subject is None:
+            continue
+        subject = _regex_literal(peer.certificate_subject)
+        for cidr in sources.certificate_networks[peer.aet]:
+            lines.append(f'"~^SUCCESS\\|{subject}\\|{_regex_literal(cidr)}$" {sources.peers[peer.aet]};')
+    return "\n".join(lines) or "# No peer names a certificate subject."
 
 
 def _nginx_move_relays(settings: Settings) -> str:
     """One loopback-only stream server per peer granted move (see ``MOVE_RELAY_BASE_PORT``), on
-    the address of the peer's network: the Host of its modality entry."""
-    sources = dicom_sources(settings)
+    the Host of its modality entry."""
+    sources = dicom_sources(settings).peers
     blocks = []
     peers = [p for p in settings.dicom_peers if "move" in p.permissions]
     for n, peer in enumerate(peers):
         blocks.append(
             f"# C-MOVE to {peer.aet}: Orthanc connects here; nginx opens DICOM TLS to the peer.\n"
             "server {\n"
-            f"  listen {sources[peer.cidr]}:{MOVE_RELAY_BASE_PORT + n};\n"
+            f"  listen {sources[peer.aet]}:{MOVE_RELAY_BASE_PORT + n};\n"
             f"  proxy_pass {peer.host}:{peer.port};\n"
             "  proxy_ssl on;\n"
             "  proxy_ssl_protocols TLSv1.2 TLSv1.3;\n"
@@ -224,10 +290,14 @@ def move_peers(settings: Settings) -> dict[str, dict[str, str]]:
 
 def _audit_peer_networks(settings: Settings) -> str:
     """The audit's Lua table (orthanc-audit.lua): each loopback address nginx connects to Orthanc
-    from, to the peer network(s) behind it, so a DICOM audit line names the network, not 127.1.x.y."""
+    from, to the peer network(s) behind it, so a DICOM audit line names the network, not 127.1.x.y.
+    A peer with ``certificate_subject`` has an address of its own: behind it, the peer's cidr."""
+    sources = dicom_sources(settings)
     networks: dict[str, list[str]] = {}
-    for cidr, source in dicom_sources(settings).items():
+    for cidr, source in sources.networks.items():
         networks.setdefault(source, []).append(cidr)
+    for peer in settings.dicom_peers:
+        networks.setdefault(sources.peers[peer.aet], [peer.cidr])
     return "\n".join(f'["{source}"] = "{" ".join(cidrs)}",' for source, cidrs in networks.items())
 
 
@@ -289,7 +359,9 @@ def settings_values(settings: Settings) -> dict[str, str]:
         "compose_plugin_version": COMPOSE_PLUGIN_VERSION,
         "dicom_modalities": json.dumps(dicom_modalities(settings)),
         "dicom_allow": _nginx_dicom_allow(settings),
-        "dicom_sources": _nginx_dicom_sources(settings),
+        "dicom_networks": _nginx_dicom_networks(settings),
+        "dicom_network_sources": _nginx_dicom_network_sources(settings),
+        "dicom_certificates": _nginx_dicom_certificates(settings),
         "no_peer_source": NO_PEER_SOURCE,
         "move_relays": _nginx_move_relays(settings),
         "web_user_roles": _lua_roles(settings),

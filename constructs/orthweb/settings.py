@@ -91,6 +91,20 @@ _AET_RE = re.compile(r"^[A-Z0-9_]{1,16}$")
 # A peer's AE title: what modalities use (DICOM allows any printable text but backslash), kept to
 # characters that are safe in JSON, nginx and log lines. Orthanc compares AETs case-insensitively.
 _PEER_AET_RE = re.compile(r"^[A-Za-z0-9_.-]{1,16}$")
+# A certificate subject as nginx's $ssl_client_s_dn prints it (RFC 2253, most specific first):
+# TYPE=VALUE attributes joined by ',' (or '+' within one RDN). Values are printable ASCII that
+# OpenSSL prints unescaped, so no quote, backslash, brace, ';', '$', '|', ',' or '+' inside a value,
+# nor a space at either end: what can be written here is exactly what nginx prints, and it cannot
+# break the nginx config it is rendered into.
+_DN_VALUE = r"[A-Za-z0-9._@()/:'=-]([A-Za-z0-9 ._@()/:'=-]*[A-Za-z0-9._@()/:'=-])?"
+_DN_ATTRIBUTE = rf"[A-Za-z][A-Za-z0-9]*={_DN_VALUE}"
+_SUBJECT_RE = re.compile(rf"^{_DN_ATTRIBUTE}([,+]{_DN_ATTRIBUTE})*$")
+MAX_SUBJECT_LENGTH = 512
+# A peer granted a read (or C-MOVE) from a network wider than this must prove who it is with a
+# certificate subject: behind a wide network (a NAT, a whole site) anyone who knows its AET could
+# otherwise read the archive.
+WIDEST_READ_NETWORK = 16
+DICOM_READS = ("find", "get", "move")
 # A web user name: safe in a Basic login (no ':'), a file name, nginx and Lua.
 _USER_RE = re.compile(r"^[a-z][a-z0-9_.-]{0,31}$")
 _IMAGE_RE = re.compile(r"^[a-z0-9./_-]+:[A-Za-z0-9._-]+(@sha256:[0-9a-f]{64})?$")
@@ -238,7 +252,8 @@ def _tags(v: dict[str, str]) -> str | None:
 
 _PEERS_ALLOWED = (
     'a JSON list of peers {"aet": "CT01", "cidr": "203.0.113.0/24", "permissions": ["store", "find"]} '
-    f"(permissions from {', '.join(DICOM_PERMISSIONS)}; a peer with move also gives host, port and tls_name)"
+    f"(permissions from {', '.join(DICOM_PERMISSIONS)}; a peer with move also gives host, port and tls_name; "
+    "with dicom_client_ca, certificate_subject binds a peer to its certificate)"
 )
 
 
@@ -255,6 +270,9 @@ class DicomPeer(BaseModel):
     host: str | None = None
     port: int | None = None
     tls_name: str | None = None
+    # With dicom_client_ca: the subject DN the peer's certificate carries, exactly as nginx's
+    # $ssl_client_s_dn prints it; the peer's AET is then accepted only over that certificate.
+    certificate_subject: str | None = None
 
     @property
     def network(self) -> ipaddress.IPv4Network:
@@ -265,6 +283,7 @@ class DicomPeer(BaseModel):
 
 def _peers(v: list[DicomPeer]) -> str | None:
     seen: set[str] = set()
+    subjects: set[str] = set()
     for p in v:
         problem = None
         if not _PEER_AET_RE.match(p.aet):
@@ -288,9 +307,28 @@ def _peers(v: list[DicomPeer]) -> str | None:
             problem = f"peer {p.aet!r} has host {p.host!r}, not an IPv4 address inside its cidr {p.cidr}"
         elif p.port is not None and not 1 <= p.port <= 65535:
             problem = f"peer {p.aet!r} has port {p.port}, not from 1 to 65535"
+        problem = problem or _subject_problem(p, subjects)
         if problem:
             return f"{_PEERS_ALLOWED}; {problem}"
         seen.add(p.aet.upper())
+        if p.certificate_subject is not None:
+            subjects.add(p.certificate_subject)
+    return None
+
+
+def _subject_problem(p: DicomPeer, taken: set[str]) -> str | None:
+    """What is wrong with ``p``'s certificate subject (``taken``: the subjects of the peers before it)."""
+    dn = p.certificate_subject
+    if dn is None:
+        return None
+    if len(dn) > MAX_SUBJECT_LENGTH or not _SUBJECT_RE.match(dn):
+        return (
+            f"peer {p.aet!r} has certificate_subject {dn!r}, not a subject DN as nginx prints it (RFC 2253, such as "
+            "CN=ct01.example.org,O=Example Hospital: TYPE=VALUE joined by ',', values of letters, digits, spaces "
+            "inside and ._@()/:'=-, no quotes, backslashes, braces or ';')"
+        )
+    if dn in taken:
+        return f"peer {p.aet!r} has certificate_subject {dn!r}, already another peer's"
     return None
 
 
@@ -410,7 +448,10 @@ class Settings(BaseModel):
     dicom_peers: Annotated[list[DicomPeer], _check(_peers)] = Field(
         default_factory=list,
         description="DICOM peers: AET, network and permissions (store, find, get, move) of each; "
-        "11112 opens to their networks only, and Orthanc serves only these AETs",
+        "11112 opens to their networks only, and Orthanc serves only these AETs. With `dicom_client_ca`, a "
+        "peer's `certificate_subject` (the subject DN as nginx prints it, `CN=ct01.example.org,O=Example Hospital`) "
+        "binds its AET to that certificate; a peer granted find, get or move from a network wider than /16 must "
+        "name one",
     )
     dicom_cidrs: Annotated[list[str], _check(_cidr_list)] = Field(
         default_factory=lambda: list(defaults.DICOM_CIDRS),
@@ -603,6 +644,7 @@ class Settings(BaseModel):
                 f"setting 'dicom_cidrs' ({self.dicom_cidrs!r}) opens the network but no AET may associate: "
                 "name each peer in 'dicom_peers' with its AET, cidr and permissions (dicom_cidrs is deprecated)"
             )
+        self._check_dicom_identity()
         peer_networks = {p.cidr for p in self.dicom_peers}
         extra = [c for c in self.dicom_cidrs if c not in peer_networks]
         if extra and len(self.dicom_peers) > 1:
@@ -726,6 +768,27 @@ class Settings(BaseModel):
         if ceiling is None:
             ceiling = min(self.db_storage_gb * defaults.DB_STORAGE_AUTOSCALING_FACTOR, 65536)
         return ceiling if ceiling > self.db_storage_gb else None
+
+    def _check_dicom_identity(self) -> None:
+        """Certificate subjects need the CA that verifies them; a peer that reads from a wide network
+        must name its certificate."""
+        named = [p for p in self.dicom_peers if p.certificate_subject is not None]
+        if named and self.dicom_client_ca is None:
+            raise _Refusal(
+                f"setting 'dicom_peers' gives peer {named[0].aet!r} a certificate_subject, which nginx can check "
+                "only on a certificate it verified: set dicom_client_ca to the CA that signs your peers' certificates"
+            )
+        for peer in self.dicom_peers:
+            reads = [x for x in peer.permissions if x in DICOM_READS]
+            # The deprecated dicom_cidrs are the only peer's networks too.
+            networks = [peer.cidr, *(self.dicom_cidrs if len(self.dicom_peers) == 1 else [])]
+            wide = [n for n in networks if ipaddress.IPv4Network(n).prefixlen < WIDEST_READ_NETWORK]
+            if reads and wide and peer.certificate_subject is None:
+                raise _Refusal(
+                    f"setting 'dicom_peers' grants peer {peer.aet!r} {reads[0]} from {wide[0]}, wider than "
+                    f"/{WIDEST_READ_NETWORK}, where anyone who knows its AET could read the archive: narrow its "
+                    f"network to /{WIDEST_READ_NETWORK} or less, or name its certificate_subject (with dicom_client_ca)"
+                )
 
     @property
     def db_engine_major(self) -> str:

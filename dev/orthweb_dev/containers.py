@@ -24,9 +24,12 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import dataclasses
+import fcntl
 import json
 import os
 import shutil
+import socket
+import struct
 import subprocess
 import tempfile
 import threading
@@ -42,7 +45,7 @@ from orthweb.bootstrap import COGNITO_PROBE_PORT, HostFacts, bundle_files
 from orthweb.settings import Settings
 from orthweb_dev import oidc
 from orthweb_dev.emulator_server import MotoServer, moto_server
-from orthweb_dev.engine import compose_binary, running_engine
+from orthweb_dev.engine import ADDRESS_POOL, compose_binary, running_engine
 from orthweb_dev.harness import (
     PG_BIN,
     USERS_FILE,
@@ -137,9 +140,10 @@ CONTAINER_DIFFERENCES: dict[str, tuple[str, str, str]] = {
 
 PROJECT = "orthweb"  # the host's Compose project (orthweb-refresh --project-name)
 # Where this machine's clients come from as nginx sees them: Docker's userland proxy forwards the
-# tests' loopback connections from the project network's gateway, which Docker takes from its
-# default address pools (172.17-31.x.x first). A DICOM peer the tests call as must be listed there.
-ENGINE_CLIENTS = "172.16.0.0/12"
+# tests' loopback connections from the project network's gateway, which the engine takes from its
+# one address pool (orthweb_dev.engine.ADDRESS_POOL, a /16). A DICOM peer the tests call as must be
+# listed there; a /16, so it may be granted find without a certificate subject.
+ENGINE_CLIENTS = ADDRESS_POOL
 # Addresses this machine takes on the project network's bridge when a test needs clients of its own
 # addresses (container_host's client_addresses): a connection to nginx's address on that network,
 # bound to one of them, reaches nginx from it, as a client's own address reaches the host's nginx.
@@ -149,6 +153,7 @@ SERVICES = ("nginx", "orthanc")
 # The capabilities the compose file gives the nginx container (the rest are dropped).
 NGINX_CAPABILITIES = ("setuid", "setgid")
 CLONE_NEWNET = 0x40000000  # sched.h
+SIOCGIFADDR = 0x8915  # linux/sockios.h
 # login = "cognito": the stand-in pool's hosted domain, and how long its key endpoints serve (they
 # stop by themselves after, should a run be killed).
 COGNITO_DOMAIN = f"orthweb-test.auth.{oidc.REGION}.amazoncognito.com"
@@ -180,9 +185,19 @@ exec docker "${{args[@]}}"
 
 
 def bridge_gateway() -> str:
-    """The address of this machine on the engine's default bridge (reachable from every container)."""
-    out = run(["docker", "network", "inspect", "bridge", "--format", "{{(index .IPAM.Config 0).Gateway}}"])
-    return out.stdout.strip()
+    """The address of this machine on the engine's default bridge (reachable from every container).
+    A bridge whose subnet came from the engine's address pool (orthweb_dev.engine.ADDRESS_POOL)
+    records no gateway: the bridge interface's own address is it."""
+    fmt = '{{(index .IPAM.Config 0).Gateway}} {{index .Options "com.docker.network.bridge.name"}}'
+    *gateway, interface = run(["docker", "network", "inspect", "bridge", "--format", fmt]).stdout.split()
+    return gateway[0] if gateway else interface_address(interface)
+
+
+def interface_address(name: str) -> str:
+    """The IPv4 address of this machine's network interface ``name`` (SIOCGIFADDR)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        packed = fcntl.ioctl(s.fileno(), SIOCGIFADDR, struct.pack("256s", name[:15].encode()))
+    return socket.inet_ntoa(packed[20:24])
 
 
 def container_name(service: str, project: str = PROJECT) -> str:

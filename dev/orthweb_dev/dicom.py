@@ -6,7 +6,10 @@ import io
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from pathlib import Path
+from typing import Any, Protocol
+
+from orthweb_dev.proc import wait_until
 
 # SOP classes the clients propose (pynetdicom's named constants are generated at run time).
 VERIFICATION = "1.2.840.10008.1.1"
@@ -224,3 +227,44 @@ def send_with_retries(
     for thread in threads:
         thread.join(timeout=deadline_s + 60)
     return SendReport(acknowledged=acknowledged, failures=failures, associations=opened[0])
+
+
+class _OrthancLogged(Protocol):
+    """An application whose Orthanc log is a file (orthweb_dev.harness.AppHost)."""
+
+    @property
+    def orthanc_log(self) -> Path: ...
+
+
+def log_mark(app: _OrthancLogged) -> int:
+    """Where Orthanc's log ends now (for :func:`refused_at_association`)."""
+    return len(app.orthanc_log.read_text())
+
+
+def refused_at_association(app: _OrthancLogged, assoc: Any, log_mark: int, *, aet: str = "", called: str = "") -> None:
+    """Not established, and Orthanc itself rejected the association (its log, past ``log_mark``,
+    says so): of the calling ``aet``, or for the wrong ``called`` AET. The client usually reads the
+    A-ASSOCIATE-RJ; on a loaded machine it has been seen to read only the connection closing, so
+    the reason is taken from Orthanc's log."""
+    assert not assoc.is_established
+    reason = (
+        f"Rejected association for remote AET {aet} on IP"
+        if aet
+        else f"Rejected association, because of a bad called AET in the request ({called})"
+    )
+    wait_until(f"Orthanc's log: {reason}", lambda: reason in app.orthanc_log.read_text()[log_mark:], timeout=10)
+
+
+def study_find(assoc: Any) -> tuple[list[int], set[str]]:
+    """A study-level C-FIND for every study on an open association: the statuses, the study UIDs found."""
+    from pydicom.dataset import Dataset
+
+    query = Dataset()
+    query.QueryRetrieveLevel = "STUDY"
+    query.StudyInstanceUID = ""
+    statuses, found = [], set()
+    for status, identifier in assoc.send_c_find(query, STUDY_ROOT_FIND):
+        statuses.append(int(status.Status) if status else -1)
+        if identifier is not None:
+            found.add(str(identifier.StudyInstanceUID))
+    return statuses, found

@@ -33,9 +33,13 @@ def make_ca(directory: Path, name: str) -> Issued:
     return Issued(key=key, cert=cert, ca=cert)
 
 
-def issue(ca: Issued, name: str, *, cn: str, usage: str, san: str | None = None) -> Issued:
+def issue(
+    ca: Issued, name: str, *, cn: str, usage: str, san: str | None = None, organization: str | None = None
+) -> Issued:
     """A certificate signed by ``ca`` beside it: ``NAME.{key,crt}``; ``usage`` is the extended
-    key usage (``clientAuth``, ``serverAuth``), ``san`` the subjectAltName (``IP:127.0.0.1``)."""
+    key usage (``clientAuth``, ``serverAuth``), ``san`` the subjectAltName (``IP:127.0.0.1``).
+    Its subject is ``CN=cn``, or with ``organization`` ``CN=cn,O=organization`` as nginx prints it
+    (``$ssl_client_s_dn``, RFC 2253)."""
     directory = ca.cert.parent
     key, csr, cert = directory / f"{name}.key", directory / f"{name}.csr", directory / f"{name}.crt"
     ext = directory / f"{name}.ext"
@@ -43,7 +47,8 @@ def issue(ca: Issued, name: str, *, cn: str, usage: str, san: str | None = None)
         "basicConstraints=critical,CA:FALSE\nkeyUsage=critical,digitalSignature,keyEncipherment\n"
         f"extendedKeyUsage={usage}\n" + (f"subjectAltName={san}\n" if san else "")
     )
-    run(["openssl", "req", "-newkey", "rsa:2048", "-nodes", "-subj", f"/CN={cn}",
+    subject = (f"/O={organization}" if organization else "") + f"/CN={cn}"
+    run(["openssl", "req", "-newkey", "rsa:2048", "-nodes", "-subj", subject,
          "-keyout", str(key), "-out", str(csr)])  # fmt: skip
     run(["openssl", "x509", "-req", "-in", str(csr), "-CA", str(ca.cert), "-CAkey", str(ca.key),
          "-CAcreateserial", "-days", "2", "-sha256", "-extfile", str(ext), "-out", str(cert)])  # fmt: skip

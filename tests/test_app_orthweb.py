@@ -22,7 +22,7 @@ from pydicom.uid import (
 )
 
 from orthweb.bootstrap import DB_APP_ROLE
-from orthweb.settings import Settings
+from orthweb.settings import MONITOR_IDENTITY, Settings
 from orthweb_dev.containers import ENGINE_CLIENTS, ContainerHost, containers_for_test
 from orthweb_dev.dicom import STUDY_ROOT_FIND, TEST_AET, Sample, dicom_ae, make_instance, store
 from orthweb_dev.harness import dicom_tls
@@ -100,7 +100,8 @@ def test_orthanc_runs_the_rendered_configuration_with_only_the_images_defaults_a
     }
     assert (app.etc / "orthanc-roles.lua").read_text() == app.rendered["orthanc-roles.lua"]
     assert "sslmode=verify-full" in secrets["PostgreSQL"]["ConnectionUri"]
-    assert set(secrets["RegisteredUsers"]) == {"admin"}
+    # The web users and the monitoring identity every health check logs in as.
+    assert set(secrets["RegisteredUsers"]) == {"admin", MONITOR_IDENTITY}
     system = app.rest_json("/system")
     assert system["DicomAet"] == rendered["DicomAet"] == "ORTHANC"
     assert system["DatabaseBackendPlugin"] == "/run/orthanc/plugins/libOrthancPostgreSQLIndex.so"

@@ -32,6 +32,7 @@ from pydicom.dataset import Dataset
 
 from orthweb.bootstrap import ORTHANC_DICOM_PORT, ORTHANC_HTTP_PORT
 from orthweb.settings import Settings
+from orthweb_dev.audit import AUDIT_MARK, kept_by_query
 from orthweb_dev.containers import CLIENT_ADDRESSES, NGINX_CAPABILITIES, ContainerHost, containers_for_test
 from orthweb_dev.dicom import (
     Sample,
@@ -216,15 +217,14 @@ def test_c_move_sends_to_the_peer_over_verified_tls(
     assert statuses[-1] == 0, [hex(s) for s in statuses]
     assert received == [stored.sop_instance]
     # Both moves are in Orthanc's audit lines (orthanc-move.py), with the study and the destination.
-    moves = [
-        json.loads(line.split("orthweb-audit ", 1)[1])
-        for line in app.orthanc_log.read_text().splitlines()
-        if "orthweb-audit " in line and '"C-MOVE"' in line
-    ]
-    assert [(m["aet"], m["destination"], m["study"], m.get("refused")) for m in moves[-2:]] == [
+    lines = [line for line in app.orthanc_log.read_text().splitlines() if AUDIT_MARK in line and '"C-MOVE"' in line]
+    moves = [json.loads(line.split(AUDIT_MARK, 1)[1]) for line in lines[-2:]]
+    assert [(m["aet"], m["destination"], m["study"], m.get("refused")) for m in moves] == [
         ("MOVER", "MOVER2", stored.study, "a peer may move only to itself"),
         ("MOVER", "MOVER", stored.study, None),
     ]
+    # ... and the audit query finds both by the study's UID (the operations guide's "who read X").
+    assert all(kept_by_query(line, [], stored.study) for line in lines[-2:])
     # nginx made the outgoing connection (Orthanc reached it on its loopback relay).
     mover = json.loads(app.rendered["orthanc.json"])["DicomModalities"]["MOVER"]
     assert f"listen {mover['Host']}:{mover['Port']};" in app.rendered["nginx.conf"]

@@ -92,8 +92,7 @@ def test_every_read_search_store_and_delete_is_found_by_the_query(app: Container
     assert _c_find(app, StudyInstanceUID=study_uid) == 1
     assert _c_find(app, PatientName=NAME) == 1  # a search by name: logged without it
 
-    study = audit.orthanc_id(patient, study_uid)
-    series = audit.orthanc_id(patient, study_uid, series_uid)
+    whole_patient, study, series = audit.study_ids(patient, study_uid, [series_uid])
     instance = audit.orthanc_id(patient, study_uid, series_uid, sop_uid)
     other = audit.orthanc_id(*_uids(y)[:2])
     wado = f"/wado?requestType=WADO&studyUID={study_uid}&seriesUID={series_uid}&objectUID={sop_uid}"
@@ -108,6 +107,7 @@ def test_every_read_search_store_and_delete_is_found_by_the_query(app: Container
         # image's 1.12 has): its touched field is tests/test_audit_records.py's.
         ("ann", "GET", f"/studies/{study}/archive", None, 200, True),
         ("ann", "GET", f"/series/{series}/media", None, 200, True),
+        ("ann", "GET", f"/patients/{whole_patient}/archive", None, 200, True),  # the study with the rest
         ("ann", "GET", wado + "&contentType=application/dicom", None, 200, True),  # WADO-URI
         ("ann", "GET", f"/dicom-web/studies?StudyInstanceUID={study_uid}", None, 200, True),  # QIDO-RS
         ("ann", "GET", f"/dicom-web/studies/{study_uid}/metadata", None, 200, True),  # WADO-RS
@@ -141,7 +141,7 @@ def test_every_read_search_store_and_delete_is_found_by_the_query(app: Container
     # Orthanc forgets a deleted study, change log included: the logs are the record.
     assert app.rest("GET", f"/studies/{study}")[0] == 404
 
-    ids = [study, series, instance]
+    ids = [*audit.study_ids(patient, study_uid, [series_uid]), instance]
     kept = [line for line in lines if audit.kept_by_query(line, ids, study_uid)]
     web = [(e["user"], e["method"], e["path"]) for e in map(_web, kept) if e]
     assert web == [(u, m, p.split("?")[0]) for u, m, p, _, _, found in requests if found and p != "/instances"]

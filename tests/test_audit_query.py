@@ -14,10 +14,11 @@ from orthweb_dev import audit
 DOCS = Path(__file__).resolve().parents[1] / "docs" / "operations.md"
 UID = "1.2.840.113619.2.55.3.1234"
 STUDY = audit.orthanc_id("PAT01", UID)
+PATIENT = audit.orthanc_id("PAT01")
 
 
 def _kept(line: str) -> bool:
-    return audit.kept_by_query(line, [STUDY], UID)
+    return audit.kept_by_query(line, audit.study_ids("PAT01", UID), UID)
 
 
 def _web(path: str, method: str = "GET", status: int = 200, touched: str = "") -> str:
@@ -34,6 +35,7 @@ def test_web_reads_are_found_by_the_path_or_by_what_the_query_string_or_body_nam
     assert _kept(_web("/tools/create-archive", touched=STUDY))  # GET ?resources=, or the POST body
     assert _kept(_web("/tools/find", "POST", touched=f"1.2.3 {UID}"))
     assert _kept(_web("/modalities/PACS2/store", "POST", touched=STUDY))  # sent elsewhere
+    assert _kept(_web(f"/patients/{PATIENT}/archive"))  # the whole patient, the study with it
 
 
 def test_other_studies_refusals_and_writes_are_left_out() -> None:
@@ -52,6 +54,10 @@ def test_orthanc_audit_lines_are_found_by_the_study_they_name() -> None:
     stored = {"op": "C-STORE", "via": "DicomProtocol", "instance": "x", "study": UID, "aet": "CT01"}
     assert _kept(prefix + json.dumps(stored))
     assert not _kept(prefix + json.dumps({**find, "study": UID + "9"}))
+    # A C-MOVE at the patient level names the patient's Orthanc ID: it carries the study too.
+    move = {"op": "C-MOVE", "aet": "WS01", "destination": "WS01", "level": "PATIENT", "resources": [PATIENT]}
+    assert _kept(prefix + json.dumps(move))
+    assert not _kept(prefix + json.dumps({**move, "resources": [audit.orthanc_id("PAT02")]}))
     assert not _kept(f"W1205 00:10:00.123456 something.cpp:1] {UID}")  # not an audit line
     # nginx's DICOM connection lines name no study.
     assert not _kept(json.dumps({"time": "t", "client": "10.0.0.5", "port": 11112, "status": 200}))

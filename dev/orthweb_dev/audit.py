@@ -9,9 +9,12 @@ line name a study:
   and ``touched``, the Orthanc IDs and DICOM UIDs its query string or command body named
   (userdata/app/orthweb-audit.js). The query keeps the reads, sends and deletes that succeeded and
   name the study in either field.
-* Orthanc's audit lines (``/<prefix>/orthanc``, userdata/app/orthanc-audit.lua):
-  ``orthweb-audit {...}`` for each DICOM C-FIND and each instance stored, with the peer's AET and
-  network or the web user. The query keeps those naming the study.
+* Orthanc's audit lines (``/<prefix>/orthanc``, userdata/app/orthanc-audit.lua and
+  orthanc-move.py): ``orthweb-audit {...}`` for each DICOM C-FIND, each C-MOVE and each instance
+  stored, with the peer's AET and network or the web user. The query keeps those naming the study.
+
+A read of the study's patient as a whole (``/patients/<id>/archive``, a patient-level C-MOVE)
+includes the study, so the patient's Orthanc ID is searched for too (:func:`study_ids`).
 
 Usage: python -m orthweb_dev.audit --patient-id ID --study-uid UID [--series-uid UID]...
 [--instance-id ID]... prints the query. The tests apply :func:`kept_by_query`, the query's filter,
@@ -42,6 +45,16 @@ def orthanc_id(*dicom_ids: str) -> str:
     series and SOP instance UIDs down to the resource's level."""
     digest = hashlib.sha1("|".join(dicom_ids).encode(), usedforsecurity=False).hexdigest()
     return "-".join(digest[i : i + 8] for i in range(0, 40, 8))
+
+
+def study_ids(patient_id: str, study_uid: str, series_uids: Sequence[str] = ()) -> list[str]:
+    """The Orthanc IDs whose reads include the study: its patient's (a patient-level archive or
+    C-MOVE carries every study of the patient), the study's, and those of the series given."""
+    return [
+        orthanc_id(patient_id),
+        orthanc_id(patient_id, study_uid),
+        *(orthanc_id(patient_id, study_uid, s) for s in series_uids),
+    ]
 
 
 def study_pattern(orthanc_ids: Sequence[str], study_uid: str) -> str:
@@ -95,9 +108,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--instance-id", action="append", default=[], help="an Orthanc instance ID of it, from its store lines (repeat)"
     )
     args = parser.parse_args(argv)
-    ids = [orthanc_id(args.patient_id, args.study_uid)]
-    ids += [orthanc_id(args.patient_id, args.study_uid, s) for s in args.series_uid]
-    ids += args.instance_id
+    ids = study_ids(args.patient_id, args.study_uid, args.series_uid) + args.instance_id
     try:
         print(insights_query(ids, args.study_uid))
     except ValueError as exc:

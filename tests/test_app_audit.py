@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import json
+import socket
 from collections.abc import Iterator
 
 import pytest
@@ -112,6 +113,7 @@ def test_every_read_search_store_and_delete_is_found_by_the_query(app: Container
         ("ann", "GET", f"/dicom-web/studies?StudyInstanceUID={study_uid}", None, 200, True),  # QIDO-RS
         ("ann", "GET", f"/dicom-web/studies/{study_uid}/metadata", None, 200, True),  # WADO-RS
         ("ann", "POST", "/tools/find", find, 200, True),
+        ("ann", "POST", "/tools/find/", find, 200, True),  # Orthanc's same route: its body read too
         ("ann", "POST", "/tools/lookup", study_uid.encode(), 200, True),
         ("ann", "POST", "/tools/find", by_name, 200, False),  # by name: nothing of the study named
         ("ann", "GET", f"/dicom-web/studies?PatientName={NAME.replace('^', '%5E')}", None, 200, False),
@@ -158,3 +160,38 @@ def test_every_read_search_store_and_delete_is_found_by_the_query(app: Container
     # The search by name was recorded at its level, the name left out.
     finds = [e for e in map(_audit, lines) if e and e["op"] == "C-FIND"]
     assert [(e["level"], e["study"]) for e in finds] == [("STUDY", study_uid), ("STUDY", "")]
+
+
+def _post_in_part(app: ContainerHost, path: str, headers: dict[str, str], declared: int, sent: int) -> socket.socket:
+    """A POST to nginx declaring ``declared`` body bytes and sending the first ``sent``."""
+    raw = socket.create_connection(("127.0.0.1", app.ports["nginx_web"]), timeout=10)
+    tls = app.tls_context().wrap_socket(raw, server_hostname="localhost")
+    head = f"POST {path} HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n"
+    head += "".join(f"{name}: {value}\r\n" for name, value in headers.items())
+    tls.sendall(f"{head}Content-Length: {declared}\r\n\r\n".encode() + b" " * sent)
+    return tls
+
+
+def _answer(conn: socket.socket, wait: float) -> bytes:
+    """What the server answered within ``wait`` seconds (nothing: b"")."""
+    conn.settimeout(wait)
+    try:
+        return conn.recv(65536)
+    except TimeoutError:
+        return b""
+
+
+def test_only_a_right_login_has_a_command_body_read_into_memory(app: ContainerHost) -> None:
+    """A command route's body is held in nginx's memory for the audit; without the right login it
+    is not: the request goes on to Orthanc without it, and the 401 comes before the body does."""
+    refused = {"none": {}, "wrong": app.login_headers("ann", "not-her-password")}
+    for why, headers in refused.items():
+        with _post_in_part(app, "/tools/find", headers, declared=60_000, sent=10) as conn:
+            answer = _answer(conn, wait=10)
+        assert answer.startswith(b"HTTP/1.1 401"), (why, answer[:200])
+        assert b"www-authenticate: basic" in answer.lower(), why  # Orthanc's challenge, as elsewhere
+    # The right login: nginx waits for the whole body before Orthanc sees the request.
+    with _post_in_part(app, "/tools/find", app.login_headers("ann"), declared=100, sent=10) as conn:
+        assert _answer(conn, wait=2) == b""
+        conn.sendall(b" " * 90)
+        assert _answer(conn, wait=10).startswith(b"HTTP/1.1 400")  # blank JSON: Orthanc's answer

@@ -36,6 +36,10 @@ def test_web_reads_are_found_by_the_path_or_by_what_the_query_string_or_body_nam
     assert _kept(_web("/tools/find", "POST", touched=f"1.2.3 {UID}"))
     assert _kept(_web("/modalities/PACS2/store", "POST", touched=STUDY))  # sent elsewhere
     assert _kept(_web(f"/patients/{PATIENT}/archive"))  # the whole patient, the study with it
+    # More resources than the line keeps, or a request touched() could not read: maybe the study.
+    assert _kept(_web("/tools/create-archive", "POST", touched="0a1b2c3d-0a1b2c3d-0a1b2c3d-0a1b2c3d-0a1b2c3d +31"))
+    assert _kept(_web("/tools/find", "POST", touched="+?"))
+    assert not _kept(_web("/tools/find", "POST", touched="1.2.3 +31", status=403))
 
 
 def test_other_studies_refusals_and_writes_are_left_out() -> None:

@@ -114,6 +114,36 @@ def test_the_resources_are_those_named_at_the_requests_level(service: FakeOrthan
     assert [line.get("resources") for line in audit_lines(service)] == [[], [SERIES_ID]]
 
 
+def test_the_move_is_audited_before_anything_is_sent_and_a_failed_send_again(
+    service: FakeOrthanc, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def send_fails(uri: str, body: str) -> str:
+        if uri.endswith("/store"):
+            assert len(service.log) == 1  # the line is written before the send
+            raise RuntimeError("the peer went away")
+        return json.dumps(service.lookups.get(body, []))
+
+    monkeypatch.setattr(service, "RestApiPost", send_fails)
+    with pytest.raises(RuntimeError):
+        move(service, "MOVER", "MOVER", StudyInstanceUID=STUDY_UID)
+    first, second = audit_lines(service)
+    assert first["resources"] == second["resources"] == [STUDY_ID]
+    assert "failed" not in first
+    assert second["failed"] is True
+
+
+def test_only_uid_characters_reach_the_audit_line(service: FakeOrthanc) -> None:
+    move(service, "MOVER", "MOVER", Level="Smith", StudyInstanceUID="SMITH^JOHN")
+    with pytest.raises(ValueError, match="only to itself"):
+        move(service, "MOVER", "CT01", StudyInstanceUID="SMITH^JOHN")
+    assert "smith" not in " ".join(service.log).lower()
+    lines = audit_lines(service)
+    assert [(line["level"], line["study"]) for line in lines] == [
+        ("(not a level)", "(not a UID)"),
+        ("STUDY", "(not a UID)"),
+    ]
+
+
 def test_the_service_is_rendered_only_when_a_peer_may_move() -> None:
     with_move = Settings(dicom_peers=PEERS, dicom_client_ca=CA_PEM)
     assert move_peers(with_move) == {

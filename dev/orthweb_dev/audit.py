@@ -8,7 +8,7 @@ line name a study:
 * nginx's access log (``/<prefix>/nginx``): one JSON line per web request with the user, the path
   and ``touched``, the Orthanc IDs and DICOM UIDs its query string or command body named
   (userdata/app/orthweb-audit.js). The query keeps the reads, sends and deletes that succeeded and
-  name the study in either field.
+  name the study in either field, or whose ``touched`` left tokens out (``+N``, ``+?``).
 * Orthanc's audit lines (``/<prefix>/orthanc``, userdata/app/orthanc-audit.lua and
   orthanc-move.py): ``orthweb-audit {...}`` for each DICOM C-FIND, each C-MOVE and each instance
   stored, with the peer's AET and network or the web user. The query keeps those naming the study.
@@ -68,6 +68,11 @@ def study_pattern(orthanc_ids: Sequence[str], study_uid: str) -> str:
     return "(?i)(" + "|".join([*orthanc_ids, uid]) + ")"
 
 
+# The end of a touched field that left tokens out (more than orthweb-audit.js keeps, or a request
+# it could not read): the study may be among them, so the query keeps such lines too.
+OVERFLOW = r"\+([0-9]+|\?)$"
+
+
 def insights_query(orthanc_ids: Sequence[str], study_uid: str) -> str:
     """The Logs Insights query on ``/<prefix>/nginx`` and ``/<prefix>/orthanc`` together: every
     read, search, send, store or delete of the study, oldest first."""
@@ -75,7 +80,7 @@ def insights_query(orthanc_ids: Sequence[str], study_uid: str) -> str:
     methods = ", ".join(f'"{m}"' for m in METHODS)
     return (
         f"fields {', '.join(FIELDS)}\n"
-        f"| filter ((path like /{pattern}/ or touched like /{pattern}/)"
+        f"| filter ((path like /{pattern}/ or touched like /{pattern}/ or touched like /{OVERFLOW}/)"
         f" and method in [{methods}] and status < 400)"
         f" or (@message like /{AUDIT_MARK}/ and @message like /{pattern}/)\n"
         "| sort @timestamp asc"
@@ -93,7 +98,8 @@ def kept_by_query(message: str, orthanc_ids: Sequence[str], study_uid: str) -> b
         return False
     if not isinstance(entry, dict) or "method" not in entry:
         return False  # the stream log's DICOM connection lines: no method, no path
-    named = pattern.search(entry.get("path", "")) or pattern.search(entry.get("touched", ""))
+    touched = entry.get("touched", "")
+    named = pattern.search(entry.get("path", "")) or pattern.search(touched) or re.search(OVERFLOW, touched)
     return named is not None and entry["method"] in METHODS and int(entry["status"]) < 400
 
 

@@ -27,6 +27,16 @@ local function value(tags, key)
   return ""
 end
 
+-- A UID as the peer or the file gave it, kept only if it is made of what UIDs (and C-FIND's lists
+-- and wildcards) are made of: whatever else a device put there never reaches the log.
+local function uid(tags, key)
+  local v = value(tags, key)
+  if v:match("^[%d%.\\%*%?]*$") then
+    return v
+  end
+  return "(not a UID)"
+end
+
 -- C-FIND: the level asked, and the study and series UIDs when the query names them (a query by
 -- patient name is logged as a query at its level, the name left out). The query goes on unchanged.
 function IncomingFindRequestFilter(query, origin)
@@ -34,9 +44,9 @@ function IncomingFindRequestFilter(query, origin)
     op = "C-FIND",
     aet = value(origin, "RemoteAet"),
     network = PEER_NETWORKS[value(origin, "RemoteIp")] or value(origin, "RemoteIp"),
-    level = value(query, "0008,0052"),
-    study = value(query, "0020,000d"),
-    series = value(query, "0020,000e"),
+    level = value(query, "0008,0052"):match("^%u*$") or "(not a level)",
+    study = uid(query, "0020,000d"),
+    series = uid(query, "0020,000e"),
   })
   return query
 end
@@ -50,9 +60,9 @@ function OnStoredInstance(instanceId, tags, metadata, origin)
     op = (how == "DicomProtocol") and "C-STORE" or "store",
     via = how,
     instance = instanceId,
-    study = value(tags, "StudyInstanceUID"),
-    series = value(tags, "SeriesInstanceUID"),
-    sop = value(tags, "SOPInstanceUID"),
+    study = uid(tags, "StudyInstanceUID"),
+    series = uid(tags, "SeriesInstanceUID"),
+    sop = uid(tags, "SOPInstanceUID"),
   }
   if how == "DicomProtocol" then
     entry["aet"] = value(origin, "RemoteAet")

@@ -6,7 +6,9 @@ peer is granted move; docs/host.md, "DICOM peers"). Two things Orthanc's own ser
   nginx's relay to that peer's host, port and certificate name.
 * Every move leaves an audit line: Orthanc has no Lua callback for C-MOVE. The line is
   "orthweb-audit " and one JSON object, like orthanc-audit.lua's: the peer's AET and network, the
-  level, the UIDs asked for, the destination, how many instances went, and whether it was refused.
+  level, the UIDs asked for, the destination, and the Orthanc IDs sent, or why it was refused. It
+  is written before anything is sent (a crash mid-move still leaves it); a send that fails adds a
+  second line with "failed".
 
 Orthanc has already checked the caller before this runs: its AET from its own network's address
 (DicomCheckModalityHost), and AllowMove. Written for the plugin's first C-MOVE interface
@@ -38,6 +40,12 @@ def audit(entry):
     orthanc.LogWarning("orthweb-audit " + json.dumps(entry, sort_keys=True))
 
 
+def uid(request, key):
+    """A UID as the peer sent it, kept only if made of what UID lists are made of."""
+    value = str(request.get(key) or "")
+    return value if all(c in "0123456789.\\" for c in value) else "(not a UID)"
+
+
 def level_of(request):
     level = str(request.get("Level") or "").upper()
     if level in LEVELS:
@@ -64,15 +72,16 @@ def on_move(**request):
     originator = str(request.get("OriginatorAET") or "")
     target = str(request.get("TargetAET") or "")
     peer = MOVERS.get(originator.upper())
+    level = str(request.get("Level") or "")
     entry = {
         "op": "C-MOVE",
         "aet": originator,
         "network": peer["network"] if peer else "",
         "destination": target,
-        "level": str(request.get("Level") or ""),
-        "study": str(request.get("StudyInstanceUID") or ""),
-        "series": str(request.get("SeriesInstanceUID") or ""),
-        "sop": str(request.get("SOPInstanceUID") or ""),
+        "level": level if level.upper() in LEVELS or not level else "(not a level)",
+        "study": uid(request, "StudyInstanceUID"),
+        "series": uid(request, "SeriesInstanceUID"),
+        "sop": uid(request, "SOPInstanceUID"),
     }
     if peer is None or target.upper() != originator.upper():
         entry["refused"] = "a peer may move only to itself"
@@ -85,6 +94,7 @@ def on_move(**request):
         audit(entry)
         raise
     entry["resources"] = ids
+    audit(entry)  # before anything leaves
     body = {"Resources": ids, "Synchronous": True, "MoveOriginatorAet": originator}
     if request.get("OriginatorID"):
         body["MoveOriginatorID"] = int(request["OriginatorID"])
@@ -92,10 +102,8 @@ def on_move(**request):
         try:
             orthanc.RestApiPost(f"/modalities/{peer['modality']}/store", json.dumps(body))
         except Exception:
-            entry["failed"] = True
-            audit(entry)
+            audit({**entry, "failed": True})
             raise
-    audit(entry)
 
 
 orthanc.RegisterMoveCallback(on_move)

@@ -260,8 +260,9 @@ def test_only_the_small_command_bodies_are_read_into_memory() -> None:
     # Orthanc drops a trailing slash (and nginx makes /tools/find/. into /tools/find/): same route.
     assert all(re.fullmatch(pattern, path + "/") for path in commands)
     # Basic logins: only a right login has its body read; the others go on to Orthanc's 401 bodiless.
-    assert 'if ($orthweb_login != "ok") {\n        return 418;' in block
-    assert "proxy_pass_request_body off;" in conf[conf.index("location @orthweb_without_body") :].split("}", 1)[0]
+    assert "auth_request /orthweb-login;" in block
+    check = conf[conf.index("location = /orthweb-login {") :]
+    assert "internal;" in check.split("\n")[1]
     # Uploads and everything else stream to Orthanc, unbuffered and uncapped.
     streamed = ["/instances", "/dicom-web/studies", "/tools/create-dicom", "/modalities/PACS2/store-straight"]
     streamed += ["/studies/x/archive", "/tools/find/x", "/wado"]

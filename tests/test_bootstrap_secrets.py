@@ -70,7 +70,9 @@ def fake_host(tmp_path: Path, emulator: MotoServer) -> Host:
         (sbin / script.stem).symlink_to(script)
     # The RDS CA download needs the internet; test_bootstrap_cert covers it against loopback. The
     # database role step needs PostgreSQL: tests/test_app_db_role.py runs it against the harness's.
-    for step in ("orthweb-rds-ca", "orthweb-db-role"):
+    # The archive volume step needs a block device to mount: tests/test_app_archives.py gives it a
+    # loop device, tests/test_bootstrap_archives.py its refusals.
+    for step in ("orthweb-rds-ca", "orthweb-db-role", "orthweb-archives"):
         (sbin / step).unlink()
         (sbin / step).write_text("#!/bin/sh\nexit 0\n")
         (sbin / step).chmod(0o755)

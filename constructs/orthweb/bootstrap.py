@@ -219,14 +219,14 @@ def _nginx_dicom_allow(settings: Settings) -> str:
     return "\n".join([*(f"allow {cidr};" for cidr in settings.dicom_ingress_cidrs), "deny all;"])
 
 
-def _nginx_dicom_networks(settings: Settings) -> str:
+def _nginx_dicom_networks(sources: DicomSources) -> str:
     """The ``geo`` entries naming each DICOM network (the network itself is the value)."""
-    return "\n".join(f"{cidr} {cidr};" for cidr in dicom_sources(settings).networks)
+    return "\n".join(f"{cidr} {cidr};" for cidr in sources.networks)
 
 
-def _nginx_dicom_network_sources(settings: Settings) -> str:
+def _nginx_dicom_network_sources(sources: DicomSources) -> str:
     """The ``map`` entries from each DICOM network to its address."""
-    return "\n".join(f"{cidr} {source};" for cidr, source in dicom_sources(settings).networks.items())
+    return "\n".join(f"{cidr} {source};" for cidr, source in sources.networks.items())
 
 
 def _regex_literal(text: str) -> str:
@@ -235,10 +235,9 @@ def _regex_literal(text: str) -> str:
     return re.sub(r"([.()+?*\[\]^$|{}\\])", r"\\\1", text)
 
 
-def _nginx_dicom_certificates(settings: Settings) -> str:
+def _nginx_dicom_certificates(settings: Settings, sources: DicomSources) -> str:
     """The ``map`` entries giving a verified certificate of a peer's subject, from a network inside
     the peer's cidr, the peer's own address (``"$ssl_client_verify|$ssl_client_s_dn|$dicom_network"``)."""
-    sources = dicom_sources(settings)
     lines = []
     for peer in settings.dicom_peers:
         if peer.certificate_subject is None:
@@ -249,17 +248,16 @@ def _nginx_dicom_certificates(settings: Settings) -> str:
     return "\n".join(lines) or "# No peer names a certificate subject."
 
 
-def _nginx_move_relays(settings: Settings) -> str:
+def _nginx_move_relays(settings: Settings, sources: DicomSources) -> str:
     """One loopback-only stream server per peer granted move (see ``MOVE_RELAY_BASE_PORT``), on
     the Host of its modality entry."""
-    sources = dicom_sources(settings).peers
     blocks = []
     peers = [p for p in settings.dicom_peers if "move" in p.permissions]
     for n, peer in enumerate(peers):
         blocks.append(
             f"# C-MOVE to {peer.aet}: Orthanc connects here; nginx opens DICOM TLS to the peer.\n"
             "server {\n"
-            f"  listen {sources[peer.aet]}:{MOVE_RELAY_BASE_PORT + n};\n"
+            f"  listen {sources.peers[peer.aet]}:{MOVE_RELAY_BASE_PORT + n};\n"
             f"  proxy_pass {peer.host}:{peer.port};\n"
             "  proxy_ssl on;\n"
             "  proxy_ssl_protocols TLSv1.2 TLSv1.3;\n"
@@ -288,11 +286,10 @@ def move_peers(settings: Settings) -> dict[str, dict[str, str]]:
     }
 
 
-def _audit_peer_networks(settings: Settings) -> str:
+def _audit_peer_networks(settings: Settings, sources: DicomSources) -> str:
     """The audit's Lua table (orthanc-audit.lua): each loopback address nginx connects to Orthanc
     from, to the peer network(s) behind it, so a DICOM audit line names the network, not 127.1.x.y.
     A peer with ``certificate_subject`` has an address of its own: behind it, the peer's cidr."""
-    sources = dicom_sources(settings)
     networks: dict[str, list[str]] = {}
     for cidr, source in sources.networks.items():
         networks.setdefault(source, []).append(cidr)
@@ -334,6 +331,8 @@ def login_env(settings: Settings, facts: HostFacts) -> str:
 
 def settings_values(settings: Settings) -> dict[str, str]:
     """The values that come from settings alone: enough for the application files."""
+    sources = dicom_sources(settings)
+    movers = move_peers(settings)
     return {
         "name_prefix": settings.name_prefix,
         # Who checks the web login (orthweb.front_door with "cognito"), and the flag for includes.
@@ -359,16 +358,16 @@ def settings_values(settings: Settings) -> dict[str, str]:
         "compose_plugin_version": COMPOSE_PLUGIN_VERSION,
         "dicom_modalities": json.dumps(dicom_modalities(settings)),
         "dicom_allow": _nginx_dicom_allow(settings),
-        "dicom_networks": _nginx_dicom_networks(settings),
-        "dicom_network_sources": _nginx_dicom_network_sources(settings),
-        "dicom_certificates": _nginx_dicom_certificates(settings),
+        "dicom_networks": _nginx_dicom_networks(sources),
+        "dicom_network_sources": _nginx_dicom_network_sources(sources),
+        "dicom_certificates": _nginx_dicom_certificates(settings, sources),
         "no_peer_source": NO_PEER_SOURCE,
-        "move_relays": _nginx_move_relays(settings),
+        "move_relays": _nginx_move_relays(settings, sources),
         "web_user_roles": _lua_roles(settings),
-        "audit_peer_networks": _audit_peer_networks(settings),
+        "audit_peer_networks": _audit_peer_networks(settings, sources),
         # Orthweb's C-MOVE service (orthanc-move.py), when a peer may move.
-        "dicom_move": json.dumps(bool(move_peers(settings))),
-        "move_peers": json.dumps(move_peers(settings)),
+        "dicom_move": json.dumps(bool(movers)),
+        "move_peers": json.dumps(movers),
         "web_user_names": " ".join(settings.web_users),
         "monitor_identity": MONITOR_IDENTITY,
         "stone_enabled": json.dumps("stone" in settings.viewers),

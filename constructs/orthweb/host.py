@@ -348,27 +348,19 @@ class Host(Construct):
                 http_put_response_hop_limit=LAUNCH_TEMPLATE_HOP_LIMIT,
                 instance_metadata_tags="disabled",
             ),
+            # The root volume and the archive volume, alike but for their size.
             block_device_mappings=[
                 LaunchTemplateBlockDeviceMappings(
-                    device_name=ROOT_DEVICE,
+                    device_name=device,
                     ebs=LaunchTemplateBlockDeviceMappingsEbs(
                         volume_type="gp3",
-                        volume_size=root_volume_gb,
+                        volume_size=size,
                         encrypted="true",
                         kms_key_id=key_arn,
                         delete_on_termination="true",
                     ),
-                ),
-                LaunchTemplateBlockDeviceMappings(
-                    device_name=ARCHIVE_DEVICE,
-                    ebs=LaunchTemplateBlockDeviceMappingsEbs(
-                        volume_type="gp3",
-                        volume_size=archive_volume_gb,
-                        encrypted="true",
-                        kms_key_id=key_arn,
-                        delete_on_termination="true",
-                    ),
-                ),
+                )
+                for device, size in ((ROOT_DEVICE, root_volume_gb), (ARCHIVE_DEVICE, archive_volume_gb))
             ],
             user_data=user_data,
             tag_specifications=[

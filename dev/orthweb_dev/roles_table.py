@@ -230,6 +230,31 @@ CALLS: tuple[Call, ...] = (
     Call("REST", "media job, extended", "POST", "/tools/create-media-extended", f"{CORE}/OrthancRestArchive.cpp CreateBatchPost", ADMINS),
 )  # fmt: skip
 
+# The monitoring identity (the health checks' login, role "monitor") may ask GET /changes alone,
+# as /changes?last: Orthanc passes its filter no query, and nginx refuses the identity every other
+# request. Besides every row of CALLS it must be refused these: reads every role is allowed, and
+# the other methods and neighbours of its one route. tests/test_roles_from_sources.py asks them of
+# the rendered filter in lua5.3, tests/test_app_daytwo.py of nginx and Orthanc on the containers.
+MONITOR_REFUSED: tuple[tuple[str, str], ...] = (
+    ("GET", "/patients"),
+    ("GET", "/studies"),
+    ("GET", "/instances"),
+    ("GET", "/system"),
+    ("GET", "/statistics"),
+    ("GET", "/changes/"),
+    ("GET", "/changes/1"),
+    ("GET", "/exports"),
+    ("GET", "/tools/now"),
+    ("GET", "/app/explorer.html"),
+    ("GET", "/ui/app/"),
+    ("GET", "/dicom-web/studies"),
+    ("POST", "/tools/find"),
+    ("POST", "/changes"),
+    ("PUT", "/changes"),
+    ("DELETE", "/changes"),
+    ("POST", "/tools/execute-script"),
+)
+
 
 def table() -> str:
     """The table as Markdown, one row per call."""

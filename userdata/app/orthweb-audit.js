@@ -40,7 +40,8 @@ function urlDecode(text) {
     });
 }
 
-// JSON's \uXXXX escapes, for a body JSON.parse refused but Orthanc's lenient parser may accept.
+// JSON's \u escapes (four hex digits each), for a body JSON.parse refused but Orthanc's lenient
+// parser may accept.
 function jsonUnescape(text) {
     return text.replace(/\\u([0-9A-Fa-f]{4})/g, function (m, hex) {
         return String.fromCharCode(parseInt(hex, 16));

@@ -2,9 +2,10 @@
 # Every minute (orthweb-probe.timer, only with alarms): asks Orthanc, through nginx over HTTPS as
 # a client would and as the monitoring identity (common.sh), for its last change (GET
 # /changes?last answers only when Orthanc and its database work; it is the orthancteam image's
-# own liveness probe), then publishes 1 (answered 200) or 0 as the CloudWatch metric the application-health alarm watches. No data at all (host
-# down, probe broken) counts as failing there. The same request as the load balancer's health
-# check (orthweb-health, several hosts), which answers the balancer instead of CloudWatch.
+# own liveness probe), then publishes 1 (answered 200) or 0 as the CloudWatch metric the
+# application-health alarm watches. No data at all (host down, probe broken) counts as failing
+# there. The same request as the load balancer's health check (orthweb-health, several hosts),
+# which answers the balancer instead of CloudWatch.
 set -euo pipefail
 # shellcheck source=../lib/common.sh
 . "${ORTHWEB_LIB:-/usr/local/lib/orthweb}/common.sh"
